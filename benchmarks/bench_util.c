@@ -1,0 +1,228 @@
+/*
+ * bench_util.c -- see bench_util.h for the timing method.
+ */
+#define _GNU_SOURCE
+#include "bench_util.h"
+
+#include <errno.h>
+#include <gnu/libc-version.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t bench_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void bench_die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fprintf(stderr, "%s: FATAL: ", program_invocation_short_name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+int bench_usable_cpus(int *cpus, int max)
+{
+	cpu_set_t set;
+	int n = 0;
+
+	if (sched_getaffinity(0, sizeof(set), &set) != 0) {
+		long online = sysconf(_SC_NPROCESSORS_ONLN);
+
+		for (long c = 0; c < online && n < max; c++)
+			cpus[n++] = (int)c;
+		return n;
+	}
+	for (int c = 0; c < CPU_SETSIZE && n < max; c++)
+		if (CPU_ISSET(c, &set))
+			cpus[n++] = c;
+	return n;
+}
+
+int bench_pin_self(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+struct team_worker {
+	pthread_t thread;
+	int tid;
+	int cpu;
+	int pin_err;
+	uint64_t start_ns, end_ns;
+	struct team_shared *shared;
+};
+
+struct team_shared {
+	pthread_barrier_t barrier;
+	bench_worker_fn fn;
+	void *arg;
+	uint64_t ops;
+};
+
+static void *team_main(void *p)
+{
+	struct team_worker *w = p;
+	struct team_shared *s = w->shared;
+
+	w->pin_err = bench_pin_self(w->cpu);
+	pthread_barrier_wait(&s->barrier);
+	w->start_ns = bench_now_ns();
+	s->fn(s->arg, w->tid, s->ops);
+	w->end_ns = bench_now_ns();
+	return NULL;
+}
+
+struct bench_team_result bench_team_run(int nthreads, const int *cpus,
+                                        int ncpus, bench_worker_fn fn,
+                                        void *arg, uint64_t ops)
+{
+	struct team_shared shared = { .fn = fn, .arg = arg, .ops = ops };
+	struct team_worker *w;
+	struct bench_team_result res = { .wall_ns = 0, .pinned = true };
+	uint64_t first = UINT64_MAX, last = 0;
+	int err;
+
+	if (nthreads < 1 || nthreads > BENCH_MAX_THREADS || ncpus < 1)
+		bench_die("bad team: %d threads on %d cpus", nthreads, ncpus);
+	w = calloc((size_t)nthreads, sizeof(*w));
+	if (!w)
+		bench_die("out of memory");
+	pthread_barrier_init(&shared.barrier, NULL, (unsigned)nthreads);
+	for (int i = 0; i < nthreads; i++) {
+		w[i].tid = i;
+		w[i].cpu = cpus[i % ncpus];
+		w[i].shared = &shared;
+		err = pthread_create(&w[i].thread, NULL, team_main, &w[i]);
+		if (err)
+			bench_die("pthread_create: %s", strerror(err));
+	}
+	for (int i = 0; i < nthreads; i++) {
+		pthread_join(w[i].thread, NULL);
+		if (w[i].pin_err)
+			res.pinned = false;
+		if (w[i].start_ns < first)
+			first = w[i].start_ns;
+		if (w[i].end_ns > last)
+			last = w[i].end_ns;
+	}
+	pthread_barrier_destroy(&shared.barrier);
+	free(w);
+	res.wall_ns = (double)(last - first);
+	return res;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+double bench_median(const double *v, int n)
+{
+	double tmp[64];
+
+	if (n < 1)
+		return 0;
+	if (n > 64)
+		n = 64;
+	memcpy(tmp, v, (size_t)n * sizeof(*v));
+	qsort(tmp, (size_t)n, sizeof(*tmp), cmp_double);
+	return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
+}
+
+/* Copy the value after "key<spaces>:<space>" from a /proc/cpuinfo line. */
+static bool cpuinfo_value(const char *line, const char *key, char *out,
+                          size_t size)
+{
+	size_t klen = strlen(key);
+	const char *p;
+
+	if (strncmp(line, key, klen) != 0)
+		return false;
+	p = line + klen;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p != ':')
+		return false;
+	p++;
+	while (*p == ' ')
+		p++;
+	snprintf(out, size, "%.*s", (int)strcspn(p, "\n"), p);
+	return true;
+}
+
+static void read_first_line(const char *path, char *out, size_t size)
+{
+	FILE *f = fopen(path, "r");
+
+	snprintf(out, size, "?");
+	if (!f)
+		return;
+	if (fgets(out, (int)size, f))
+		out[strcspn(out, "\n")] = '\0';
+	fclose(f);
+}
+
+void bench_sysinfo_get(struct bench_sysinfo *out)
+{
+	char line[4096], alt[128] = "";
+	struct utsname u;
+	FILE *f;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(out->cpu_model, sizeof(out->cpu_model), "unknown");
+	f = fopen("/proc/cpuinfo", "r");
+	if (f) {
+		bool have_model = false;
+
+		while (fgets(line, sizeof(line), f)) {
+			char flags[8];
+
+			if (!have_model &&
+			    cpuinfo_value(line, "model name", out->cpu_model,
+			                  sizeof(out->cpu_model)))
+				have_model = true;
+			/* aarch64 and others: no "model name". */
+			if (!alt[0])
+				cpuinfo_value(line, "Hardware", alt, sizeof(alt));
+			if (!alt[0])
+				cpuinfo_value(line, "uarch", alt, sizeof(alt));
+			if (cpuinfo_value(line, "flags", flags, sizeof(flags)) &&
+			    strstr(line, " hypervisor"))
+				out->hypervisor = true;
+		}
+		fclose(f);
+		if (!have_model && alt[0])
+			snprintf(out->cpu_model, sizeof(out->cpu_model), "%s", alt);
+	}
+	out->online = sysconf(_SC_NPROCESSORS_ONLN);
+	read_first_line("/sys/devices/system/cpu/possible", out->possible,
+	                sizeof(out->possible));
+	if (uname(&u) == 0)
+		snprintf(out->kernel, sizeof(out->kernel), "%s", u.release);
+	else
+		snprintf(out->kernel, sizeof(out->kernel), "?");
+	snprintf(out->glibc, sizeof(out->glibc), "%s", gnu_get_libc_version());
+}

@@ -1,0 +1,55 @@
+/*
+ * percpu/arch/arch.h -- the contract every architecture file fulfils, and
+ * the choice of which one is built.
+ *
+ * An architecture supplies *one attempt* at each restartable per-CPU
+ * operation; the retry loop, the bounds check and the fallback live once,
+ * in C, in <percpu/ops.h>.  This is the only directory with asm in it.
+ * Adding aarch64 means adding aarch64.h with the same five definitions:
+ *
+ *   PERCPU_ARCH_HAS_RSEQ            1 if the functions below are real
+ *   uint32_t percpu_arch_rseq_cpu_start(void)
+ *        glibc's rseq cpu_id_start: always a valid possible CPU (0 when
+ *        the thread is not registered).  Read it to *prepare* a section.
+ *   int32_t  percpu_arch_rseq_cpu_id(void)
+ *        rseq cpu_id: < 0 when the thread is not registered (-2: glibc
+ *        registration failed or disabled).
+ *   int percpu_arch_rseq_add(void *slot, uint32_t cpu, int64_t delta)
+ *        In one rseq critical section: if the thread still runs on `cpu`,
+ *        *(int64_t *)slot += delta with a single committing instruction.
+ *        0: committed.  -1: aborted (preempted, migrated, signalled, or
+ *        not registered) and nothing was written.
+ *   int percpu_arch_rseq_add_if_zero(void *slot, uint32_t cpu,
+ *                                    const uintptr_t *mode, int64_t delta)
+ *        The same, but *mode is loaded inside the section and the add
+ *        only commits if it read 0.  0: committed; 1: *mode was non-zero,
+ *        nothing written; -1: aborted.  Paired with percpu_fence() this is
+ *        the mode-switch primitive (see <percpu/fence.h>): once a writer
+ *        stored a non-zero mode and the fence returned, no add that read
+ *        the old zero can still commit.
+ *
+ * Memory order: a committed add is ordered after the load of *mode (the
+ * add is control-dependent on it, and on x86 loads are not reordered with
+ * later stores).  Weaker architectures must make that load an acquire.
+ *
+ * Test builds (-DPERCPU_TEST_INJECT) spin percpu_test_inject_spins times
+ * inside every section, between the checks and the commit, so signals and
+ * preemption land inside it (librseq's RSEQ_INJECT_ASM idea).
+ */
+#ifndef PERCPU_ARCH_ARCH_H
+#define PERCPU_ARCH_ARCH_H
+
+#include <stdint.h>
+
+#ifdef PERCPU_TEST_INJECT
+/* Spin count injected inside every critical section (defined in the library). */
+extern volatile long percpu_test_inject_spins;
+#endif
+
+#if defined(__x86_64__) && !defined(PERCPU_NO_RSEQ) && __has_include(<sys/rseq.h>)
+#include <percpu/arch/x86_64.h>
+#else
+#include <percpu/arch/generic.h>
+#endif
+
+#endif /* PERCPU_ARCH_ARCH_H */

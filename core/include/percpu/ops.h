@@ -1,0 +1,157 @@
+/*
+ * percpu/ops.h -- lossless per-CPU adds on slab words: the one fast path
+ * all three facilities share.
+ *
+ * A per-CPU word is 8 bytes per possible CPU from <percpu/slab.h>.  Its
+ * value is the sum over CPUs of (primary + twin):
+ *
+ *   primary  written only by an rseq critical section running on the
+ *            owning CPU, with a plain add -- no lock prefix, no barrier.
+ *            A section interrupted before its single committing
+ *            instruction is restarted from scratch, so no add is lost or
+ *            doubled even though the add is not atomic.
+ *   twin     written only with atomic adds, by threads that cannot use
+ *            rseq (valgrind, GLIBC_TUNABLES=glibc.pthread.rseq=0, seccomp,
+ *            glibc < 2.35, a raw clone() thread).  Keeping them apart is
+ *            what makes mixing the two safe: a plain add committed by rseq
+ *            would lose a concurrent remote `lock add` to the same word.
+ *
+ * The choice is automatic and per call: the section compares the CPU it
+ * prepared for with rseq's cpu_id, which is negative for an unregistered
+ * thread, so the rseq path carries no extra test; the fallback is taken
+ * from the abort path.
+ *
+ * percpu_add_if_zero() is the conditional form used for mode switches
+ * (see <percpu/fence.h> for the protocol): the mode word is loaded inside
+ * the section.  Without rseq it never adds and the caller takes its slow
+ * (atomic) path.
+ *
+ * Reads (percpu_sum) are racy snapshots: concurrent adds may or may not be
+ * included, but every committed add is included exactly once.  64-bit
+ * words are read with single aligned loads, so reads never tear.
+ */
+#ifndef PERCPU_OPS_H
+#define PERCPU_OPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <percpu/arch/arch.h>
+#include <percpu/cpu.h>
+#include <percpu/slab.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Out of line: atomic add into this CPU's twin word (any CPU's is correct). */
+void percpu_fallback_add(void *handle, int64_t delta);
+
+/* Sum over possible CPUs of primary + twin, modulo 2^64. */
+int64_t percpu_sum(const void *handle);
+
+/* One CPU's contribution (primary + twin). */
+int64_t percpu_read_cpu(const void *handle, unsigned cpu);
+
+/*
+ * Take the value out of the word: return it and leave the word at the sum
+ * of the adds that come after.  Exact with respect to concurrent adds on
+ * any path, with no fence: each add is either in the returned value or
+ * left in the word, never both, never neither.  How: the owner CPU's
+ * primary word is never written here (that would race its plain add);
+ * instead each CPU's twin is emptied atomically and then credited with
+ * minus the primary value read, so primary + twin on that CPU drops by
+ * exactly what was returned.  Calls on one word are serialised internally.
+ * Writes the twin words, so their pages become resident.
+ */
+int64_t percpu_fetch_and_zero(void *handle);
+
+/*
+ * Store 0 in every CPU's primary and twin word.  Only correct while no
+ * add can run on the word: after a mode switch and percpu_fence(), or
+ * before the handle is published.  Twin pages that were never written are
+ * not touched.
+ */
+void percpu_reset(void *handle);
+
+#ifdef PERCPU_TEST_INJECT
+/* Called between preparing the CPU and entering the section (may migrate). */
+extern void (*volatile percpu_test_inject_hook)(void);
+/* Sections aborted so far, all threads. */
+extern unsigned long percpu_test_aborts;
+#define PERCPU_TEST_BEFORE_SECTION()                                           \
+	do {                                                                   \
+		void (*hook_)(void) = percpu_test_inject_hook;                 \
+		if (hook_)                                                     \
+			hook_();                                               \
+	} while (0)
+#define PERCPU_TEST_SECTION_ABORTED()                                          \
+	__atomic_fetch_add(&percpu_test_aborts, 1, __ATOMIC_RELAXED)
+#else
+#define PERCPU_TEST_BEFORE_SECTION() ((void)0)
+#define PERCPU_TEST_SECTION_ABORTED() ((void)0)
+#endif
+
+/*
+ * Add `delta` to the calling CPU's copy of the 64-bit word at `handle`.
+ * Lossless under preemption, migration and signals; async-signal-safe.
+ */
+static inline __attribute__((always_inline)) void
+percpu_add(void *handle, int64_t delta)
+{
+#if PERCPU_ARCH_HAS_RSEQ
+	for (;;) {
+		uint32_t cpu = percpu_arch_rseq_cpu_start();
+
+		if (__builtin_expect(cpu >= percpu_nr_cpus_cached, 0))
+			break;
+		PERCPU_TEST_BEFORE_SECTION();
+		if (__builtin_expect(percpu_arch_rseq_add(
+			    percpu_slab_ptr(handle, cpu), cpu, delta) == 0, 1))
+			return;
+		PERCPU_TEST_SECTION_ABORTED();
+		if (percpu_arch_rseq_cpu_id() < 0)
+			break;
+	}
+#endif
+	percpu_fallback_add(handle, delta);
+}
+
+/*
+ * Add `delta` to the calling CPU's copy if, inside the critical section,
+ * *mode reads 0.  Returns true if the add committed; false if *mode was
+ * non-zero or this thread has no rseq -- then nothing was added and the
+ * caller must take its slow path.
+ */
+static inline __attribute__((always_inline)) bool
+percpu_add_if_zero(void *handle, const uintptr_t *mode, int64_t delta)
+{
+#if PERCPU_ARCH_HAS_RSEQ
+	for (;;) {
+		uint32_t cpu = percpu_arch_rseq_cpu_start();
+		int rc;
+
+		if (__builtin_expect(cpu >= percpu_nr_cpus_cached, 0))
+			break;
+		PERCPU_TEST_BEFORE_SECTION();
+		rc = percpu_arch_rseq_add_if_zero(percpu_slab_ptr(handle, cpu),
+		                                  cpu, mode, delta);
+		if (__builtin_expect(rc == 0, 1))
+			return true;
+		if (rc > 0)
+			return false;
+		PERCPU_TEST_SECTION_ABORTED();
+		if (percpu_arch_rseq_cpu_id() < 0)
+			break;
+	}
+#else
+	(void)handle, (void)mode, (void)delta;
+#endif
+	return false;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PERCPU_OPS_H */

@@ -1,0 +1,106 @@
+/*
+ * ops.c -- the out-of-line halves of <percpu/ops.h>: the atomic fallback
+ * add and the cross-CPU reads.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+
+#include <percpu/cpu.h>
+#include <percpu/ops.h>
+#include <percpu/slab.h>
+
+/*
+ * Which CPU's twin word a fallback add goes to.  Any CPU's is correct (the
+ * add is atomic); the current one keeps the cache line local.  Without rseq,
+ * sched_getcpu() is a vDSO call (~18 ns here), so each thread refreshes its
+ * guess only every FALLBACK_CPU_REFRESH adds: a stale guess costs a shared
+ * cache line, never a lost count.
+ */
+#define FALLBACK_CPU_REFRESH 64u
+
+static __thread unsigned fallback_cpu;
+static __thread unsigned fallback_cpu_age;
+
+static unsigned fallback_cpu_index(void)
+{
+	if (fallback_cpu_age-- == 0) {
+		int cpu = sched_getcpu();
+		unsigned nr = percpu_nr_cpus();
+
+		fallback_cpu = cpu < 0 ? 0 : (unsigned)cpu % nr;
+		fallback_cpu_age = FALLBACK_CPU_REFRESH - 1;
+	}
+	return fallback_cpu;
+}
+
+void percpu_fallback_add(void *handle, int64_t delta)
+{
+	int64_t *twin = percpu_slab_twin_ptr(handle, fallback_cpu_index());
+
+	__atomic_fetch_add(twin, delta, __ATOMIC_RELAXED);
+}
+
+int64_t percpu_read_cpu(const void *handle, unsigned cpu)
+{
+	const int64_t *primary = percpu_slab_ptr(handle, cpu);
+	const int64_t *twin = percpu_slab_twin_ptr(handle, cpu);
+
+	/* Unsigned: per-CPU values wrap by design; the sum is modular. */
+	return (int64_t)((uint64_t)__atomic_load_n(primary, __ATOMIC_RELAXED) +
+	                 (uint64_t)__atomic_load_n(twin, __ATOMIC_RELAXED));
+}
+
+int64_t percpu_sum(const void *handle)
+{
+	unsigned nr = percpu_nr_cpus();
+	uint64_t sum = 0;
+
+	for (unsigned cpu = 0; cpu < nr; cpu++)
+		sum += (uint64_t)percpu_read_cpu(handle, cpu);
+	return (int64_t)sum;
+}
+
+void percpu_reset(void *handle)
+{
+	unsigned nr = percpu_nr_cpus();
+
+	for (unsigned cpu = 0; cpu < nr; cpu++) {
+		int64_t *primary = percpu_slab_ptr(handle, cpu);
+		int64_t *twin = percpu_slab_twin_ptr(handle, cpu);
+
+		__atomic_store_n(primary, 0, __ATOMIC_RELAXED);
+		/* Read before writing: an untouched twin page stays unpopulated. */
+		if (__atomic_load_n(twin, __ATOMIC_RELAXED) != 0)
+			__atomic_store_n(twin, 0, __ATOMIC_RELAXED);
+	}
+}
+
+/*
+ * Serialises fetch_and_zero callers: two concurrent compensations of the
+ * same primary value would subtract it twice.  Zeroing is rare (a sysctl
+ * write, a rate-check period), so one lock for all words is enough.
+ */
+static pthread_mutex_t zero_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int64_t percpu_fetch_and_zero(void *handle)
+{
+	unsigned nr = percpu_nr_cpus();
+	uint64_t taken = 0;
+
+	pthread_mutex_lock(&zero_lock);
+	for (unsigned cpu = 0; cpu < nr; cpu++) {
+		const int64_t *primary = percpu_slab_ptr(handle, cpu);
+		int64_t *twin = percpu_slab_twin_ptr(handle, cpu);
+		/* Adds to primary after this load stay in the word. */
+		uint64_t p = (uint64_t)__atomic_load_n(primary, __ATOMIC_RELAXED);
+		/* Adds to twin before the exchange are taken, after it stay. */
+		uint64_t t = (uint64_t)__atomic_exchange_n(twin, 0, __ATOMIC_RELAXED);
+
+		__atomic_fetch_sub(twin, (int64_t)p, __ATOMIC_RELAXED);
+		taken += p + t;
+	}
+	pthread_mutex_unlock(&zero_lock);
+	return (int64_t)taken;
+}

@@ -1,0 +1,529 @@
+/*
+ * ops_test.c -- the per-CPU add is lossless under every interleaving we
+ * can provoke, on whichever path (rseq or fallback) the run is on; and the
+ * harness is strong enough to see a lost update when there is one.
+ *
+ * Built with -DPERCPU_TEST_INJECT: every critical section spins
+ * percpu_test_inject_spins times between its checks and its commit, and a
+ * hook runs between preparing the CPU and entering the section.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <percpu/fence.h>
+#include <percpu/ops.h>
+
+#include "harness.h"
+#include "stress.h"
+
+static bool on_rseq_path(void)
+{
+	return percpu_rseq_thread_registered();
+}
+
+static int oversubscribed(void)
+{
+	return 6 * stress_nr_online();
+}
+
+/* ---- one slot, many slots ------------------------------------------- */
+
+struct adders {
+	void **slots;
+	int nr_slots;
+	long ops;
+	int yield_every;
+};
+
+static void add_ones(void *arg, int index)
+{
+	struct adders *a = arg;
+
+	for (long i = 0; i < a->ops; i++) {
+		percpu_add(a->slots[(index + i) % a->nr_slots], 1);
+		if (a->yield_every && i % a->yield_every == 0)
+			sched_yield();
+	}
+}
+
+static void check_ones(struct adders *a, int threads)
+{
+	int64_t total = 0;
+
+	for (int s = 0; s < a->nr_slots; s++)
+		total += percpu_sum(a->slots[s]);
+	CHECK_EQ(total, (int64_t)threads * a->ops);
+}
+
+static struct adders make_adders(int nr_slots, long ops)
+{
+	struct adders a = { .nr_slots = nr_slots, .ops = ops };
+
+	a.slots = calloc((size_t)nr_slots, sizeof(void *));
+	for (int s = 0; s < nr_slots; s++) {
+		a.slots[s] = percpu_slab_alloc(8, 8);
+		CHECK(a.slots[s] != NULL);
+	}
+	return a;
+}
+
+static void free_adders(struct adders *a)
+{
+	for (int s = 0; s < a->nr_slots; s++)
+		percpu_slab_free(a->slots[s]);
+	free(a->slots);
+}
+
+TEST(exact_sum_one_slot_oversubscribed)
+{
+	struct adders a = make_adders(1, harness_scaled(400000));
+
+	stress_run_threads(oversubscribed(), add_ones, &a);
+	check_ones(&a, oversubscribed());
+	free_adders(&a);
+}
+
+TEST(exact_sum_many_slots_oversubscribed)
+{
+	struct adders a = make_adders(97, harness_scaled(200000));
+
+	stress_run_threads(oversubscribed(), add_ones, &a);
+	check_ones(&a, oversubscribed());
+	free_adders(&a);
+}
+
+TEST(exact_sum_with_sched_yield_between_ops)
+{
+	struct adders a = make_adders(3, harness_scaled(30000));
+
+	a.yield_every = 1;
+	stress_run_threads(oversubscribed(), add_ones, &a);
+	check_ones(&a, oversubscribed());
+	free_adders(&a);
+}
+
+/*
+ * SIGALRM every 50 us while every section spins inside itself: signals
+ * land between the CPU check and the commit and must abort, not lose or
+ * double, the add.  The handler adds to its own counter too (an add nested
+ * in an interrupted add).
+ */
+TEST(exact_sum_under_signal_storm_with_delay_inside_section)
+{
+	struct adders a = make_adders(5, harness_scaled(20000));
+	void *in_handler = percpu_slab_alloc(8, 8);
+	uint64_t aborts0 = stress_aborts(), handler_adds;
+
+	stress_inject_spins(2000);
+	stress_signal_storm_start(50, in_handler);
+	stress_run_threads(oversubscribed(), add_ones, &a);
+	handler_adds = stress_signal_storm_stop();
+	stress_inject_spins(0);
+
+	check_ones(&a, oversubscribed());
+	CHECK_EQ(percpu_sum(in_handler), handler_adds);
+	CHECK_MSG(handler_adds > 0, "the signal storm delivered no signal");
+	if (on_rseq_path())
+		CHECK_MSG(stress_aborts() > aborts0,
+		          "no section aborted: the restart path was not exercised");
+	printf("# %" PRIu64 " signals, %" PRIu64 " aborted sections\n",
+	       handler_adds, stress_aborts() - aborts0);
+	percpu_slab_free(in_handler);
+	free_adders(&a);
+}
+
+/* Threads hop CPUs between preparing their CPU and entering the section. */
+TEST(exact_sum_with_migrations_before_section)
+{
+	struct adders a = make_adders(2, harness_scaled(50000));
+	uint64_t aborts0 = stress_aborts(), moved0 = stress_migrations;
+
+	stress_migrate_every(16);
+	stress_run_threads(oversubscribed(), add_ones, &a);
+	stress_migrate_every(0);
+
+	check_ones(&a, oversubscribed());
+	CHECK(stress_migrations > moved0);
+	if (on_rseq_path() && stress_nr_online() > 1)
+		CHECK_MSG(stress_aborts() > aborts0,
+		          "migrations caused no abort: the CPU check is not working");
+	free_adders(&a);
+}
+
+/* ---- values ---------------------------------------------------------- */
+
+static void add_signed(void *arg, int index)
+{
+	void *slot = arg;
+
+	for (long i = 0; i < 10000; i++)
+		percpu_add(slot, (index % 2) ? -(int64_t)i * 3 : (int64_t)i * 5);
+}
+
+TEST(signed_deltas_and_wraparound_sum_modulo_2_64)
+{
+	void *slot = percpu_slab_alloc(8, 8);
+	int threads = oversubscribed();
+	int64_t expect = 0;
+
+	stress_run_threads(threads, add_signed, slot);
+	for (int t = 0; t < threads; t++)
+		for (long i = 0; i < 10000; i++)
+			expect += (t % 2) ? -(int64_t)i * 3 : (int64_t)i * 5;
+	CHECK_EQ(percpu_sum(slot), expect);
+
+	percpu_reset(slot);
+	percpu_add(slot, INT64_MAX);
+	percpu_add(slot, 1);
+	CHECK((uint64_t)percpu_sum(slot) == (uint64_t)INT64_MAX + 1);
+	percpu_add(slot, INT64_MIN);
+	CHECK_EQ(percpu_sum(slot), 0);
+	percpu_slab_free(slot);
+}
+
+TEST(reset_zeroes_every_cpu)
+{
+	void *slot = percpu_slab_alloc(8, 8);
+
+	percpu_add(slot, 7);
+	percpu_fallback_add(slot, 5);
+	CHECK_EQ(percpu_sum(slot), 12);
+	percpu_reset(slot);
+	CHECK_EQ(percpu_sum(slot), 0);
+	for (unsigned cpu = 0; cpu < percpu_nr_cpus(); cpu++)
+		CHECK_EQ(percpu_read_cpu(slot, cpu), 0);
+	percpu_slab_free(slot);
+}
+
+/* ---- the split words ------------------------------------------------- */
+
+/*
+ * Half the threads take the rseq path, half the atomic fallback, on the
+ * same word: the plain add of rseq must never eat a concurrent atomic add,
+ * which is why the fallback writes a separate (twin) word.
+ */
+static void add_mixed(void *arg, int index)
+{
+	void *slot = arg;
+
+	for (long i = 0; i < 100000; i++) {
+		if (index % 2)
+			percpu_fallback_add(slot, 1);
+		else
+			percpu_add(slot, 1);
+	}
+}
+
+TEST(rseq_and_fallback_adds_mix_losslessly)
+{
+	void *slot = percpu_slab_alloc(8, 8);
+
+	stress_signal_storm_start(100, NULL);
+	stress_run_threads(oversubscribed(), add_mixed, slot);
+	stress_signal_storm_stop();
+	CHECK_EQ(percpu_sum(slot), (int64_t)oversubscribed() * 100000);
+	percpu_slab_free(slot);
+}
+
+TEST(fallback_add_lands_in_twin_word_only)
+{
+	void *slot = percpu_slab_alloc(8, 8);
+	int64_t primary = 0, twin = 0;
+
+	percpu_fallback_add(slot, 3);
+	for (unsigned cpu = 0; cpu < percpu_nr_cpus(); cpu++) {
+		primary += *(int64_t *)percpu_slab_ptr(slot, cpu);
+		twin += *(int64_t *)percpu_slab_twin_ptr(slot, cpu);
+	}
+	CHECK_EQ(primary, 0);
+	CHECK_EQ(twin, 3);
+	percpu_slab_free(slot);
+}
+
+TEST(add_uses_the_path_the_run_expects)
+{
+	void *slot = percpu_slab_alloc(8, 8);
+	int64_t primary = 0;
+	const char *path = harness_expected_path();
+
+	percpu_add(slot, 1);
+	for (unsigned cpu = 0; cpu < percpu_nr_cpus(); cpu++)
+		primary += *(int64_t *)percpu_slab_ptr(slot, cpu);
+	CHECK_EQ(percpu_sum(slot), 1);
+	/* rseq commits to the primary word; the fallback to the twin. */
+	CHECK_EQ(primary, on_rseq_path() ? 1 : 0);
+	if (path)
+		CHECK_EQ(on_rseq_path(), !strcmp(path, "rseq"));
+	percpu_slab_free(slot);
+}
+
+/* ---- the conditional add and the fence ------------------------------ */
+
+TEST(add_if_zero_adds_only_in_zero_mode)
+{
+	void *slot = percpu_slab_alloc(8, 8);
+	uintptr_t mode = 0;
+
+	CHECK_EQ(percpu_add_if_zero(slot, &mode, 4), on_rseq_path());
+	mode = 1;
+	CHECK_EQ(percpu_add_if_zero(slot, &mode, 4), false);
+	CHECK_EQ(percpu_sum(slot), on_rseq_path() ? 4 : 0);
+	percpu_slab_free(slot);
+}
+
+/*
+ * The mode-switch protocol of <percpu/fence.h>, tortured: workers add via
+ * percpu_add_if_zero and, when told "slow", atomically to a central word.
+ * A switcher repeatedly sets the mode, fences, then checks the per-CPU sum
+ * no longer moves (no add that saw the old mode committed late), folds it
+ * into the central word, resets the copies and reopens per-CPU mode.  The
+ * final total must be exact.  Without the fence the mode stays slow.
+ */
+struct switch_run {
+	void *slot;
+	uintptr_t mode;
+	int64_t central;
+	long ops;
+	int stop;
+	long late_commits;
+	long switches;
+};
+
+static void *switcher_main(void *arg)
+{
+	struct switch_run *r = arg;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		int64_t before, after;
+
+		__atomic_store_n(&r->mode, 1, __ATOMIC_RELEASE);
+		if (percpu_fence() != 0) {
+			/* No fence: per-CPU mode must never be reopened. */
+			sched_yield();
+			continue;
+		}
+		before = percpu_sum(r->slot);
+		for (volatile int spin = 0; spin < 20000; spin++)
+			;
+		after = percpu_sum(r->slot);
+		if (after != before)
+			r->late_commits++;
+		__atomic_fetch_add(&r->central, after, __ATOMIC_RELAXED);
+		percpu_reset(r->slot);
+		__atomic_store_n(&r->mode, 0, __ATOMIC_RELEASE);
+		r->switches++;
+		sched_yield();
+	}
+	return NULL;
+}
+
+static void switch_worker(void *arg, int index)
+{
+	struct switch_run *r = arg;
+
+	(void)index;
+	for (long i = 0; i < r->ops; i++)
+		if (!percpu_add_if_zero(r->slot, &r->mode, 1))
+			__atomic_fetch_add(&r->central, 1, __ATOMIC_RELAXED);
+}
+
+TEST(mode_switch_with_fence_loses_nothing_and_nothing_commits_late)
+{
+	struct switch_run r = { .slot = percpu_slab_alloc(8, 8),
+	                        .ops = harness_scaled(200000) };
+	int workers = oversubscribed();
+	pthread_t switcher;
+
+	stress_inject_spins(200);
+	stress_signal_storm_start(200, NULL);
+	pthread_create(&switcher, NULL, switcher_main, &r);
+	stress_run_threads(workers, switch_worker, &r);
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(switcher, NULL);
+	stress_signal_storm_stop();
+	stress_inject_spins(0);
+
+	CHECK_EQ(r.late_commits, 0);
+	CHECK_EQ(r.central + percpu_sum(r.slot), (int64_t)workers * r.ops);
+	if (percpu_fence_available())
+		CHECK_MSG(r.switches > 0, "the switcher never switched");
+	printf("# %ld mode switches\n", r.switches);
+	percpu_slab_free(r.slot);
+}
+
+/*
+ * Negative control for the switch protocol: the same check with the fence
+ * left out must see late commits at least sometimes -- otherwise the test
+ * above proves nothing.  (Only meaningful where per-CPU adds happen.)
+ */
+static void *unfenced_switcher_main(void *arg)
+{
+	struct switch_run *r = arg;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		int64_t before, after;
+
+		__atomic_store_n(&r->mode, 1, __ATOMIC_RELEASE);
+		before = percpu_sum(r->slot);
+		for (volatile int spin = 0; spin < 20000; spin++)
+			;
+		after = percpu_sum(r->slot);
+		if (after != before)
+			r->late_commits++;
+		__atomic_store_n(&r->mode, 0, __ATOMIC_RELEASE);
+		r->switches++;
+		sched_yield();
+	}
+	return NULL;
+}
+
+TEST(negative_control_mode_switch_without_fence_sees_late_commits)
+{
+	struct switch_run r = { .slot = percpu_slab_alloc(8, 8),
+	                        .ops = harness_scaled(20000) };
+	pthread_t switcher;
+
+	if (!on_rseq_path()) {
+		printf("# no per-CPU adds on this path: nothing can commit late\n");
+		percpu_slab_free(r.slot);
+		return;
+	}
+	stress_inject_spins(5000);
+	pthread_create(&switcher, NULL, unfenced_switcher_main, &r);
+	stress_run_threads(oversubscribed(), switch_worker, &r);
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(switcher, NULL);
+	stress_inject_spins(0);
+
+	printf("# %ld of %ld unfenced switches saw a late commit\n",
+	       r.late_commits, r.switches);
+	CHECK_MSG(r.late_commits > 0,
+	          "without the fence no late commit was seen: the fenced "
+	          "test above could not detect a missing fence");
+	percpu_slab_free(r.slot);
+}
+
+/* ---- negative control: the harness catches lost updates -------------- */
+
+static volatile long unsafe_spins;
+
+/*
+ * What percpu_add would be without rseq's restart: read the CPU, load,
+ * (get preempted or signalled here), store.  Another thread on the same
+ * CPU can run in between and its add is overwritten.
+ */
+static void unsafe_add(void *handle, int64_t delta)
+{
+	int cpu = percpu_current_cpu();
+	volatile int64_t *word = percpu_slab_ptr(handle, (unsigned)cpu % percpu_nr_cpus());
+	int64_t v = *word;
+
+	for (long spin = 0; spin < unsafe_spins; spin++)
+		__asm__ __volatile__("" ::: "memory");
+	*word = v + delta;
+}
+
+static void add_unsafely(void *arg, int index)
+{
+	(void)index;
+	for (long i = 0; i < 20000; i++)
+		unsafe_add(arg, 1);
+}
+
+TEST(negative_control_non_restartable_add_loses_updates)
+{
+	void *slot = percpu_slab_alloc(8, 8);
+	int threads = oversubscribed();
+	int64_t expect = (int64_t)threads * 20000, got;
+
+	unsafe_spins = 2000;
+	stress_signal_storm_start(50, NULL);
+	stress_run_threads(threads, add_unsafely, slot);
+	stress_signal_storm_stop();
+	got = percpu_sum(slot);
+	printf("# non-restartable add kept %" PRId64 " of %" PRId64 " (lost %.1f%%)\n",
+	       got, expect, 100.0 * (double)(expect - got) / (double)expect);
+	CHECK_MSG(got < expect,
+	          "the harness saw no lost update from a deliberately racy add");
+	percpu_slab_free(slot);
+}
+
+/* ---- the fence -------------------------------------------------------- */
+
+TEST(fence_reports_its_availability)
+{
+	int rc = percpu_fence();
+
+	if (percpu_fence_available())
+		CHECK_EQ(rc, 0);
+	else
+		CHECK_EQ(rc, -ENOSYS);
+	CHECK_EQ(percpu_fast_mode_available(),
+	         percpu_fence_available() && percpu_rseq_process_available());
+}
+
+/* ---- fetch_and_zero racing adds --------------------------------------- */
+
+struct zero_race {
+	void *slot;
+	long ops;
+	int stop;
+	int64_t taken;
+	long zeroes;
+};
+
+static void *zeroer_main(void *arg)
+{
+	struct zero_race *z = arg;
+
+	while (!__atomic_load_n(&z->stop, __ATOMIC_ACQUIRE)) {
+		__atomic_fetch_add(&z->taken, percpu_fetch_and_zero(z->slot),
+		                   __ATOMIC_RELAXED);
+		__atomic_fetch_add(&z->zeroes, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static void zero_race_adder(void *arg, int index)
+{
+	struct zero_race *z = arg;
+
+	for (long i = 0; i < z->ops; i++) {
+		if (index % 3 == 2)
+			percpu_fallback_add(z->slot, 1);
+		else
+			percpu_add(z->slot, 1);
+	}
+}
+
+/* Every add is either taken by some zero or still in the word: never both. */
+TEST(fetch_and_zero_is_exact_against_concurrent_adds)
+{
+	struct zero_race z = { .slot = percpu_slab_alloc(8, 8), .ops = harness_scaled(200000) };
+	int threads = oversubscribed();
+	pthread_t zeroers[2];
+
+	stress_inject_spins(100);
+	stress_signal_storm_start(100, NULL);
+	/* Two zeroers: concurrent zeroes must not take the same adds twice. */
+	for (int i = 0; i < 2; i++)
+		pthread_create(&zeroers[i], NULL, zeroer_main, &z);
+	stress_run_threads(threads, zero_race_adder, &z);
+	__atomic_store_n(&z.stop, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 2; i++)
+		pthread_join(zeroers[i], NULL);
+	stress_signal_storm_stop();
+	stress_inject_spins(0);
+
+	printf("# %ld zeroes took %" PRId64 ", %" PRId64 " left\n", z.zeroes, z.taken,
+	       percpu_sum(z.slot));
+	CHECK(z.zeroes > 0);
+	CHECK_EQ(z.taken + percpu_sum(z.slot), (int64_t)threads * z.ops);
+	CHECK_EQ(percpu_fetch_and_zero(z.slot) + 0, (int64_t)threads * z.ops - z.taken);
+	CHECK_EQ(percpu_sum(z.slot), 0);
+	percpu_slab_free(z.slot);
+}

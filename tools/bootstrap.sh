@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install the Debian packages percpu needs, and only those missing.
+# Idempotent: a second run installs nothing and says so.  Works as root,
+# or through sudo.
+set -euo pipefail
+
+packages=(
+	bazel-bootstrap   # Bazel 4.2.3: builds and tests everything
+	bazel-platforms   # @platforms for Bazel, used offline
+	build-essential   # gcc, libc headers, make
+	libnuma-dev       # NUMA placement of per-CPU units (libnuma)
+	numactl           # numactl --hardware, for humans and the NUMA tests
+	python3           # /usr/bin/python3 for Bazel's Python rules
+	python3-dev       # Python headers for the SWIG/CFFI modules
+	python3-cffi      # the CFFI binding
+	python3-pytest    # the Python test suite
+	swig              # the SWIG binding
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+	status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+	[[ "$status" == "install ok installed" ]] || missing+=("$pkg")
+done
+
+if ((${#missing[@]} == 0)); then
+	echo "bootstrap: all ${#packages[@]} packages present"
+	exit 0
+fi
+
+sudo=()
+((EUID == 0)) || sudo=(sudo)
+echo "bootstrap: installing ${missing[*]}"
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "bootstrap: installed ${#missing[@]} packages"
