@@ -416,6 +416,7 @@ static volatile long unsafe_spins;
  * (get preempted or signalled here), store.  Another thread on the same
  * CPU can run in between and its add is overwritten.
  */
+__attribute__((no_sanitize("thread")))  /* the race is the point */
 static void unsafe_add(void *handle, int64_t delta)
 {
 	int cpu = percpu_current_cpu();
