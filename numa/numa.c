@@ -56,7 +56,34 @@ static struct {
 	size_t page_size;
 	unsigned nr_cpus;      /* numa_num_configured_cpus() */
 	int *node_of_cpu;      /* [nr_cpus]: node or -EINVAL; NULL if OOM */
+	int *memory_node_of_cpu; /* [nr_cpus]: nearest node with memory */
 } topo;
+
+static bool node_has_memory(int node)
+{
+	return numa_node_size64(node, NULL) > 0;
+}
+
+/* Nearest node with memory to `node` (itself if it has some). */
+static int nearest_memory_node(int node)
+{
+	int best = node, best_distance = INT_MAX;
+
+	if (node_has_memory(node))
+		return node;
+	for (int other = 0; other < topo.node_limit; other++) {
+		int distance;
+
+		if (other == node || !node_has_memory(other))
+			continue;
+		distance = numa_distance(node, other);
+		if (distance > 0 && distance < best_distance) {
+			best = other;
+			best_distance = distance;
+		}
+	}
+	return best;
+}
 
 static void read_topology(void)
 {
@@ -82,13 +109,20 @@ static void read_topology(void)
 	 * our calls: its per-node cpumap cache is filled without a lock. */
 	topo.node_of_cpu = calloc(topo.nr_cpus ? topo.nr_cpus : 1,
 	                          sizeof(*topo.node_of_cpu));
-	if (!topo.node_of_cpu)
+	topo.memory_node_of_cpu = calloc(topo.nr_cpus ? topo.nr_cpus : 1,
+	                                 sizeof(*topo.memory_node_of_cpu));
+	if (!topo.node_of_cpu || !topo.memory_node_of_cpu) {
+		free(topo.node_of_cpu);
+		free(topo.memory_node_of_cpu);
+		topo.node_of_cpu = topo.memory_node_of_cpu = NULL;
 		return;
+	}
 	for (unsigned cpu = 0; cpu < topo.nr_cpus; cpu++) {
 		int node = numa_node_of_cpu((int)cpu);
+		bool known = node >= 0 && node < topo.node_limit;
 
-		topo.node_of_cpu[cpu] =
-			node >= 0 && node < topo.node_limit ? node : -EINVAL;
+		topo.node_of_cpu[cpu] = known ? node : -EINVAL;
+		topo.memory_node_of_cpu[cpu] = known ? nearest_memory_node(node) : -EINVAL;
 	}
 }
 
@@ -125,6 +159,18 @@ int percpu_numa_node_of_cpu(unsigned cpu)
 	if (!topo.node_of_cpu)
 		return -ENOMEM;
 	return topo.node_of_cpu[cpu];
+}
+
+int percpu_numa_memory_node_of_cpu(unsigned cpu)
+{
+	ensure_topology();
+	if (cpu >= topo.nr_cpus)
+		return -EINVAL;
+	if (!topo.available)
+		return 0;
+	if (!topo.memory_node_of_cpu)
+		return -ENOMEM;
+	return topo.memory_node_of_cpu[cpu];
 }
 
 static bool page_aligned(const void *addr)

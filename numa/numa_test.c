@@ -103,6 +103,21 @@ static void test_cpu_nodes(void)
 		       percpu_numa_node_of_cpu((unsigned)bad));
 	report(percpu_numa_node_of_cpu(UINT_MAX) == -EINVAL,
 	       "unknown CPU id gives -EINVAL");
+
+	/* A CPU's memory node is its own node when that has memory, else a
+	 * node with memory (the VM test exercises a memory-less node). */
+	bad = -1;
+	for (int cpu = 0; cpu < cpus && bad < 0; cpu++) {
+		int node = percpu_numa_node_of_cpu((unsigned)cpu);
+		int mem = percpu_numa_memory_node_of_cpu((unsigned)cpu);
+		bool has_memory = !percpu_numa_available() ||
+		                  numa_node_size64(node, NULL) > 0;
+
+		if (has_memory ? mem != node
+		               : (mem < 0 || numa_node_size64(mem, NULL) <= 0))
+			bad = cpu;
+	}
+	report(bad < 0, "every CPU's memory node has memory (its own if it can)");
 }
 
 /* The highest node we may allocate on: on a multi-node machine it is

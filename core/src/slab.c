@@ -148,7 +148,7 @@ static struct chunk *create_chunk(void)
 		goto fail;
 	}
 	for (unsigned cpu = 0; cpu < nr; cpu++) {
-		int node = percpu_numa_node_of_cpu(cpu);
+		int node = percpu_numa_memory_node_of_cpu(cpu);
 
 		c->wanted_node[cpu] = node < 0 ? 0 : node;
 		/* Policy first, then the first touch: placement is decided

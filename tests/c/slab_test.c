@@ -237,7 +237,7 @@ TEST(each_unit_is_placed_on_its_cpus_node)
 			continue;
 		}
 		CHECK_EQ(rc, 0);
-		CHECK_EQ(pl.wanted_node, percpu_numa_node_of_cpu(cpu));
+		CHECK_EQ(pl.wanted_node, percpu_numa_memory_node_of_cpu(cpu));
 		if (pl.bind_error == 0) {
 			CHECK_EQ(pl.actual_node, pl.wanted_node);
 			CHECK_EQ(pl.pages_on_wanted, pl.pages);

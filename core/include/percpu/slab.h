@@ -100,7 +100,8 @@ void percpu_slab_get_stats(struct percpu_slab_stats *out);
 
 /* Where one CPU's unit of one chunk lives. */
 struct percpu_unit_placement {
-	int wanted_node;        /* numa node of the CPU (0 without NUMA) */
+	int wanted_node;        /* the CPU's node, or the nearest node with
+	                           memory if it has none (0 without NUMA) */
 	int bind_error;         /* 0, or the -errno mbind gave (-EPERM, -ENOSYS) */
 	int actual_node;        /* node of all its primary pages; -1 if they
 	                           differ or none is populated */

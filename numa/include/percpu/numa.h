@@ -48,6 +48,13 @@ int percpu_numa_node_limit(void);
  * topology was read), -ENOMEM if the one-time init could not allocate. */
 int percpu_numa_node_of_cpu(unsigned cpu);
 
+/* The node a CPU's memory should come from: its own node when that node
+ * has memory, otherwise the nearest node with memory (numa_distance; ties
+ * to the lower id).  A memory-less node owning CPUs is a real topology
+ * (and mbind to it fails with EINVAL), so placement must not target it.
+ * Same errors as percpu_numa_node_of_cpu(). */
+int percpu_numa_memory_node_of_cpu(unsigned cpu);
+
 /* Prefer `node` for the pages of [addr, addr + len): mbind(MPOL_PREFERRED)
  * with the single-node mask {node}.  addr must be page-aligned; the kernel
  * rounds len up to whole pages.  A policy decides where a page goes when it
