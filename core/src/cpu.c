@@ -3,7 +3,6 @@
  */
 #define _GNU_SOURCE
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -23,10 +22,9 @@
 #define HAVE_GLIBC_RSEQ 0
 #endif
 
-unsigned percpu_nr_cpus_cached;
-
 static pthread_once_t nr_cpus_once = PTHREAD_ONCE_INIT;
 static unsigned nr_cpus;
+static bool nr_cpus_exact;
 
 int percpu_parse_cpu_list(const char *list)
 {
@@ -79,48 +77,23 @@ static int read_sysfs_possible(void)
 	return percpu_parse_cpu_list(buf);
 }
 
-/* Highest /sys/devices/system/cpu/cpuN + 1, or 0 if sysfs is not there. */
-static int highest_sysfs_cpu_dir(void)
-{
-	DIR *dir = opendir("/sys/devices/system/cpu");
-	struct dirent *ent;
-	int highest = -1;
-
-	if (!dir)
-		return 0;
-	while ((ent = readdir(dir))) {
-		char *end;
-		long id;
-
-		if (strncmp(ent->d_name, "cpu", 3) || !isdigit((unsigned char)ent->d_name[3]))
-			continue;
-		id = strtol(ent->d_name + 3, &end, 10);
-		if (*end == '\0' && id > highest && id < INT32_MAX)
-			highest = (int)id;
-	}
-	closedir(dir);
-	return highest + 1;
-}
-
 static void compute_nr_cpus(void)
 {
-	int n = read_sysfs_possible();
+	const char *no_sysfs = getenv("PERCPU_TEST_NO_SYSFS");
+	int n = no_sysfs && *no_sysfs == '1' ? -ENOENT : read_sysfs_possible();
 
-	if (n <= 0) {
-		/* No usable sysfs (sandboxes, some containers).  sysconf's
-		 * "configured" count may follow the affinity mask on some
-		 * libcs, so take the larger of it and the cpuN directories. */
-		long conf = sysconf(_SC_NPROCESSORS_CONF);
-		int dirs = highest_sysfs_cpu_dir();
-
-		n = conf > dirs ? (int)conf : dirs;
+	if (n > 0) {
+		nr_cpus_exact = true;
+	} else {
+		/* No usable sysfs (sandboxes, some containers): sysconf's
+		 * "configured" count may follow the affinity mask and the cpuN
+		 * directories may be missing, so no estimate is safe for the
+		 * fast path's addressing.  Provide for every id we accept. */
+		n = (int)PERCPU_MAX_CPUS;
 	}
-	if (n < 1)
-		n = 1;
 	if ((unsigned)n > PERCPU_MAX_CPUS)
 		n = PERCPU_MAX_CPUS;
 	nr_cpus = (unsigned)n;
-	__atomic_store_n(&percpu_nr_cpus_cached, nr_cpus, __ATOMIC_RELEASE);
 }
 
 unsigned percpu_nr_cpus(void)
@@ -129,10 +102,10 @@ unsigned percpu_nr_cpus(void)
 	return nr_cpus;
 }
 
-/* Fill the cache before main() so the inline fast paths see it. */
-__attribute__((constructor)) static void percpu_cpu_init(void)
+bool percpu_nr_cpus_exact(void)
 {
-	(void)percpu_nr_cpus();
+	pthread_once(&nr_cpus_once, compute_nr_cpus);
+	return nr_cpus_exact;
 }
 
 bool percpu_rseq_process_available(void)

@@ -150,6 +150,13 @@ static struct chunk *create_chunk(void)
 	for (unsigned cpu = 0; cpu < nr; cpu++) {
 		int node = percpu_numa_memory_node_of_cpu(cpu);
 
+		if (!percpu_nr_cpus_exact()) {
+			/* Possible CPUs unknown: units for every id we accept,
+			 * most never used; leave them to first touch. */
+			c->bind_error[cpu] = -ENODEV;
+			continue;
+		}
+
 		c->wanted_node[cpu] = node < 0 ? 0 : node;
 		/* Policy first, then the first touch: placement is decided
 		 * by the fault, and the twin half inherits the policy for the

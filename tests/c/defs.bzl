@@ -5,12 +5,14 @@ critical sections) and run three times:
   <name>_rseq       glibc's rseq registration, the fast path
   <name>_tunable    GLIBC_TUNABLES=glibc.pthread.rseq=0, the fallback path
   <name>_seccomp    rseq and membarrier denied by seccomp before exec
+and, where asked for, <name>_nosysfs: the rseq path with the possible-CPU
+list unreadable (PERCPU_TEST_NO_SYSFS=1), so 4096 CPUs are provided for.
 run_on_path.sh sets the expectations the harness verifies.
 """
 
 PATHS = ["rseq", "tunable", "seccomp"]
 
-def percpu_c_test(name, srcs, deps = [], size = "medium", tags = []):
+def percpu_c_test(name, srcs, deps = [], size = "medium", tags = [], paths = PATHS):
     native.cc_binary(
         name = name + "_bin",
         srcs = srcs,
@@ -18,7 +20,7 @@ def percpu_c_test(name, srcs, deps = [], size = "medium", tags = []):
         deps = deps + ["//tests/c:harness"],
         testonly = True,
     )
-    for path in PATHS:
+    for path in paths:
         native.sh_test(
             name = name + "_" + path,
             srcs = ["//tests/c:run_on_path.sh"],

@@ -2,6 +2,7 @@
 # Run one C test binary on one path of the library:
 #   rseq      as the process starts (glibc registers rseq)
 #   tunable   GLIBC_TUNABLES=glibc.pthread.rseq=0: glibc does not register
+#   nosysfs   rseq, but /sys/devices/system/cpu/possible ignored
 #   seccomp   under tests/tools/seccomp_exec: rseq -> ENOSYS and
 #             membarrier -> EPERM from the first instruction, as in a
 #             sandbox; exercises the fallback add and the missing fence
@@ -17,6 +18,10 @@ rseq)
 tunable)
 	export GLIBC_TUNABLES=glibc.pthread.rseq=0
 	export PERCPU_EXPECT_PATH=fallback PERCPU_EXPECT_FENCE=auto
+	exec "$bin" "$@" ;;
+nosysfs)
+	export PERCPU_TEST_NO_SYSFS=1
+	export PERCPU_EXPECT_PATH=rseq PERCPU_EXPECT_FENCE=auto
 	exec "$bin" "$@" ;;
 seccomp)
 	export PERCPU_EXPECT_PATH=fallback PERCPU_EXPECT_FENCE=no

@@ -16,11 +16,19 @@
  * comes from sched_getcpu().  A CPU id is only a hint outside an rseq
  * critical section: the thread may migrate right after reading it.
  *
- * Fallbacks for the possible count, in order: the sysfs list; the larger
- * of sysconf(_SC_NPROCESSORS_CONF) and the highest /sys/devices/system/cpu/
- * cpuN + 1; 1.  The result is capped at PERCPU_MAX_CPUS; a CPU id at or
- * above the cap (never seen in practice) takes the atomic fallback path
- * of every operation, so it is still counted exactly.
+ * The kernel's rseq cpu ids are always below its nr_cpu_ids, which is what
+ * /sys/devices/system/cpu/possible describes, so with that file every id
+ * we can see has a copy, and the inline fast path only has to compare the
+ * id with the constant PERCPU_MAX_CPUS (no load).  Without the file (a
+ * sandbox with no sysfs) the count cannot be trusted -- sysconf() may
+ * follow the affinity mask -- so it is taken as PERCPU_MAX_CPUS: every
+ * possible id still has a copy, at the price of address space (untouched
+ * units cost no memory) and of O(PERCPU_MAX_CPUS) sums.
+ * percpu_nr_cpus_exact() says which case this is.  A CPU id at or above
+ * the cap (machines with more than 4096 possible CPUs) takes the atomic
+ * fallback of every operation, so it is still counted exactly.
+ *
+ * Environment: PERCPU_TEST_NO_SYSFS=1 ignores the sysfs list (tests).
  */
 #ifndef PERCPU_CPU_H
 #define PERCPU_CPU_H
@@ -36,6 +44,9 @@ extern "C" {
 
 /* Number of possible CPUs: highest possible CPU id + 1, in [1, PERCPU_MAX_CPUS]. */
 unsigned percpu_nr_cpus(void);
+
+/* True if percpu_nr_cpus() came from the kernel's possible-CPU list. */
+bool percpu_nr_cpus_exact(void);
 
 /*
  * The CPU the calling thread runs on now (a hint: it may migrate at once),
@@ -55,13 +66,6 @@ bool percpu_rseq_process_available(void);
  * or -EINVAL for a malformed list.  Exposed for the sysfs fallback tests.
  */
 int percpu_parse_cpu_list(const char *list);
-
-/*
- * Cached percpu_nr_cpus(), read by the inline fast paths for their bounds
- * check.  0 until the library's constructor ran, which sends any early
- * caller down the (initialising) slow path.  Do not write.
- */
-extern unsigned percpu_nr_cpus_cached;
 
 #ifdef __cplusplus
 }

@@ -103,7 +103,7 @@ percpu_add(void *handle, int64_t delta)
 	for (;;) {
 		uint32_t cpu = percpu_arch_rseq_cpu_start();
 
-		if (__builtin_expect(cpu >= percpu_nr_cpus_cached, 0))
+		if (__builtin_expect(cpu >= PERCPU_MAX_CPUS, 0))
 			break;
 		PERCPU_TEST_BEFORE_SECTION();
 		if (__builtin_expect(percpu_arch_rseq_add(
@@ -131,7 +131,7 @@ percpu_add_if_zero(void *handle, const uintptr_t *mode, int64_t delta)
 		uint32_t cpu = percpu_arch_rseq_cpu_start();
 		int rc;
 
-		if (__builtin_expect(cpu >= percpu_nr_cpus_cached, 0))
+		if (__builtin_expect(cpu >= PERCPU_MAX_CPUS, 0))
 			break;
 		PERCPU_TEST_BEFORE_SECTION();
 		rc = percpu_arch_rseq_add_if_zero(percpu_slab_ptr(handle, cpu),

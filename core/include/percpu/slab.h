@@ -102,7 +102,9 @@ void percpu_slab_get_stats(struct percpu_slab_stats *out);
 struct percpu_unit_placement {
 	int wanted_node;        /* the CPU's node, or the nearest node with
 	                           memory if it has none (0 without NUMA) */
-	int bind_error;         /* 0, or the -errno mbind gave (-EPERM, -ENOSYS) */
+	int bind_error;         /* 0, or the -errno mbind gave (-EPERM, -ENOSYS);
+	                           -ENODEV: possible CPUs unknown, left to
+	                           first touch (percpu_nr_cpus_exact()) */
 	int actual_node;        /* node of all its primary pages; -1 if they
 	                           differ or none is populated */
 	unsigned pages;         /* primary pages in the unit */
