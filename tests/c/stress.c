@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -173,3 +174,41 @@ uint64_t stress_aborts(void)
 {
 	return __atomic_load_n(&percpu_test_aborts, __ATOMIC_RELAXED);
 }
+
+#if __has_include(<sys/rseq.h>)
+#include <sys/rseq.h>
+
+/* glibc registered sizeof(struct rseq) or the feature size: try both. */
+static int rseq_call(int flags)
+{
+	void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
+	unsigned lens[] = { 32, __rseq_size };
+
+	if (__rseq_size == 0)
+		return -ENOSYS;
+	for (unsigned i = 0; i < 2; i++)
+		if (syscall(SYS_rseq, area, lens[i], flags, RSEQ_SIG) == 0)
+			return 0;
+	return -errno;
+}
+
+int stress_rseq_unregister_self(void)
+{
+	return rseq_call(RSEQ_FLAG_UNREGISTER);
+}
+
+int stress_rseq_register_self(void)
+{
+	return rseq_call(0);
+}
+#else
+int stress_rseq_unregister_self(void)
+{
+	return -ENOSYS;
+}
+
+int stress_rseq_register_self(void)
+{
+	return -ENOSYS;
+}
+#endif

@@ -39,6 +39,15 @@ extern uint64_t stress_migrations;
 /* Spin count the library injects inside every critical section. */
 void stress_inject_spins(long spins);
 
+/*
+ * Unregister the calling thread's rseq area (glibc's), so it behaves like
+ * a thread glibc never registered (a raw clone(), say) in a process where
+ * the others are registered; and register it again.  0 or -errno; a no-op
+ * returning -ENOSYS where rseq is not registered in the first place.
+ */
+int stress_rseq_unregister_self(void);
+int stress_rseq_register_self(void);
+
 /* Sections aborted so far (test builds count them in the library). */
 uint64_t stress_aborts(void);
 
