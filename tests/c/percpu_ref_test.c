@@ -1,0 +1,1273 @@
+/*
+ * percpu_ref_test.c -- percpu_ref: the life cycle with release exactly
+ * once per life, the INIT flags, sticky atomic mode, resurrect and reinit;
+ * mode switches racing 6x nproc threads of gets, puts and trygets under
+ * signals, migrations and delays injected inside the critical sections;
+ * confirmation ordered after every CPU sees the new mode (and a negative
+ * control proving the check can see a premature confirm); tryget_live
+ * after a confirmed kill; threads without rseq; fence batching; fork; and
+ * every misuse.  Runs on the rseq, tunable and seccomp paths: without the
+ * fence or rseq every ref is atomic and all of this must hold unchanged.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <percpu/fence.h>
+#include <percpu/percpu_ref.h>
+
+#include "harness.h"
+#include "stress.h"
+
+#ifdef __SANITIZE_THREAD__
+/* The misuse and fork tests start the switch worker in forked children. */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+	return "die_after_fork=0";
+}
+#endif
+
+static int oversubscribed(void)
+{
+	return 6 * stress_nr_online();
+}
+
+static bool fast(void)
+{
+	return percpu_fast_mode_available();
+}
+
+static bool in_percpu_mode(struct percpu_ref *ref)
+{
+	return __atomic_load_n(&ref->mode, __ATOMIC_SEQ_CST) == 0;
+}
+
+static size_t slab_objects(void)
+{
+	struct percpu_slab_stats st;
+
+	percpu_slab_get_stats(&st);
+	return st.objects;
+}
+
+/*
+ * The worker frees per-CPU words just after a confirmation; a switch of a
+ * fresh ref, confirmed after everything queued before it, waits that out.
+ */
+static void quiesce_worker(void)
+{
+	struct percpu_ref dummy;
+
+	if (percpu_ref_init(&dummy, NULL, PERCPU_REF_ALLOW_REINIT) == 0) {
+		percpu_ref_switch_to_atomic_sync(&dummy);
+		percpu_ref_exit(&dummy);
+	}
+}
+
+static size_t settled_slab_objects(void)
+{
+	quiesce_worker();
+	return slab_objects();
+}
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static void spin_us(double us)
+{
+	double end = now_us() + us;
+
+	while (now_us() < end)
+		;
+}
+
+/* Release counting: every test that counts resets `releases` first. */
+static int releases;
+
+static void count_release(struct percpu_ref *ref)
+{
+	/* Called once the count is zero, and only then. */
+	CHECK(percpu_ref_is_zero(ref));
+	__atomic_fetch_add(&releases, 1, __ATOMIC_SEQ_CST);
+}
+
+static int nr_releases(void)
+{
+	return __atomic_load_n(&releases, __ATOMIC_SEQ_CST);
+}
+
+/* Release may come from the switch worker a moment after the last put. */
+static void wait_releases(int n)
+{
+	double deadline = now_us() + 10e6;
+
+	while (nr_releases() < n && now_us() < deadline)
+		sched_yield();
+	CHECK_EQ(nr_releases(), n);
+}
+
+/* ---- life cycle ------------------------------------------------------- */
+
+TEST(init_get_put_kill_release_exit)
+{
+	struct percpu_ref ref;
+
+	releases = 0;
+	CHECK_EQ(percpu_ref_init(&ref, count_release, 0), 0);
+	CHECK_EQ(in_percpu_mode(&ref), fast());
+	CHECK(!percpu_ref_is_zero(&ref));
+	CHECK(!percpu_ref_is_dying(&ref));
+	for (int i = 0; i < 100; i++)
+		percpu_ref_get(&ref);
+	percpu_ref_get_many(&ref, 50);
+	percpu_ref_put_many(&ref, 150);
+	CHECK(percpu_ref_tryget(&ref));
+	CHECK(percpu_ref_tryget_live(&ref));
+	CHECK(percpu_ref_tryget_many(&ref, 3));
+	percpu_ref_put_many(&ref, 5);
+	CHECK_EQ(nr_releases(), 0);
+	percpu_ref_kill(&ref);
+	CHECK(percpu_ref_is_dying(&ref));
+	wait_releases(1);
+	CHECK(percpu_ref_is_zero(&ref));
+	CHECK(!percpu_ref_tryget(&ref));
+	CHECK(!percpu_ref_tryget_live(&ref));
+	percpu_ref_exit(&ref);
+	CHECK(percpu_ref_is_zero(&ref)); /* still answers after exit */
+	CHECK(percpu_ref_is_dying(&ref));
+	percpu_ref_exit(&ref);           /* a second exit is a no-op */
+	CHECK_EQ(nr_releases(), 1);
+}
+
+TEST(percpu_mode_counts_in_the_per_cpu_words)
+{
+	struct percpu_ref ref;
+
+	CHECK_EQ(percpu_ref_init(&ref, NULL, 0), 0);
+	percpu_ref_get_many(&ref, 7);
+	/* Fast path: the words moved; otherwise they are never touched. */
+	CHECK_EQ(percpu_sum(ref.percpu_count), fast() ? 7 : 0);
+	percpu_ref_put_many(&ref, 7);
+	CHECK_EQ(percpu_sum(ref.percpu_count), 0);
+	percpu_ref_exit(&ref);
+}
+
+TEST(kill_with_references_held_releases_on_the_last_put)
+{
+	struct percpu_ref ref;
+
+	releases = 0;
+	CHECK_EQ(percpu_ref_init(&ref, count_release, 0), 0);
+	percpu_ref_get_many(&ref, 3);
+	percpu_ref_kill(&ref);
+	percpu_ref_switch_to_atomic_sync(&ref); /* the kill's switch is done */
+	CHECK(!in_percpu_mode(&ref));
+	CHECK(percpu_ref_tryget(&ref));          /* killed but not zero */
+	CHECK(!percpu_ref_tryget_live(&ref));
+	percpu_ref_put_many(&ref, 3);
+	CHECK_EQ(nr_releases(), 0);              /* the tryget's ref is held */
+	CHECK(!percpu_ref_is_zero(&ref));
+	percpu_ref_put(&ref);
+	wait_releases(1);
+	percpu_ref_exit(&ref);
+}
+
+TEST(exit_without_kill_on_an_error_path_frees_everything)
+{
+	size_t before = settled_slab_objects();
+	struct percpu_ref ref;
+
+	releases = 0;
+	CHECK_EQ(percpu_ref_init(&ref, count_release, 0), 0);
+	CHECK_EQ(slab_objects(), before + 1);
+	percpu_ref_get(&ref);
+	percpu_ref_exit(&ref);
+	CHECK_EQ(slab_objects(), before);
+	CHECK(!percpu_ref_is_zero(&ref)); /* exited with references */
+	CHECK_EQ(nr_releases(), 0);
+}
+
+TEST(init_failure_returns_enomem_and_leaks_nothing)
+{
+	size_t before = settled_slab_objects();
+	struct percpu_ref ref;
+
+	percpu_slab_inject_failure(0);
+	CHECK_EQ(percpu_ref_init(&ref, count_release, 0), -ENOMEM);
+	percpu_slab_inject_failure(-1);
+	CHECK_EQ(slab_objects(), before);
+	percpu_ref_exit(&ref); /* no-op on a failed init */
+	CHECK_EQ(percpu_ref_init(&ref, count_release, 0x80), -EINVAL);
+	CHECK_EQ(slab_objects(), before);
+}
+
+TEST(init_atomic_starts_atomic_and_switches_to_percpu)
+{
+	struct percpu_ref ref;
+
+	releases = 0;
+	CHECK_EQ(percpu_ref_init(&ref, count_release, PERCPU_REF_INIT_ATOMIC), 0);
+	CHECK(!in_percpu_mode(&ref));
+	CHECK(!percpu_ref_is_dying(&ref));
+	percpu_ref_get(&ref);
+	percpu_ref_put(&ref);
+	CHECK_EQ(percpu_sum(ref.percpu_count), 0);
+	percpu_ref_switch_to_percpu(&ref); /* INIT_ATOMIC implies ALLOW_REINIT */
+	CHECK_EQ(in_percpu_mode(&ref), fast());
+	percpu_ref_get_many(&ref, 10);
+	percpu_ref_switch_to_atomic_sync(&ref);
+	CHECK(!in_percpu_mode(&ref));
+	percpu_ref_put_many(&ref, 10);
+	percpu_ref_kill(&ref);
+	wait_releases(1);
+	percpu_ref_exit(&ref);
+}
+
+TEST(init_dead_starts_dead_and_reinit_brings_it_to_life)
+{
+	struct percpu_ref ref;
+
+	releases = 0;
+	CHECK_EQ(percpu_ref_init(&ref, count_release, PERCPU_REF_INIT_DEAD), 0);
+	CHECK(percpu_ref_is_dying(&ref));
+	CHECK(percpu_ref_is_zero(&ref));
+	CHECK(!percpu_ref_tryget(&ref));
+	CHECK(!percpu_ref_tryget_live(&ref));
+	percpu_ref_reinit(&ref); /* INIT_DEAD implies ALLOW_REINIT */
+	CHECK(!percpu_ref_is_dying(&ref));
+	CHECK(!percpu_ref_is_zero(&ref));
+	CHECK_EQ(in_percpu_mode(&ref), fast());
+	CHECK(percpu_ref_tryget_live(&ref));
+	percpu_ref_put(&ref);
+	percpu_ref_kill(&ref);
+	wait_releases(1);
+	/* And again: a second life from zero. */
+	percpu_ref_reinit(&ref);
+	CHECK_EQ(in_percpu_mode(&ref), fast());
+	percpu_ref_kill(&ref);
+	wait_releases(2);
+	percpu_ref_exit(&ref);
+}
+
+TEST(resurrect_brings_a_dying_ref_back)
+{
+	struct percpu_ref ref;
+
+	releases = 0;
+	CHECK_EQ(percpu_ref_init(&ref, count_release, PERCPU_REF_ALLOW_REINIT), 0);
+	percpu_ref_get(&ref); /* keeps it from reaching zero */
+	percpu_ref_kill(&ref);
+	percpu_ref_resurrect(&ref); /* right away: the kill's switch may be in flight */
+	CHECK(!percpu_ref_is_dying(&ref));
+	CHECK_EQ(in_percpu_mode(&ref), fast());
+	CHECK(percpu_ref_tryget_live(&ref));
+	percpu_ref_put(&ref);
+
+	percpu_ref_kill(&ref);
+	percpu_ref_switch_to_atomic_sync(&ref); /* confirmed dead now */
+	CHECK(!percpu_ref_tryget_live(&ref));
+	percpu_ref_switch_to_percpu(&ref);      /* undo the sticky atomic */
+	percpu_ref_resurrect(&ref);
+	CHECK(!percpu_ref_is_dying(&ref));
+	CHECK_EQ(in_percpu_mode(&ref), fast());
+	CHECK(percpu_ref_tryget_live(&ref));
+	percpu_ref_put_many(&ref, 2);
+	CHECK_EQ(nr_releases(), 0);
+	percpu_ref_kill(&ref); /* drops the reference resurrect gave */
+	wait_releases(1);
+	percpu_ref_exit(&ref);
+}
+
+TEST(atomic_mode_is_sticky_across_kill_and_reinit)
+{
+	struct percpu_ref ref;
+
+	releases = 0;
+	CHECK_EQ(percpu_ref_init(&ref, count_release, PERCPU_REF_ALLOW_REINIT), 0);
+	percpu_ref_switch_to_atomic_sync(&ref);
+	percpu_ref_kill(&ref);
+	wait_releases(1);
+	percpu_ref_reinit(&ref);
+	CHECK(!in_percpu_mode(&ref)); /* still atomic */
+	percpu_ref_switch_to_percpu(&ref);
+	CHECK_EQ(in_percpu_mode(&ref), fast());
+
+	/* switch_to_percpu on a dying ref waits for the next reinit. */
+	percpu_ref_kill(&ref);
+	wait_releases(2);
+	percpu_ref_switch_to_atomic(&ref, NULL);
+	percpu_ref_switch_to_percpu(&ref);
+	CHECK(!in_percpu_mode(&ref));
+	percpu_ref_reinit(&ref);
+	CHECK_EQ(in_percpu_mode(&ref), fast());
+	percpu_ref_kill(&ref);
+	wait_releases(3);
+	percpu_ref_exit(&ref);
+}
+
+static int confirms;
+
+static void count_confirm(struct percpu_ref *ref)
+{
+	CHECK(!in_percpu_mode(ref));
+	__atomic_fetch_add(&confirms, 1, __ATOMIC_SEQ_CST);
+}
+
+TEST(confirm_of_an_already_atomic_ref_runs_before_the_call_returns)
+{
+	struct percpu_ref ref;
+
+	confirms = 0;
+	releases = 0;
+	CHECK_EQ(percpu_ref_init(&ref, count_release, PERCPU_REF_INIT_ATOMIC), 0);
+	percpu_ref_switch_to_atomic(&ref, count_confirm);
+	CHECK_EQ(confirms, 1);
+	percpu_ref_kill_and_confirm(&ref, count_confirm);
+	CHECK_EQ(confirms, 2);
+	CHECK_EQ(nr_releases(), 1); /* the kill's put was the last */
+	percpu_ref_exit(&ref);
+}
+
+/* Linux bug (§4): an int-truncated tryget leaked a reference with bit 63 set. */
+static void tryget_returns_exactly_true(struct percpu_ref *ref)
+{
+	int ok;
+
+	ok = percpu_ref_tryget(ref);
+	CHECK_EQ(ok, 1);
+	ok = percpu_ref_tryget_many(ref, 1ul << 33);
+	CHECK_EQ(ok, 1);
+	ok = percpu_ref_tryget_live(ref);
+	CHECK_EQ(ok, 1);
+	percpu_ref_put_many(ref, (1ul << 33) + 2);
+}
+
+static void unregistered_trygets(void *arg, int index)
+{
+	bool unregistered = stress_rseq_unregister_self() == 0;
+
+	(void)index;
+	tryget_returns_exactly_true(arg);
+	if (unregistered)
+		stress_rseq_register_self();
+}
+
+TEST(tryget_returns_exactly_bool_with_high_count_bits)
+{
+	struct percpu_ref ref;
+	int ok;
+
+	releases = 0;
+	CHECK_EQ(percpu_ref_init(&ref, count_release, PERCPU_REF_INIT_ATOMIC), 0);
+	percpu_ref_get_many(&ref, (1ul << 40) + (1ul << 32));
+	tryget_returns_exactly_true(&ref);
+	percpu_ref_put_many(&ref, (1ul << 40) + (1ul << 32));
+	percpu_ref_kill(&ref);
+	CHECK_EQ(nr_releases(), 1);
+	ok = percpu_ref_tryget(&ref);
+	CHECK_EQ(ok, 0);
+	ok = percpu_ref_tryget_many(&ref, 1ul << 33);
+	CHECK_EQ(ok, 0);
+	CHECK(percpu_ref_is_zero(&ref)); /* the failed trygets took nothing */
+	percpu_ref_exit(&ref);
+
+	/* Percpu mode, slow path (a thread without rseq): the count holds BIAS. */
+	CHECK_EQ(percpu_ref_init(&ref, count_release, 0), 0);
+	stress_run_threads(1, unregistered_trygets, &ref);
+	percpu_ref_kill(&ref);
+	wait_releases(2);
+	percpu_ref_exit(&ref);
+}
+
+TEST(release_without_allow_reinit_frees_the_words_at_the_switch)
+{
+	size_t before = settled_slab_objects();
+	struct percpu_ref ref;
+
+	releases = 0;
+	CHECK_EQ(percpu_ref_init(&ref, count_release, 0), 0);
+	percpu_ref_get(&ref);
+	percpu_ref_kill(&ref);
+	percpu_ref_switch_to_atomic_sync(&ref);
+	/* Linux frees them as soon as the kill's switch completes (the
+	 * worker does, just after the confirmation). */
+	quiesce_worker();
+	CHECK_EQ(slab_objects(), fast() ? before : before + 1);
+	percpu_ref_put(&ref);
+	wait_releases(1);
+	percpu_ref_exit(&ref);
+	CHECK_EQ(slab_objects(), before);
+}
+
+/* ---- callbacks -------------------------------------------------------- */
+
+struct exits_in_release {
+	struct percpu_ref ref;
+	int released;
+};
+
+static void release_and_exit(struct percpu_ref *ref)
+{
+	struct exits_in_release *o = (struct exits_in_release *)ref;
+
+	percpu_ref_exit(ref);
+	__atomic_store_n(&o->released, 1, __ATOMIC_RELEASE);
+}
+
+TEST(release_may_exit_the_ref_even_on_the_worker)
+{
+	struct exits_in_release *o = calloc(1, sizeof(*o));
+
+	/* No other reference: the worker's put is the last one. */
+	CHECK_EQ(percpu_ref_init(&o->ref, release_and_exit, 0), 0);
+	percpu_ref_kill(&o->ref);
+	for (double end = now_us() + 10e6; now_us() < end;)
+		if (__atomic_load_n(&o->released, __ATOMIC_ACQUIRE))
+			break;
+	CHECK(__atomic_load_n(&o->released, __ATOMIC_ACQUIRE));
+	CHECK(o->ref.data == NULL);
+	free(o);
+}
+
+static struct percpu_ref reinit_target;
+
+static void release_and_reinit(struct percpu_ref *ref)
+{
+	__atomic_fetch_add(&releases, 1, __ATOMIC_SEQ_CST);
+	if (nr_releases() < 3)
+		percpu_ref_reinit(ref); /* on the worker: must not deadlock */
+}
+
+TEST(release_may_reinit_the_ref_on_the_worker)
+{
+	releases = 0;
+	CHECK_EQ(percpu_ref_init(&reinit_target, release_and_reinit,
+	                         PERCPU_REF_ALLOW_REINIT), 0);
+	for (int life = 1; life <= 3; life++) {
+		percpu_ref_kill(&reinit_target);
+		wait_releases(life);
+	}
+	CHECK(percpu_ref_is_zero(&reinit_target));
+	percpu_ref_exit(&reinit_target);
+}
+
+/* ---- mode switches racing gets and puts ------------------------------- */
+
+struct torture {
+	struct percpu_ref ref;
+	long ops;
+	int stop;
+	long round_trips;
+};
+
+static void get_put_pairs(void *arg, int index)
+{
+	struct torture *t = arg;
+
+	percpu_ref_get(&t->ref); /* our own reference: never zero under us */
+	for (long i = 0; i < t->ops; i++) {
+		switch ((index + i) % 5) {
+		case 0:
+			percpu_ref_get(&t->ref);
+			percpu_ref_put(&t->ref);
+			break;
+		case 1:
+			CHECK(percpu_ref_tryget(&t->ref));
+			percpu_ref_put(&t->ref);
+			break;
+		case 2:
+			CHECK(percpu_ref_tryget_live(&t->ref));
+			percpu_ref_put(&t->ref);
+			break;
+		case 3:
+			CHECK(percpu_ref_tryget_many(&t->ref, 5));
+			percpu_ref_put_many(&t->ref, 2);
+			percpu_ref_put_many(&t->ref, 3);
+			break;
+		default:
+			percpu_ref_get_many(&t->ref, 3);
+			percpu_ref_put_many(&t->ref, 3);
+		}
+		if (i % 1024 == 0)
+			CHECK(!percpu_ref_is_zero(&t->ref));
+	}
+	percpu_ref_put(&t->ref);
+}
+
+static void *switcher_main(void *arg)
+{
+	struct torture *t = arg;
+
+	while (!__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE)) {
+		if (t->round_trips % 2)
+			percpu_ref_switch_to_atomic(&t->ref, NULL);
+		else
+			percpu_ref_switch_to_atomic_sync(&t->ref);
+		sched_yield();
+		percpu_ref_switch_to_percpu(&t->ref);
+		t->round_trips++;
+		if (t->round_trips % 8 == 0)
+			usleep(200); /* let percpu mode run for a while */
+	}
+	return NULL;
+}
+
+TEST(mode_switches_racing_gets_and_puts_lose_nothing)
+{
+	struct torture t = { .ops = harness_scaled(40000) };
+	pthread_t switcher;
+
+	releases = 0;
+	CHECK_EQ(percpu_ref_init(&t.ref, count_release, PERCPU_REF_ALLOW_REINIT), 0);
+	stress_inject_spins(100);
+	stress_migrate_every(64);
+	stress_signal_storm_start(100, NULL);
+	pthread_create(&switcher, NULL, switcher_main, &t);
+	stress_run_threads(oversubscribed(), get_put_pairs, &t);
+	__atomic_store_n(&t.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(switcher, NULL);
+	stress_signal_storm_stop();
+	stress_migrate_every(0);
+	stress_inject_spins(0);
+
+	printf("# %ld switch round trips, %lu sections aborted\n", t.round_trips,
+	       (unsigned long)stress_aborts());
+	CHECK(t.round_trips > 0);
+	CHECK_EQ(nr_releases(), 0);
+	CHECK(!percpu_ref_is_zero(&t.ref));
+	percpu_ref_kill(&t.ref); /* the initial ref was the last one */
+	wait_releases(1);
+	CHECK(percpu_ref_is_zero(&t.ref));
+	percpu_ref_exit(&t.ref);
+}
+
+/*
+ * Many lives: kill -> release -> reinit, over and over, with users
+ * hammering tryget_live (and tryget, get, put on what they hold) all
+ * along; some users have no rseq.  A user that gets in must find the
+ * object alive (release poisons it, reinit revives it), and release must
+ * come exactly once per life.
+ */
+struct lives {
+	struct percpu_ref ref;
+	int alive;
+	int stop;
+	long got;
+	long dead_seen;
+};
+
+static struct lives *the_lives;
+
+static void poison_on_release(struct percpu_ref *ref)
+{
+	CHECK(percpu_ref_is_zero(ref));
+	CHECK_EQ(__atomic_exchange_n(&the_lives->alive, 0, __ATOMIC_SEQ_CST), 1);
+	__atomic_fetch_add(&releases, 1, __ATOMIC_SEQ_CST);
+}
+
+static void life_users(void *arg, int index)
+{
+	struct lives *l = arg;
+	bool unregistered = index % 3 == 0 && stress_rseq_unregister_self() == 0;
+	unsigned long uses = 0;
+
+	while (!__atomic_load_n(&l->stop, __ATOMIC_ACQUIRE)) {
+		/* (A plain tryget loop would keep a killed ref alive forever.) */
+		if (!percpu_ref_tryget_live(&l->ref)) {
+			usleep(20); /* dead: let the worker and the controller run */
+			continue;
+		}
+		if (!__atomic_load_n(&l->alive, __ATOMIC_SEQ_CST))
+			__atomic_fetch_add(&l->dead_seen, 1, __ATOMIC_RELAXED);
+		if (index % 2) {
+			CHECK(percpu_ref_tryget(&l->ref));
+			percpu_ref_put(&l->ref);
+		} else {
+			percpu_ref_get_many(&l->ref, 2);
+			percpu_ref_put_many(&l->ref, 2);
+		}
+		__atomic_fetch_add(&l->got, 1, __ATOMIC_RELAXED);
+		percpu_ref_put(&l->ref);
+		if (++uses % 256 == 0)
+			usleep(10); /* or the worker waits a scheduling period */
+	}
+	if (unregistered)
+		stress_rseq_register_self();
+}
+
+static void *lifecycle_main(void *arg)
+{
+	struct lives *l = arg;
+	int lives = (int)harness_scaled(300);
+
+	for (int i = 1; i <= lives; i++) {
+		long got = __atomic_load_n(&l->got, __ATOMIC_RELAXED);
+
+		/* Let users in during this life. */
+		for (double end = now_us() + 1e6; now_us() < end; sched_yield())
+			if (__atomic_load_n(&l->got, __ATOMIC_RELAXED) > got + 10)
+				break;
+		if (i % 3 == 0)
+			percpu_ref_switch_to_atomic(&l->ref, NULL);
+		if (i % 3 == 1)
+			percpu_ref_switch_to_percpu(&l->ref);
+		percpu_ref_kill(&l->ref);
+		wait_releases(i);
+		CHECK(percpu_ref_is_zero(&l->ref));
+		__atomic_store_n(&l->alive, 1, __ATOMIC_SEQ_CST);
+		percpu_ref_reinit(&l->ref);
+	}
+	__atomic_store_n(&l->stop, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+TEST(release_exactly_once_per_life_over_many_lives)
+{
+	struct lives l = { .alive = 1 };
+	int lives = (int)harness_scaled(300);
+	pthread_t controller;
+
+	releases = 0;
+	the_lives = &l;
+	CHECK_EQ(percpu_ref_init(&l.ref, poison_on_release, PERCPU_REF_ALLOW_REINIT), 0);
+	stress_inject_spins(50);
+	stress_signal_storm_start(200, NULL);
+	pthread_create(&controller, NULL, lifecycle_main, &l);
+	stress_run_threads(oversubscribed(), life_users, &l);
+	pthread_join(controller, NULL);
+	stress_signal_storm_stop();
+	stress_inject_spins(0);
+
+	printf("# %d lives, %ld uses\n", lives, l.got);
+	CHECK_EQ(nr_releases(), lives);
+	CHECK_EQ(l.dead_seen, 0);
+	percpu_ref_kill(&l.ref);
+	wait_releases(lives + 1);
+	percpu_ref_exit(&l.ref);
+}
+
+/* ---- confirmation ordering ------------------------------------------- */
+
+/*
+ * Users do get/put pairs on the fast path while the ref is switched to
+ * atomic mode.  The confirm callback reads the per-CPU sum, spins, and
+ * reads it again; the test reads it once more later.  If confirm ran
+ * before every CPU saw the atomic mode, an add that read mode 0 lands
+ * after the first read.  The negative control skips the fence in the
+ * worker and must see exactly that.
+ *
+ * To make the race likely when it exists: the spins injected inside every
+ * section make each one last tens of microseconds; the users run alone on
+ * CPUs 1..n-1, so their sections are not cut short by preemption; the
+ * switching thread and the switch worker share CPU 0, and the switcher
+ * sleeps right after the switch, so the worker folds and confirms within
+ * microseconds while a user's section that read mode 0 is still in
+ * flight.  The same setting runs with and without the fence.
+ */
+#define ORDERING_ROUNDS 60
+#define ORDERING_MAX_ROUNDS 2000 /* the negative control stops when caught */
+#define ORDERING_SPINS 200000
+
+struct ordering {
+	struct percpu_ref ref;
+	int stop;
+	int confirmed;
+	int64_t frozen;
+	long late_in_confirm;
+	long late_after;
+};
+
+static struct ordering *ordering_target;
+
+/* The index-th CPU of the mask (modulo its size). */
+static int cpu_of_mask(const cpu_set_t *mask, int index)
+{
+	int n = CPU_COUNT(mask), seen = 0;
+
+	index %= n > 0 ? n : 1;
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, mask) && seen++ == index)
+			return cpu;
+	return 0;
+}
+
+static void pin_tid(pid_t tid, int cpu)
+{
+	cpu_set_t one;
+
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	sched_setaffinity(tid, sizeof(one), &one);
+}
+
+/* The library's switch worker, found by its thread name; 0 if none yet. */
+static pid_t switch_worker_tid(void)
+{
+	pid_t found = 0;
+	DIR *dir = opendir("/proc/self/task");
+	struct dirent *e;
+
+	while (dir && (e = readdir(dir)) && !found) {
+		char path[300], comm[32] = "";
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (f && fgets(comm, sizeof(comm), f) && !strncmp(comm, "percpu_ref", 10))
+			found = (pid_t)atoi(e->d_name);
+		if (f)
+			fclose(f);
+	}
+	if (dir)
+		closedir(dir);
+	return found;
+}
+
+struct ordering_user {
+	struct ordering *o;
+	int cpu;
+};
+
+static void *ordering_user(void *arg)
+{
+	struct ordering_user *u = arg;
+	struct ordering *o = u->o;
+
+	pin_tid(0, u->cpu);
+	while (!__atomic_load_n(&o->stop, __ATOMIC_ACQUIRE)) {
+		percpu_ref_get(&o->ref);
+		percpu_ref_put(&o->ref);
+	}
+	return NULL;
+}
+
+static void confirm_and_freeze(struct percpu_ref *ref)
+{
+	struct ordering *o = ordering_target;
+	int64_t again;
+
+	CHECK(!in_percpu_mode(ref));
+	o->frozen = percpu_sum(ref->percpu_count);
+	spin_us(200);
+	again = percpu_sum(ref->percpu_count);
+	if (again != o->frozen)
+		o->late_in_confirm++;
+	o->frozen = again;
+	__atomic_store_n(&o->confirmed, 1, __ATOMIC_RELEASE);
+}
+
+static void ordering_round(struct ordering *o, const cpu_set_t *cpus)
+{
+	int users = CPU_COUNT(cpus) - 1;
+	struct ordering_user u[64];
+	pthread_t tid[64];
+
+	if (users > 64)
+		users = 64;
+	o->stop = 0;
+	o->confirmed = 0;
+	for (int i = 0; i < users; i++) {
+		u[i] = (struct ordering_user){ .o = o, .cpu = cpu_of_mask(cpus, i + 1) };
+		pthread_create(&tid[i], NULL, ordering_user, &u[i]);
+	}
+	usleep(1000);
+	percpu_ref_switch_to_atomic(&o->ref, confirm_and_freeze);
+	/* Sleep, not yield: the worker gets CPU 0 at once. */
+	while (!__atomic_load_n(&o->confirmed, __ATOMIC_ACQUIRE))
+		usleep(50);
+	CHECK(!in_percpu_mode(&o->ref));
+	usleep(1000);
+	if (percpu_sum(o->ref.percpu_count) != o->frozen)
+		o->late_after++;
+	__atomic_store_n(&o->stop, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < users; i++)
+		pthread_join(tid[i], NULL);
+	percpu_ref_switch_to_percpu(&o->ref);
+}
+
+/* Returns the rounds that saw a late add; the negative control stops at one. */
+static long run_ordering(bool skip_fence, int max_rounds)
+{
+	struct ordering o = { .stop = 0 };
+	cpu_set_t cpus;
+	pid_t worker;
+	int rounds = 0;
+
+	ordering_target = &o;
+	sched_getaffinity(0, sizeof(cpus), &cpus);
+	CHECK_EQ(percpu_ref_init(&o.ref, NULL, PERCPU_REF_ALLOW_REINIT), 0);
+	/* A cushion: without the fence late adds are lost, the count drifts. */
+	percpu_ref_get_many(&o.ref, 1ul << 30);
+	percpu_ref_switch_to_atomic_sync(&o.ref); /* the worker exists now */
+	percpu_ref_switch_to_percpu(&o.ref);
+	worker = switch_worker_tid();
+	pin_tid(0, cpu_of_mask(&cpus, 0));
+	if (worker)
+		pin_tid(worker, cpu_of_mask(&cpus, 0));
+	stress_inject_spins(ORDERING_SPINS);
+	percpu_ref_test_skip_fence = skip_fence;
+	while (rounds < max_rounds && !(skip_fence && o.late_in_confirm + o.late_after)) {
+		ordering_round(&o, &cpus);
+		rounds++;
+	}
+	percpu_ref_test_skip_fence = false;
+	stress_inject_spins(0);
+	sched_setaffinity(0, sizeof(cpus), &cpus);
+	if (worker)
+		sched_setaffinity(worker, sizeof(cpus), &cpus);
+	percpu_ref_switch_to_atomic_sync(&o.ref);
+	percpu_ref_exit(&o.ref);
+	printf("# %s: %ld of %d confirms saw a late add inside, %ld after\n",
+	       skip_fence ? "without the fence" : "with the fence",
+	       o.late_in_confirm, rounds, o.late_after);
+	return o.late_in_confirm + o.late_after;
+}
+
+TEST(confirm_runs_only_after_every_cpu_sees_atomic_mode)
+{
+	CHECK_EQ(run_ordering(false, ORDERING_ROUNDS), 0);
+}
+
+TEST(negative_control_confirm_without_fence_is_caught)
+{
+	if (!fast() || stress_nr_online() < 2) {
+		/* On one CPU a section in flight means the worker is not running. */
+		printf("# no percpu mode, or one CPU: nothing can land late\n");
+		return;
+	}
+	CHECK_MSG(run_ordering(true, ORDERING_MAX_ROUNDS) > 0,
+	          "a premature confirm went unnoticed: the ordering test "
+	          "proves nothing");
+}
+
+/*
+ * tryget_live after the kill is confirmed: every attempt that begins once
+ * confirm_kill has been seen fails -- in percpu mode (fast paths, covered
+ * by the fence) and in atomic mode (the dead flag in the count).
+ */
+static int kill_confirmed;
+
+static void confirm_kill_flag(struct percpu_ref *ref)
+{
+	CHECK(percpu_ref_is_dying(ref));
+	__atomic_store_n(&kill_confirmed, 1, __ATOMIC_SEQ_CST);
+}
+
+struct live_race {
+	struct percpu_ref ref;
+	int stop;
+	long before;        /* successes begun before confirm was seen */
+	long after_confirm; /* successes begun after: must stay 0 */
+};
+
+static void tryget_live_hammer(void *arg, int index)
+{
+	struct live_race *r = arg;
+	bool unregistered = index % 4 == 3 && stress_rseq_unregister_self() == 0;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		bool confirmed = __atomic_load_n(&kill_confirmed, __ATOMIC_SEQ_CST);
+
+		if (percpu_ref_tryget_live(&r->ref)) {
+			__atomic_fetch_add(confirmed ? &r->after_confirm : &r->before, 1,
+			                   __ATOMIC_RELAXED);
+			percpu_ref_put(&r->ref);
+		}
+	}
+	if (unregistered)
+		stress_rseq_register_self();
+}
+
+static void *killer_main(void *arg)
+{
+	struct live_race *r = arg;
+
+	/* Kill while users are getting in. */
+	for (double end = now_us() + 5e6; now_us() < end; usleep(1000))
+		if (__atomic_load_n(&r->before, __ATOMIC_RELAXED) > 1000)
+			break;
+	percpu_ref_kill_and_confirm(&r->ref, confirm_kill_flag);
+	while (!__atomic_load_n(&kill_confirmed, __ATOMIC_SEQ_CST))
+		sched_yield();
+	usleep(5000);
+	__atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void run_live_race(unsigned flags)
+{
+	struct live_race r = { .stop = 0 };
+	pthread_t killer;
+
+	releases = 0;
+	kill_confirmed = 0;
+	CHECK_EQ(percpu_ref_init(&r.ref, count_release, flags), 0);
+	percpu_ref_get(&r.ref); /* keep it above zero while users race */
+	stress_inject_spins(200);
+	pthread_create(&killer, NULL, killer_main, &r);
+	stress_run_threads(oversubscribed(), tryget_live_hammer, &r);
+	pthread_join(killer, NULL);
+	stress_inject_spins(0);
+	printf("# %ld successes before the confirm\n", r.before);
+	CHECK(r.before > 0);
+	CHECK_EQ(r.after_confirm, 0);
+	CHECK_EQ(nr_releases(), 0);
+	percpu_ref_put(&r.ref);
+	wait_releases(1);
+	percpu_ref_exit(&r.ref);
+}
+
+TEST(tryget_live_always_fails_once_the_kill_is_confirmed)
+{
+	run_live_race(0);
+}
+
+TEST(tryget_live_always_fails_once_an_atomic_ref_is_killed)
+{
+	run_live_race(PERCPU_REF_INIT_ATOMIC);
+}
+
+/* ---- threads without rseq, fence batching, fork ------------------------- */
+
+static void mixed_pairs(void *arg, int index)
+{
+	struct percpu_ref *ref = arg;
+	bool unregistered = index % 2 && stress_rseq_unregister_self() == 0;
+
+	for (int i = 0; i < 20000; i++) {
+		percpu_ref_get(ref);
+		CHECK(percpu_ref_tryget_live(ref));
+		percpu_ref_put(ref);
+		percpu_ref_put(ref);
+	}
+	/* Leave one reference taken here to be dropped by another thread. */
+	percpu_ref_get(ref);
+	if (unregistered)
+		stress_rseq_register_self();
+}
+
+TEST(threads_without_rseq_take_the_atomic_path_in_percpu_mode)
+{
+	struct percpu_ref ref;
+	int n = oversubscribed();
+
+	releases = 0;
+	CHECK_EQ(percpu_ref_init(&ref, count_release, 0), 0);
+	stress_migrate_every(32);
+	stress_signal_storm_start(100, NULL);
+	stress_run_threads(n, mixed_pairs, &ref);
+	stress_signal_storm_stop();
+	stress_migrate_every(0);
+	percpu_ref_put_many(&ref, (unsigned long)n);
+	CHECK_EQ(nr_releases(), 0);
+	percpu_ref_kill(&ref);
+	wait_releases(1);
+	percpu_ref_exit(&ref);
+}
+
+/* A confirm that holds the worker until told to go (in one process). */
+static int hold_confirm;
+static pid_t hold_in;
+
+static void blocking_confirm(struct percpu_ref *ref)
+{
+	(void)ref;
+	if (getpid() != hold_in)
+		return;
+	__atomic_store_n(&hold_confirm, 2, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&hold_confirm, __ATOMIC_SEQ_CST) == 2)
+		usleep(100);
+}
+
+static void *let_confirm_go_later(void *arg)
+{
+	(void)arg;
+	usleep(100000);
+	__atomic_store_n(&hold_confirm, 0, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void hold_the_worker(struct percpu_ref *ref)
+{
+	hold_confirm = 0;
+	hold_in = getpid();
+	percpu_ref_kill_and_confirm(ref, blocking_confirm);
+	while (__atomic_load_n(&hold_confirm, __ATOMIC_SEQ_CST) != 2)
+		sched_yield(); /* the worker is inside ref's confirm */
+}
+
+/* Kills queued while the worker is busy are fenced together, once. */
+TEST(many_refs_killed_together_share_one_fence)
+{
+	enum { N = 1000 };
+	struct percpu_ref *refs = calloc(N + 1, sizeof(*refs));
+	unsigned long fences;
+
+	releases = 0;
+	for (int i = 0; i <= N; i++)
+		CHECK_EQ(percpu_ref_init(&refs[i], count_release, 0), 0);
+	if (!fast()) {
+		for (int i = 0; i <= N; i++)
+			percpu_ref_kill(&refs[i]);
+		CHECK_EQ(nr_releases(), N + 1); /* atomic: no switch, no fence */
+		goto out;
+	}
+	hold_the_worker(&refs[N]);
+	fences = percpu_ref_test_fences;
+	for (int i = 0; i < N; i++)
+		percpu_ref_kill(&refs[i]);
+	__atomic_store_n(&hold_confirm, 0, __ATOMIC_SEQ_CST);
+	wait_releases(N + 1);
+	fences = percpu_ref_test_fences - fences;
+	printf("# %d kills queued behind a busy worker, %lu fence(s)\n", N, fences);
+	CHECK_EQ(fences, 1);
+out:
+	for (int i = 0; i <= N; i++)
+		percpu_ref_exit(&refs[i]);
+	free(refs);
+}
+
+/* In the child: both switches complete and both refs are released. */
+static int child_finishes_switches(struct percpu_ref *a, struct percpu_ref *b)
+{
+	percpu_ref_switch_to_atomic_sync(a); /* starts the child's worker */
+	percpu_ref_switch_to_atomic_sync(b);
+	for (double end = now_us() + 5e6; now_us() < end;)
+		if (nr_releases() == 2)
+			break;
+	if (nr_releases() != 2 || !percpu_ref_is_zero(a) || !percpu_ref_is_zero(b))
+		return 1;
+	return 0;
+}
+
+TEST(fork_while_switches_are_in_flight_completes_them_in_the_child)
+{
+	struct percpu_ref a, b;
+	int status;
+	pid_t pid;
+
+	releases = 0;
+	CHECK_EQ(percpu_ref_init(&a, count_release, 0), 0);
+	CHECK_EQ(percpu_ref_init(&b, count_release, 0), 0);
+	/* Atomic refs confirm at once, in this thread: nothing to hold. */
+	if (fast())
+		hold_the_worker(&a);
+	else
+		percpu_ref_kill(&a);
+	percpu_ref_kill(&b); /* queued behind a */
+	pid = fork();
+	if (pid == 0)
+		_exit(child_finishes_switches(&a, &b));
+	__atomic_store_n(&hold_confirm, 0, __ATOMIC_SEQ_CST);
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	          "the child did not complete the switches (status %#x)", status);
+	wait_releases(2);
+	percpu_ref_exit(&a);
+	percpu_ref_exit(&b);
+}
+
+/* ---- misuse ------------------------------------------------------------- */
+
+/*
+ * Run fn in a child: true if it ended as expected (SIGABRT, or exit 0 for
+ * a warning) with `needle` on stderr.
+ */
+static bool child_says(void (*fn)(void), const char *needle, bool must_abort)
+{
+	int fds[2], status;
+	char buf[4096] = { 0 };
+	size_t got = 0;
+	pid_t pid;
+
+	if (pipe(fds))
+		return false;
+	pid = fork();
+	if (pid == 0) {
+		dup2(fds[1], STDERR_FILENO);
+		fn();
+		_exit(0);
+	}
+	close(fds[1]);
+	while (got < sizeof(buf) - 1) {
+		ssize_t n = read(fds[0], buf + got, sizeof(buf) - 1 - got);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fds[0]);
+	waitpid(pid, &status, 0);
+	if (must_abort && !(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT))
+		return false;
+	if (!must_abort && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+		return false;
+	if (!strstr(buf, needle))
+		fprintf(stderr, "# expected \"%s\", got: %s\n", needle, buf);
+	return strstr(buf, needle) != NULL;
+}
+
+static struct percpu_ref misuse_ref;
+
+static void put_below_zero_atomic(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, PERCPU_REF_INIT_ATOMIC);
+	percpu_ref_put(&misuse_ref); /* to zero: fine */
+	percpu_ref_put(&misuse_ref); /* below */
+}
+
+static void put_below_zero_percpu(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, 0);
+	percpu_ref_put(&misuse_ref);
+	percpu_ref_put(&misuse_ref);
+	/* Percpu mode: the fold finds it.  Atomic mode: the first put. */
+	percpu_ref_kill(&misuse_ref);
+	percpu_ref_switch_to_atomic_sync(&misuse_ref);
+}
+
+static void get_after_exit(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, 0);
+	percpu_ref_kill(&misuse_ref);
+	percpu_ref_exit(&misuse_ref);
+	percpu_ref_get(&misuse_ref);
+}
+
+static void put_after_exit(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, 0);
+	percpu_ref_exit(&misuse_ref);
+	percpu_ref_put(&misuse_ref);
+}
+
+static void kill_after_exit(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, 0);
+	percpu_ref_exit(&misuse_ref);
+	percpu_ref_kill(&misuse_ref);
+}
+
+static void get_after_release(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, PERCPU_REF_INIT_ATOMIC);
+	percpu_ref_kill(&misuse_ref);
+	percpu_ref_get(&misuse_ref);
+}
+
+static void kill_twice(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, 0);
+	percpu_ref_get(&misuse_ref);
+	percpu_ref_kill(&misuse_ref);
+	percpu_ref_kill(&misuse_ref);
+	percpu_ref_switch_to_atomic_sync(&misuse_ref);
+	if (percpu_ref_is_zero(&misuse_ref))
+		abort(); /* the second kill must not have dropped a reference */
+	percpu_ref_put(&misuse_ref);
+	if (!percpu_ref_is_zero(&misuse_ref))
+		abort();
+}
+
+static void reinit_not_zero(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, PERCPU_REF_ALLOW_REINIT);
+	percpu_ref_reinit(&misuse_ref);
+	if (percpu_ref_is_dying(&misuse_ref) || percpu_ref_is_zero(&misuse_ref))
+		abort();
+}
+
+static void reinit_without_allow_reinit(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, 0);
+	percpu_ref_kill(&misuse_ref);
+	for (double end = now_us() + 5e6; now_us() < end;)
+		if (percpu_ref_is_zero(&misuse_ref))
+			break;
+	percpu_ref_reinit(&misuse_ref); /* works, but stays atomic */
+	if (in_percpu_mode(&misuse_ref) || percpu_ref_is_zero(&misuse_ref))
+		abort();
+}
+
+static void percpu_without_allow_reinit(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, 0);
+	percpu_ref_switch_to_atomic_sync(&misuse_ref);
+	percpu_ref_switch_to_percpu(&misuse_ref);
+	if (in_percpu_mode(&misuse_ref))
+		abort();
+}
+
+static void resurrect_live(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, 0);
+	percpu_ref_resurrect(&misuse_ref);
+	if (percpu_ref_is_dying(&misuse_ref))
+		abort();
+}
+
+static void exit_during_switch(void)
+{
+	pthread_t helper;
+
+	hold_in = getpid();
+	percpu_ref_init(&misuse_ref, NULL, 0);
+	percpu_ref_get(&misuse_ref);
+	percpu_ref_switch_to_atomic(&misuse_ref, blocking_confirm);
+	while (__atomic_load_n(&hold_confirm, __ATOMIC_SEQ_CST) != 2)
+		sched_yield();
+	pthread_create(&helper, NULL, let_confirm_go_later, NULL);
+	percpu_ref_exit(&misuse_ref); /* warns, waits, then exits */
+	if (misuse_ref.data)
+		abort();
+	pthread_join(helper, NULL);
+}
+
+static void sync_in_own_confirm(struct percpu_ref *ref)
+{
+	percpu_ref_switch_to_atomic_sync(ref);
+}
+
+static void callback_waits_on_the_worker(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, 0);
+	percpu_ref_switch_to_atomic(&misuse_ref, sync_in_own_confirm);
+	sleep(5); /* the worker aborts the process */
+}
+
+TEST(misuse_is_reported)
+{
+	CHECK(child_says(put_below_zero_atomic, "percpu_ref underflow", true));
+	CHECK(child_says(put_below_zero_percpu, "more puts than gets", true));
+	CHECK(child_says(get_after_exit, "used after percpu_ref_exit", true));
+	CHECK(child_says(put_after_exit, "percpu_ref_put", true));
+	CHECK(child_says(kill_after_exit, "percpu_ref_kill", true));
+	CHECK(child_says(get_after_release, "get needs a reference already held", true));
+	CHECK(child_says(kill_twice, "called more than once", false));
+	CHECK(child_says(reinit_not_zero, "the count is not zero", false));
+	CHECK(child_says(reinit_without_allow_reinit, "without PERCPU_REF_ALLOW_REINIT",
+	                 false));
+	CHECK(child_says(percpu_without_allow_reinit, "without PERCPU_REF_ALLOW_REINIT",
+	                 false));
+	CHECK(child_says(resurrect_live, "not dying", false));
+	if (fast()) {
+		CHECK(child_says(exit_during_switch, "a mode switch is in flight", false));
+		CHECK(child_says(callback_waits_on_the_worker, "it would wait for itself",
+		                 true));
+	}
+}
