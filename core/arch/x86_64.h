@@ -40,7 +40,11 @@
 #define PERCPU_ARCH_HAS_RSEQ 1
 
 #define PERCPU_X86_RSEQ_SIG "0x53053053"
+#ifdef __cplusplus
+static_assert(RSEQ_SIG == 0x53053053, "x86-64 rseq signature");
+#else
 _Static_assert(RSEQ_SIG == 0x53053053, "x86-64 rseq signature");
+#endif
 
 #ifdef PERCPU_TEST_INJECT
 #define PERCPU_X86_INJECT                                                      \
