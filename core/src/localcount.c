@@ -3,143 +3,263 @@
  * the acquires and releases that cannot be per-CPU.  The protocol and why
  * it is correct: <percpu/localcount.h>.
  */
+#define _GNU_SOURCE
 #include <errno.h>
-#include <stdlib.h>
+#include <unistd.h>
 
 #include <percpu/fence.h>
 #include <percpu/localcount.h>
 
 #include "internal.h"
 
-/* lc_mode values: anything but MODE_PERCPU sends the fast paths here. */
+/* lc_mode: anything but MODE_PERCPU sends both fast paths here. */
 enum {
 	MODE_PERCPU = 0,
-	MODE_ATOMIC,        /* no fence in this process: never per-CPU */
+	MODE_ATOMIC,        /* no fast mode in this process: lc_central only */
 	MODE_DRAINING,
 	MODE_DRAINED,
-	MODE_FINI,
+	MODE_FINI,          /* after fini, or init failed */
 };
+
+/* lc_central: the count doubled, bit 0 set once a drain has folded it. */
+#define CENTRAL_CLOSED ((int64_t)1)
+#define CENTRAL_ONE ((int64_t)2)
+
+static int64_t central_count(int64_t word)
+{
+	return word >> 1; /* arithmetic: the count is signed */
+}
+
+/*
+ * Test hook (tests/c/localcount_test.c): called by a release counted in
+ * lc_central between reading a live mode and its atomic add, to widen the
+ * window in which a drain can close the word under it; and how many
+ * releases found it closed.  Read on the slow path only.
+ */
+void (*volatile percpu_test_localcount_hook)(void);
+unsigned long percpu_test_localcount_late_central;
 
 static const char *state_name(int state)
 {
 	switch (state) {
 	case LOCALCOUNT_LIVE: return "live";
+	case LOCALCOUNT_TRYDRAINING: return "being trydrained";
 	case LOCALCOUNT_DRAINING: return "being drained";
 	case LOCALCOUNT_DRAINED: return "already drained";
-	case LOCALCOUNT_FINI: return "finalised (used after localcount_fini)";
-	default: return "not initialised (or corrupt)";
+	default: return "?";
 	}
 }
 
-static void set_state(struct localcount *lc, int state, uintptr_t mode)
+/*
+ * Report misuse of lc by `fn`, found in `state`, and abort: one line
+ * naming the function, the object and the fault.  A finalised or never
+ * initialised localcount is reported as such whatever the call.
+ */
+__attribute__((noreturn, cold))
+static void misuse(const char *fn, const struct localcount *lc, int state,
+                   const char *what)
 {
-	lc->lc_state = state;
-	/* Release: whoever reads the new mode also sees what came before. */
+	if (state == LOCALCOUNT_FINI)
+		percpu_die("%s(%p): localcount used after localcount_fini",
+		           fn, (const void *)lc);
+	if (state < LOCALCOUNT_LIVE || state > LOCALCOUNT_FINI)
+		percpu_die("%s(%p): localcount not initialised (or its "
+		           "localcount_init failed)", fn, (const void *)lc);
+	percpu_die("%s(%p): localcount is %s: %s", fn, (const void *)lc,
+	           state_name(state), what);
+}
+
+static int load_state(const struct localcount *lc)
+{
+	return __atomic_load_n(&lc->lc_state, __ATOMIC_ACQUIRE);
+}
+
+/* Move lc from state `from` to `to`, or report what it was instead. */
+static bool change_state(struct localcount *lc, int from, int to, int *was)
+{
+	*was = from;
+	return __atomic_compare_exchange_n(&lc->lc_state, was, to, false,
+	                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+static void set_mode(struct localcount *lc, uintptr_t mode)
+{
+	/* Release: whoever reads the new mode also sees the state before it. */
 	__atomic_store_n(&lc->lc_mode, mode, __ATOMIC_RELEASE);
 }
 
+/*
+ * Does the caller hold `m`?  Only asked in debug builds, on slow paths:
+ * glibc records the owner's tid in every kind of mutex it locks.
+ */
+#if !defined(NDEBUG) && defined(__GLIBC__)
+#if __GLIBC_PREREQ(2, 30) /* gettid() */
+#define CAN_CHECK_OWNER 1
+#endif
+#endif
+#ifdef CAN_CHECK_OWNER
+static bool caller_owns(const pthread_mutex_t *m)
+{
+	return __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) == gettid();
+}
+#else
+#define CAN_CHECK_OWNER 0
+static bool caller_owns(const pthread_mutex_t *m)
+{
+	(void)m;
+	return false;
+}
+#endif
+
 int localcount_init(struct localcount *lc)
 {
-	lc->lc_percpu = percpu_slab_alloc(sizeof(int64_t), sizeof(int64_t));
-	if (!lc->lc_percpu) {
-		lc->lc_state = 0;
-		lc->lc_mode = MODE_FINI;
-		return -ENOMEM;
-	}
+	lc->lc_central = 0;
 	lc->lc_total = 0;
 	lc->lc_folded = 0;
-	lc->lc_central = 0;
-	pthread_mutex_init(&lc->lc_lock, NULL);
-	/* Per-CPU mode needs the fence to ever drain it; without one the
+	lc->lc_percpu = percpu_slab_alloc(sizeof(int64_t), sizeof(int64_t));
+	if (!lc->lc_percpu) {
+		/* Unusable, loudly: every slow path rejects state 0. */
+		lc->lc_state = 0;
+		set_mode(lc, MODE_FINI);
+		return -ENOMEM;
+	}
+	lc->lc_state = LOCALCOUNT_LIVE;
+	/* Per-CPU mode needs the fence to ever be drained; without one the
 	 * count lives in lc_central for its whole life. */
-	set_state(lc, LOCALCOUNT_LIVE,
-	          percpu_fast_mode_available() ? MODE_PERCPU : MODE_ATOMIC);
+	set_mode(lc, percpu_fast_mode_available() ? MODE_PERCPU : MODE_ATOMIC);
 	return 0;
 }
 
 void localcount_fini(struct localcount *lc)
 {
-	pthread_mutex_lock(&lc->lc_lock);
-	if (lc->lc_state != LOCALCOUNT_DRAINED)
-		percpu_die("localcount_fini(%p): localcount is %s, not drained "
-		           "(call localcount_drain first)", (void *)lc,
-		           state_name(lc->lc_state));
-	set_state(lc, LOCALCOUNT_FINI, MODE_FINI);
+	int was;
+
+	if (!change_state(lc, LOCALCOUNT_DRAINED, LOCALCOUNT_FINI, &was))
+		misuse("localcount_fini", lc, was, "fini without drain "
+		       "(localcount_drain or a successful localcount_trydrain "
+		       "must come first)");
+	set_mode(lc, MODE_FINI);
+	/* No add can touch the word: the mode has been non-zero since the
+	 * drain, and a fast path reading MODE_FINI never dereferences it. */
 	percpu_slab_free(lc->lc_percpu);
-	/* A fast path after fini reads MODE_FINI and never touches the word. */
 	lc->lc_percpu = NULL;
-	pthread_mutex_unlock(&lc->lc_lock);
-	/* lc_lock is left initialised so a use after fini is reported, not
-	 * undefined; pthread mutexes own no resources on Linux. */
+}
+
+static bool mode_is_live(uintptr_t mode)
+{
+	return mode == MODE_PERCPU || mode == MODE_ATOMIC;
 }
 
 void localcount_acquire_slow(struct localcount *lc)
 {
-	pthread_mutex_lock(&lc->lc_lock);
-	if (lc->lc_state != LOCALCOUNT_LIVE)
-		percpu_die("localcount_acquire(%p): localcount is %s: acquire after "
-		           "drain (the caller must prevent new references first)",
-		           (void *)lc, state_name(lc->lc_state));
-	/* Atomic mode, or this thread has no rseq: count centrally, under the
-	 * lock the drain takes to change state, so no count slips past it. */
-	lc->lc_central++;
-	pthread_mutex_unlock(&lc->lc_lock);
+	uintptr_t mode = __atomic_load_n(&lc->lc_mode, __ATOMIC_ACQUIRE);
+
+	if (mode_is_live(mode)) {
+		/* Atomic mode, or a thread without rseq (or a CPU id past
+		 * PERCPU_MAX_CPUS): count centrally. */
+		int64_t old = __atomic_fetch_add(&lc->lc_central, CENTRAL_ONE,
+		                                 __ATOMIC_RELAXED);
+
+		if (__builtin_expect(!(old & CENTRAL_CLOSED), 1))
+			return;
+		/* A drain folded the word before our add: we raced it. */
+		__atomic_fetch_sub(&lc->lc_central, CENTRAL_ONE, __ATOMIC_RELAXED);
+	}
+	misuse("localcount_acquire", lc, load_state(lc), "acquire after drain "
+	       "(the caller must make new acquisitions impossible before "
+	       "draining)");
+}
+
+/* Release while a drain owns the count: decrement its total. */
+static void release_draining(struct localcount *lc, pthread_cond_t *cv,
+                             pthread_mutex_t *interlock)
+{
+	int64_t total;
+	int state, rc;
+
+	if (CAN_CHECK_OWNER && caller_owns(interlock))
+		percpu_die("localcount_release(%p): the caller holds the interlock "
+		           "%p (it would deadlock against the drain)",
+		           (void *)lc, (void *)interlock);
+	rc = pthread_mutex_lock(interlock);
+	if (rc != 0)
+		percpu_die("localcount_release(%p): %s the interlock %p "
+		           "(pthread_mutex_lock: %d)", (void *)lc,
+		           rc == EDEADLK ? "the caller holds" : "cannot lock",
+		           (void *)interlock, rc);
+	state = load_state(lc);
+	if (state != LOCALCOUNT_DRAINING)
+		misuse("localcount_release", lc, state, "release of a reference "
+		       "that cannot exist (more releases than acquires)");
+	/*
+	 * Our reference is still counted -- in a word not yet folded, or in
+	 * lc_total -- so the drain cannot finish before this decrement.
+	 * Atomic only so that localcount_debug_refcnt() may peek without the
+	 * interlock; the interlock is what orders these.
+	 */
+	total = __atomic_sub_fetch(&lc->lc_total, 1, __ATOMIC_RELAXED);
+	if (total == 0)
+		pthread_cond_broadcast(cv);
+	else if (total < 0 && __atomic_load_n(&lc->lc_folded, __ATOMIC_RELAXED))
+		percpu_die("localcount_release(%p): negatively referenced "
+		           "localcount (%lld): more releases than acquires",
+		           (void *)lc, (long long)total);
+	pthread_mutex_unlock(interlock);
+	/* lc may be freed from here on. */
 }
 
 void localcount_release_slow(struct localcount *lc, pthread_cond_t *cv,
                              pthread_mutex_t *interlock)
 {
-	int64_t total;
-	int state;
+	uintptr_t mode = __atomic_load_n(&lc->lc_mode, __ATOMIC_ACQUIRE);
 
-	pthread_mutex_lock(&lc->lc_lock);
-	state = lc->lc_state;
-	if (state == LOCALCOUNT_LIVE) {
-		lc->lc_central--;
-		pthread_mutex_unlock(&lc->lc_lock);
-		return;
+	if (mode_is_live(mode)) {
+		void (*hook)(void) = percpu_test_localcount_hook;
+		int64_t old;
+
+		if (hook)
+			hook();
+		/* Release: our use of the object comes before the drain that
+		 * reads this word and frees it. */
+		old = __atomic_fetch_sub(&lc->lc_central, CENTRAL_ONE,
+		                         __ATOMIC_RELEASE);
+		if (__builtin_expect(!(old & CENTRAL_CLOSED), 1))
+			return;
+		/*
+		 * The drain read the word (and our reference in it) before
+		 * our add: take it back and pay on lc_total like any release
+		 * that saw the drain.
+		 */
+		__atomic_fetch_add(&lc->lc_central, CENTRAL_ONE, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&percpu_test_localcount_late_central, 1,
+		                   __ATOMIC_RELAXED);
+	} else if (mode != MODE_DRAINING) {
+		misuse("localcount_release", lc, load_state(lc), "release of a "
+		       "reference that cannot exist (more releases than "
+		       "acquires)");
 	}
-	pthread_mutex_unlock(&lc->lc_lock);
-	if (state != LOCALCOUNT_DRAINING)
-		percpu_die("localcount_release(%p): localcount is %s: release of a "
-		           "reference that cannot exist", (void *)lc, state_name(state));
-
-	/*
-	 * Slow path -- the drainer owns the count now.  Our reference is
-	 * still counted (in a word or in lc_total), so the drain cannot
-	 * finish before this decrement.
-	 */
-	pthread_mutex_lock(interlock);
-	/* (Atomic only so localcount_debug_refcnt may peek without the
-	 * interlock; the interlock is what orders these.) */
-	total = __atomic_sub_fetch(&lc->lc_total, 1, __ATOMIC_RELAXED);
-	if (total == 0)
-		pthread_cond_broadcast(cv);
-	else if (total < 0 && __atomic_load_n(&lc->lc_folded, __ATOMIC_RELAXED))
-		percpu_die("localcount_release(%p): negatively referenced localcount "
-		           "(%lld): more releases than acquires", (void *)lc,
-		           (long long)total);
-	pthread_mutex_unlock(interlock);
+	release_draining(lc, cv, interlock);
 }
 
 void localcount_drain(struct localcount *lc, pthread_cond_t *cv,
                       pthread_mutex_t *interlock)
 {
+	int64_t central, total;
 	bool percpu;
-	int rc;
+	int was, rc;
 
-	pthread_mutex_lock(&lc->lc_lock);
-	if (lc->lc_state != LOCALCOUNT_LIVE)
-		percpu_die("localcount_drain(%p): localcount is %s: drain is one-shot",
-		           (void *)lc, state_name(lc->lc_state));
-	percpu = lc->lc_mode == MODE_PERCPU;
-	__atomic_store_n(&lc->lc_total, 0, __ATOMIC_RELAXED);
+	if (CAN_CHECK_OWNER && !caller_owns(interlock))
+		percpu_die("localcount_drain(%p): the caller must hold the "
+		           "interlock %p", (void *)lc, (void *)interlock);
+	if (!change_state(lc, LOCALCOUNT_LIVE, LOCALCOUNT_DRAINING, &was))
+		misuse("localcount_drain", lc, was,
+		       "drain is one-shot, and only one may run");
+	percpu = __atomic_load_n(&lc->lc_mode, __ATOMIC_RELAXED) == MODE_PERCPU;
 	__atomic_store_n(&lc->lc_folded, 0, __ATOMIC_RELAXED);
-	set_state(lc, LOCALCOUNT_DRAINING, MODE_DRAINING);
-	pthread_mutex_unlock(&lc->lc_lock);
+	set_mode(lc, MODE_DRAINING);
 
 	if (percpu) {
-		/* The cross-call: after it no per-CPU add that read "live"
+		/* The cross-call: afterwards no per-CPU add that read "live"
 		 * can commit, so the words are frozen. */
 		pthread_mutex_unlock(interlock);
 		rc = percpu_fence();
@@ -149,67 +269,98 @@ void localcount_drain(struct localcount *lc, pthread_cond_t *cv,
 			           "per-CPU mode", (void *)lc, rc);
 	}
 
-	/* Fold.  lc_central stopped changing when the state left LIVE; the
-	 * lock orders our read after the last update made under it. */
-	pthread_mutex_lock(&lc->lc_lock);
-	__atomic_add_fetch(&lc->lc_total, percpu_sum(lc->lc_percpu) + lc->lc_central,
+	/* Freeze the central word and take its count in one instruction. */
+	central = __atomic_fetch_or(&lc->lc_central, CENTRAL_CLOSED,
+	                            __ATOMIC_ACQ_REL);
+	if (central & CENTRAL_CLOSED)
+		percpu_die("localcount_drain(%p): central word already closed "
+		           "(corrupt localcount)", (void *)lc);
+	__atomic_add_fetch(&lc->lc_total,
+	                   percpu_sum(lc->lc_percpu) + central_count(central),
 	                   __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&lc->lc_lock);
-	__atomic_store_n(&lc->lc_folded, 1, __ATOMIC_RELAXED);
+	/* Release: a debug read that sees it also sees the folded total. */
+	__atomic_store_n(&lc->lc_folded, 1, __ATOMIC_RELEASE);
 
 	for (;;) {
-		int64_t total = __atomic_load_n(&lc->lc_total, __ATOMIC_RELAXED);
-
+		total = __atomic_load_n(&lc->lc_total, __ATOMIC_RELAXED);
 		if (total == 0)
 			break;
 		if (total < 0)
 			percpu_die("localcount_drain(%p): negatively referenced "
-			           "localcount (%lld)", (void *)lc, (long long)total);
-		pthread_cond_wait(cv, interlock);
+			           "localcount (%lld): more releases than acquires",
+			           (void *)lc, (long long)total);
+		rc = pthread_cond_wait(cv, interlock);
+		if (rc != 0)
+			percpu_die("localcount_drain(%p): pthread_cond_wait on "
+			           "interlock %p failed (%d): is it held?",
+			           (void *)lc, (void *)interlock, rc);
 	}
 
-	pthread_mutex_lock(&lc->lc_lock);
-	set_state(lc, LOCALCOUNT_DRAINED, MODE_DRAINED);
-	pthread_mutex_unlock(&lc->lc_lock);
+	LOCALCOUNT_TSAN_ACQUIRE(lc);
+	/* Under the interlock, so a late release reports "already drained";
+	 * the state last, as it is what fini checks. */
+	set_mode(lc, MODE_DRAINED);
+	__atomic_store_n(&lc->lc_state, LOCALCOUNT_DRAINED, __ATOMIC_RELEASE);
 }
 
 bool localcount_trydrain(struct localcount *lc)
 {
-	int64_t refs;
+	int64_t central, closed, refs;
+	int was;
 
-	pthread_mutex_lock(&lc->lc_lock);
-	if (lc->lc_state != LOCALCOUNT_LIVE)
-		percpu_die("localcount_trydrain(%p): localcount is %s",
-		           (void *)lc, state_name(lc->lc_state));
-	/* Words only decrease now, so these reads, taken one after the
-	 * other, add up to at least the count at the last read. */
-	refs = percpu_sum(lc->lc_percpu) + lc->lc_central;
+	if (!change_state(lc, LOCALCOUNT_LIVE, LOCALCOUNT_TRYDRAINING, &was))
+		misuse("localcount_trydrain", lc, was,
+		       "drain is one-shot, and only one may run");
+	/*
+	 * Every word only decreases now, so these reads, taken one after
+	 * the other in any order, add up to at least the count at the last
+	 * one: a zero sum means no reference is left.
+	 */
+	central = __atomic_load_n(&lc->lc_central, __ATOMIC_ACQUIRE);
+	refs = percpu_sum(lc->lc_percpu) + central_count(central);
 	if (refs < 0)
 		percpu_die("localcount_trydrain(%p): negatively referenced "
-		           "localcount (%lld)", (void *)lc, (long long)refs);
-	if (refs == 0)
-		set_state(lc, LOCALCOUNT_DRAINED, MODE_DRAINED);
-	pthread_mutex_unlock(&lc->lc_lock);
-	return refs == 0;
+		           "localcount (%lld): more releases than acquires",
+		           (void *)lc, (long long)refs);
+	if (refs > 0) {
+		/* In use: no lasting effect, the mode was never touched. */
+		__atomic_store_n(&lc->lc_state, LOCALCOUNT_LIVE, __ATOMIC_RELEASE);
+		return false;
+	}
+	/* The releases we counted happen before the caller frees the object:
+	 * their central adds were release RMWs, read with acquire above; a
+	 * per-CPU commit is an x86 store, and x86 orders our loads of it
+	 * before anything after them -- the compiler must not either. */
+	__asm__ __volatile__("" ::: "memory");
+	LOCALCOUNT_TSAN_ACQUIRE(lc);
+	/* Final.  With no reference left, nothing may move the word now;
+	 * if something did, a release was made without an acquire. */
+	closed = __atomic_fetch_or(&lc->lc_central, CENTRAL_CLOSED, __ATOMIC_ACQ_REL);
+	if (closed != central)
+		percpu_die("localcount_trydrain(%p): negatively referenced "
+		           "localcount: released while no reference was held",
+		           (void *)lc);
+	set_mode(lc, MODE_DRAINED);
+	__atomic_store_n(&lc->lc_state, LOCALCOUNT_DRAINED, __ATOMIC_RELEASE);
+	return true;
 }
 
-int64_t localcount_debug_refcnt(struct localcount *lc)
+int64_t localcount_debug_refcnt(const struct localcount *lc)
 {
-	int64_t refs;
+	int state = load_state(lc);
+	int64_t live;
 
-	pthread_mutex_lock(&lc->lc_lock);
-	switch (lc->lc_state) {
-	case LOCALCOUNT_LIVE:
-		refs = percpu_sum(lc->lc_percpu) + lc->lc_central;
-		break;
-	case LOCALCOUNT_DRAINING:
-		refs = __atomic_load_n(&lc->lc_total, __ATOMIC_RELAXED);
-		if (!__atomic_load_n(&lc->lc_folded, __ATOMIC_RELAXED))
-			refs += percpu_sum(lc->lc_percpu) + lc->lc_central;
-		break;
-	default:
-		refs = 0;
-	}
-	pthread_mutex_unlock(&lc->lc_lock);
-	return refs;
+	if (state < LOCALCOUNT_LIVE || state > LOCALCOUNT_DRAINED)
+		misuse("localcount_debug_refcnt", lc, state, "");
+	if (state == LOCALCOUNT_DRAINED)
+		return 0;
+	live = percpu_sum(lc->lc_percpu) +
+	       central_count(__atomic_load_n(&lc->lc_central, __ATOMIC_RELAXED));
+	if (state != LOCALCOUNT_DRAINING)
+		return live;
+	/* Draining: releases since the mode flip are in lc_total; before the
+	 * fold the words still hold the rest. */
+	if (__atomic_load_n(&lc->lc_folded, __ATOMIC_ACQUIRE))
+		return __atomic_load_n(&lc->lc_total, __ATOMIC_RELAXED);
+	return __atomic_load_n(&lc->lc_total, __ATOMIC_RELAXED) + live;
 }

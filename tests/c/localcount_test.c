@@ -1,22 +1,51 @@
 /*
  * localcount_test.c -- localcount(9) and localcount_trydrain: the man
- * page's lifecycle under a poison check, cross-CPU releases, drains racing
- * thousands of releases, threads without rseq next to threads with it,
- * and every misuse loud.
+ * page's lifecycle under a poison check, references released on another
+ * CPU than they were taken on, drains and trydrains racing thousands of
+ * releases, threads without rseq next to threads with it, and every
+ * misuse loud.
+ *
+ * Which mode each run covers:
+ *   rseq path      per-CPU mode (lc_mode 0).  Threads that unregister their
+ *                  rseq (stress_rseq_unregister_self: what a raw clone()
+ *                  thread looks like) add into lc_central while others add
+ *                  per-CPU: the "fast mode, but not this thread" case, where
+ *                  a drain may close the central word between such a
+ *                  thread's mode read and its add (forced by the test hook
+ *                  in drain_rejects_late_central_releases_and_stays_exact).
+ *   tunable path   no rseq in the process: atomic mode, everything central.
+ *   seccomp path   no rseq, no fence: atomic mode.
+ *   PERCPU_DISABLE_FENCE=1 (by hand): rseq but no fence: atomic mode.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <percpu/fence.h>
 #include <percpu/localcount.h>
 
 #include "harness.h"
 #include "stress.h"
+
+#ifdef __SANITIZE_THREAD__
+/* The misuse tests start threads in forked children. */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+	return "die_after_fork=0";
+}
+#endif
+
+/* Test hooks in core/src/localcount.c. */
+extern void (*volatile percpu_test_localcount_hook)(void);
+extern unsigned long percpu_test_localcount_late_central;
 
 static int oversubscribed(void)
 {
@@ -38,6 +67,39 @@ static void release(struct localcount *lc)
 	localcount_release(lc, &drained_cv, &interlock);
 }
 
+static bool per_cpu_mode(const struct localcount *lc)
+{
+	return __atomic_load_n(&lc->lc_mode, __ATOMIC_RELAXED) == 0;
+}
+
+static int64_t central_count(const struct localcount *lc)
+{
+	return __atomic_load_n(&lc->lc_central, __ATOMIC_RELAXED) >> 1;
+}
+
+/* Unregister rseq on odd threads when asked; true if this one did. */
+static bool maybe_unregister(bool want, int index)
+{
+	return want && index % 2 && stress_rseq_unregister_self() == 0;
+}
+
+/*
+ * Join a drainer, but not forever: a drain that misses a release waits for
+ * ever, and that must fail the run rather than hang it.
+ */
+static void join_drainer(pthread_t t, const char *test)
+{
+	struct timespec deadline;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 60;
+	if (pthread_timedjoin_np(t, NULL, &deadline) == 0)
+		return;
+	printf("FAIL - %s: drain still waiting after 60 s: a release was lost\n", test);
+	fflush(stdout);
+	_exit(1);
+}
+
 TEST(acquire_release_drain_fini)
 {
 	struct localcount lc;
@@ -51,39 +113,68 @@ TEST(acquire_release_drain_fini)
 	CHECK_EQ(localcount_debug_refcnt(&lc), 0);
 	drain(&lc);
 	CHECK_EQ(lc.lc_state, LOCALCOUNT_DRAINED);
+	CHECK_EQ(localcount_debug_refcnt(&lc), 0);
+	localcount_fini(&lc);
+}
+
+/* Per-CPU only where the fence can drain it; atomic mode otherwise. */
+TEST(per_cpu_mode_exactly_when_fast_mode_is_available)
+{
+	struct localcount lc;
+
+	CHECK_EQ(localcount_init(&lc), 0);
+	printf("# localcount mode: %s\n", per_cpu_mode(&lc) ? "per-CPU" : "atomic");
+	CHECK_EQ(per_cpu_mode(&lc), percpu_fast_mode_available());
+	localcount_acquire(&lc);
+	/* Where the count went says which path the acquire took. */
+	if (per_cpu_mode(&lc) && percpu_rseq_thread_registered())
+		CHECK_EQ(central_count(&lc), 0);
+	else
+		CHECK_EQ(central_count(&lc), 1);
+	release(&lc);
+	drain(&lc);
 	localcount_fini(&lc);
 }
 
 TEST(trydrain_false_changes_nothing_then_true_is_final)
 {
 	struct localcount lc;
+	uintptr_t mode;
 
 	CHECK_EQ(localcount_init(&lc), 0);
+	mode = lc.lc_mode;
 	localcount_acquire(&lc);
 	localcount_acquire(&lc);
 	CHECK(!localcount_trydrain(&lc));
-	/* No permanent effect: the resource is put back and used again. */
+	/* No permanent effect: still live and still fast; the resource is
+	 * put back and used again. */
 	CHECK_EQ(lc.lc_state, LOCALCOUNT_LIVE);
+	CHECK_EQ(lc.lc_mode, mode);
+	CHECK_EQ(lc.lc_central & 1, 0);
 	localcount_acquire(&lc);
 	release(&lc);
 	release(&lc);
 	CHECK(!localcount_trydrain(&lc));
+	CHECK_EQ(localcount_debug_refcnt(&lc), 1);
 	release(&lc);
 	CHECK(localcount_trydrain(&lc));
 	CHECK_EQ(lc.lc_state, LOCALCOUNT_DRAINED);
 	localcount_fini(&lc);
 }
 
-TEST(init_failure_returns_enomem)
+TEST(init_failure_returns_enomem_then_recovers)
 {
 	struct localcount lc;
 
 	percpu_slab_inject_failure(0);
 	CHECK_EQ(localcount_init(&lc), -ENOMEM);
 	percpu_slab_inject_failure(-1);
+	CHECK_EQ(localcount_init(&lc), 0);
+	CHECK(localcount_trydrain(&lc));
+	localcount_fini(&lc);
 }
 
-/* ---- references that move between CPUs -------------------------------- */
+/* ---- references that move between CPUs and between paths ----------------- */
 
 struct hopper {
 	struct localcount *lc;
@@ -117,14 +208,52 @@ TEST(releases_on_other_cpus_leave_negative_words_and_zero_sum)
 	stress_run_threads(oversubscribed(), acquire_here_release_there, &h);
 	for (unsigned cpu = 0; cpu < percpu_nr_cpus(); cpu++)
 		negative += percpu_read_cpu(lc.lc_percpu, cpu) < 0;
-	if (lc.lc_mode == 0 && percpu_rseq_thread_registered() && stress_nr_online() > 1)
+	if (per_cpu_mode(&lc) && percpu_rseq_thread_registered() && stress_nr_online() > 1)
 		CHECK_MSG(negative > 0, "no CPU's word went negative: references did not move");
 	CHECK_EQ(localcount_debug_refcnt(&lc), 0);
 	drain(&lc);
 	localcount_fini(&lc);
 }
 
-/* ---- drain racing thousands of releases --------------------------------- */
+static struct localcount handoff_lc;
+static int handoff_acquired;
+
+static void *acquire_without_rseq(void *arg)
+{
+	bool unregistered = stress_rseq_unregister_self() == 0;
+
+	(void)arg;
+	for (int i = 0; i < 1000; i++)
+		localcount_acquire(&handoff_lc);
+	handoff_acquired = unregistered;
+	if (unregistered)
+		stress_rseq_register_self();
+	return NULL;
+}
+
+/* Taken by a thread without rseq (central), dropped with rseq (per-CPU):
+ * +1000 in lc_central and -1000 in the words, which must sum to 0. */
+TEST(references_taken_without_rseq_and_dropped_with_it)
+{
+	pthread_t t;
+
+	CHECK_EQ(localcount_init(&handoff_lc), 0);
+	pthread_create(&t, NULL, acquire_without_rseq, NULL);
+	pthread_join(t, NULL);
+	CHECK_EQ(central_count(&handoff_lc), 1000); /* every mode: no rseq there */
+	CHECK_EQ(localcount_debug_refcnt(&handoff_lc), 1000);
+	for (int i = 0; i < 1000; i++)
+		release(&handoff_lc);
+	if (per_cpu_mode(&handoff_lc) && percpu_rseq_thread_registered()) {
+		printf("# central +1000, per-CPU words -1000 (%s)\n",
+		       handoff_acquired ? "unregistered thread" : "?");
+		CHECK_EQ(percpu_sum(handoff_lc.lc_percpu), -1000);
+	}
+	CHECK(localcount_trydrain(&handoff_lc));
+	localcount_fini(&handoff_lc);
+}
+
+/* ---- drain and trydrain racing thousands of releases --------------------- */
 
 struct release_race {
 	struct localcount *lc;
@@ -132,14 +261,15 @@ struct release_race {
 	int released;         /* releases started so far */
 	int threads;
 	bool unregister_half; /* odd threads run without rseq */
+	bool use_trydrain;    /* the drainer polls trydrain instead */
+	long trydrain_false;
 };
 
 static void release_slowly(void *arg, int index)
 {
 	struct release_race *r = arg;
 	int mine = r->held / r->threads + (index < r->held % r->threads);
-	bool unregistered = r->unregister_half && index % 2 &&
-	                    stress_rseq_unregister_self() == 0;
+	bool unregistered = maybe_unregister(r->unregister_half, index);
 
 	for (int i = 0; i < mine; i++) {
 		if (i % 8 == 0)
@@ -157,17 +287,24 @@ static void *drainer_main(void *arg)
 {
 	struct release_race *r = arg;
 
-	drain(r->lc);
-	/* Drain never returns early: every reference was released. */
+	if (r->use_trydrain) {
+		while (!localcount_trydrain(r->lc))
+			if (++r->trydrain_false % 64 == 0)
+				sched_yield();
+	} else {
+		drain(r->lc);
+	}
+	/* Never early: every reference was released. */
 	CHECK_EQ(__atomic_load_n(&r->released, __ATOMIC_ACQUIRE), r->held);
 	return NULL;
 }
 
-static void run_release_race(bool unregister_half)
+static void run_release_race(bool unregister_half, bool use_trydrain)
 {
 	struct localcount lc;
 	struct release_race r = { .lc = &lc, .held = 5000, .threads = oversubscribed(),
-	                          .unregister_half = unregister_half };
+	                          .unregister_half = unregister_half,
+	                          .use_trydrain = use_trydrain };
 	pthread_t drainer;
 
 	CHECK_EQ(localcount_init(&lc), 0);
@@ -177,16 +314,18 @@ static void run_release_race(bool unregister_half)
 	stress_inject_spins(100);
 	pthread_create(&drainer, NULL, drainer_main, &r);
 	stress_run_threads(r.threads, release_slowly, &r);
-	pthread_join(drainer, NULL);
+	join_drainer(drainer, __func__);
 	stress_inject_spins(0);
 	stress_signal_storm_stop();
+	if (use_trydrain)
+		printf("# trydrain returned false %ld times before true\n", r.trydrain_false);
 	CHECK_EQ(lc.lc_state, LOCALCOUNT_DRAINED);
 	localcount_fini(&lc);
 }
 
 TEST(drain_waits_for_thousands_of_in_flight_releases)
 {
-	run_release_race(false);
+	run_release_race(false, false);
 }
 
 /*
@@ -196,13 +335,147 @@ TEST(drain_waits_for_thousands_of_in_flight_releases)
  */
 TEST(drain_with_threads_that_have_no_rseq)
 {
-	run_release_race(true);
+	run_release_race(true, false);
+}
+
+/* trydrain polled against the same releases: false until the last one. */
+TEST(trydrain_never_succeeds_while_a_reference_is_held)
+{
+	run_release_race(false, true);
+	run_release_race(true, true);
+}
+
+/*
+ * The hard case, forced: a release counted centrally (atomic mode, or a
+ * thread without rseq in per-CPU mode) has read a live mode and is about
+ * to add to lc_central when the drain flips the mode and folds.  The hook
+ * stops it right there; the drain must close the word under it, and the
+ * release must see CLOSED and pay on lc_total instead -- the drain ends
+ * exactly when the last reference goes, neither earlier nor never.
+ */
+static void stall_central_release(void)
+{
+	usleep(200);
+}
+
+struct late_race {
+	struct localcount *lc;
+	int held_each;
+	int released;
+	int threads;
+	int stalled;          /* releasers inside their first stall */
+};
+
+static void release_late(void *arg, int index)
+{
+	struct late_race *r = arg;
+	bool unregistered = stress_rseq_unregister_self() == 0;
+
+	(void)index;
+	__atomic_fetch_add(&r->stalled, 1, __ATOMIC_RELAXED);
+	for (int i = 0; i < r->held_each; i++) {
+		__atomic_fetch_add(&r->released, 1, __ATOMIC_RELEASE);
+		release(r->lc);
+	}
+	if (unregistered)
+		stress_rseq_register_self();
+}
+
+static void *late_drainer(void *arg)
+{
+	struct late_race *r = arg;
+
+	while (__atomic_load_n(&r->stalled, __ATOMIC_RELAXED) < r->threads)
+		sched_yield();
+	drain(r->lc);
+	CHECK_EQ(__atomic_load_n(&r->released, __ATOMIC_ACQUIRE),
+	         r->threads * r->held_each);
+	return NULL;
+}
+
+TEST(drain_rejects_late_central_releases_and_stays_exact)
+{
+	unsigned long late_before = percpu_test_localcount_late_central;
+	long rounds = 0;
+
+	percpu_test_localcount_hook = stall_central_release;
+	for (; rounds < 200; rounds++) {
+		struct localcount lc;
+		struct late_race r = { .lc = &lc, .held_each = 8,
+		                       .threads = oversubscribed() };
+		pthread_t drainer;
+
+		CHECK_EQ(localcount_init(&lc), 0);
+		for (int i = 0; i < r.threads * r.held_each; i++)
+			localcount_acquire(&lc);
+		pthread_create(&drainer, NULL, late_drainer, &r);
+		stress_run_threads(r.threads, release_late, &r);
+		join_drainer(drainer, __func__);
+		CHECK_EQ(lc.lc_state, LOCALCOUNT_DRAINED);
+		localcount_fini(&lc);
+		if (rounds >= 10 && percpu_test_localcount_late_central - late_before >= 10)
+			break;
+	}
+	percpu_test_localcount_hook = NULL;
+	printf("# %lu releases found the central word closed under them, in %ld drains\n",
+	       percpu_test_localcount_late_central - late_before, rounds + 1);
+	/* Where unregistering works (or the whole process is atomic) the
+	 * window must really have been hit, or this test proved nothing. */
+	CHECK_MSG(percpu_test_localcount_late_central - late_before > 0,
+	          "no release raced the drain's close: the hard case was not exercised");
+}
+
+/*
+ * The fence's job, forced: releases (with rseq) spin inside their critical
+ * section between reading lc_mode and committing, so a drain nearly always
+ * flips the mode while some of them have read "live".  Without the fence
+ * the drain would sum the words before those commits land, and wait for
+ * ever for references already gone; with it, those sections are aborted,
+ * restart, see DRAINING and pay on lc_total.
+ */
+static void release_in_long_sections(void *arg, int index)
+{
+	struct late_race *r = arg;
+
+	(void)index;
+	__atomic_fetch_add(&r->stalled, 1, __ATOMIC_RELAXED);
+	for (int i = 0; i < r->held_each; i++) {
+		__atomic_fetch_add(&r->released, 1, __ATOMIC_RELEASE);
+		release(r->lc);
+	}
+}
+
+TEST(fence_freezes_per_cpu_releases_in_flight)
+{
+	/* Atomic mode has no sections to freeze: a few rounds for exactness. */
+	long rounds = percpu_fast_mode_available() ? harness_scaled(100) : 5;
+	unsigned long aborts = stress_aborts();
+
+	for (long round = 0; round < rounds; round++) {
+		struct localcount lc;
+		struct late_race r = { .lc = &lc, .held_each = 32,
+		                       .threads = oversubscribed() };
+		pthread_t drainer;
+
+		CHECK_EQ(localcount_init(&lc), 0);
+		for (int i = 0; i < r.threads * r.held_each; i++)
+			localcount_acquire(&lc);
+		stress_inject_spins(20000);
+		pthread_create(&drainer, NULL, late_drainer, &r);
+		stress_run_threads(r.threads, release_in_long_sections, &r);
+		join_drainer(drainer, __func__);
+		stress_inject_spins(0);
+		CHECK_EQ(lc.lc_state, LOCALCOUNT_DRAINED);
+		localcount_fini(&lc);
+	}
+	printf("# %ld drains against releases in long sections, %lu sections aborted\n",
+	       rounds, (unsigned long)(stress_aborts() - aborts));
 }
 
 static void mixed_pairs(void *arg, int index)
 {
 	struct localcount *lc = arg;
-	bool unregistered = index % 2 && stress_rseq_unregister_self() == 0;
+	bool unregistered = maybe_unregister(true, index);
 
 	for (int i = 0; i < 20000; i++) {
 		localcount_acquire(lc);
@@ -214,7 +487,7 @@ static void mixed_pairs(void *arg, int index)
 		stress_rseq_register_self();
 }
 
-TEST(pairs_exact_with_signals_delays_and_mixed_rseq)
+TEST(pairs_exact_with_signals_delays_migrations_and_mixed_rseq)
 {
 	struct localcount lc;
 
@@ -237,8 +510,12 @@ TEST(pairs_exact_with_signals_delays_and_mixed_rseq)
 #define OBJ_POISON 0xdeaddeaddeaddeadull
 #define NR_SLOTS 4
 
+/* The canary is read and written with relaxed atomics: the negative
+ * control poisons objects under readers on purpose, and that race is the
+ * point; a free under a reader is still reported by ASan and TSan. */
 struct object {
-	volatile uint64_t magic;
+	uint64_t magic;
+	int users;              /* readers between acquire and release */
 	struct localcount lc;
 };
 
@@ -256,7 +533,8 @@ static struct object *make_object(void)
 {
 	struct object *o = malloc(sizeof(*o));
 
-	o->magic = OBJ_MAGIC;
+	__atomic_store_n(&o->magic, OBJ_MAGIC, __ATOMIC_RELAXED);
+	o->users = 0;
 	CHECK_EQ(localcount_init(&o->lc), 0);
 	return o;
 }
@@ -264,6 +542,7 @@ static struct object *make_object(void)
 static void reader(void *arg, int index)
 {
 	unsigned seed = (unsigned)index;
+	bool unregistered = maybe_unregister(true, index);
 
 	(void)arg;
 	while (!__atomic_load_n(&table.stop, __ATOMIC_ACQUIRE)) {
@@ -276,16 +555,23 @@ static void reader(void *arg, int index)
 		pthread_rwlock_unlock(&table.lock);
 		if (!o)
 			continue;
-		/* Use the object outside the read section, for a while. */
+		/* Use the object outside the read section, for a while,
+		 * perhaps on another CPU. */
+		__atomic_fetch_add(&o->users, 1, __ATOMIC_RELAXED);
 		for (int i = 0; i < 8; i++) {
-			if (o->magic != OBJ_MAGIC)
+			if (__atomic_load_n(&o->magic, __ATOMIC_RELAXED) != OBJ_MAGIC)
 				__atomic_fetch_add(&table.poisoned_seen, 1, __ATOMIC_RELAXED);
 			if (i == 4 && rand_r(&seed) % 4 == 0)
 				sched_yield();
+			if (i == 6 && rand_r(&seed) % 64 == 0)
+				stress_pin_to(rand_r(&seed));
 		}
 		__atomic_fetch_add(&table.uses, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_sub(&o->users, 1, __ATOMIC_RELAXED);
 		release(&o->lc);
 	}
+	if (unregistered)
+		stress_rseq_register_self();
 }
 
 static void *detacher_main(void *arg)
@@ -310,7 +596,7 @@ static void *detacher_main(void *arg)
 		if (table.skip_drain) {
 			/* Wrong on purpose: poison at once and never free it
 			 * (readers may hold it); they must notice. */
-			o->magic = OBJ_POISON;
+			__atomic_store_n(&o->magic, OBJ_POISON, __ATOMIC_RELAXED);
 			if (table.buried < 1024)
 				table.graveyard[table.buried++] = o;
 			for (volatile int spin = 0; spin < 100000; spin++)
@@ -321,8 +607,10 @@ static void *detacher_main(void *arg)
 			else
 				while (!localcount_trydrain(&o->lc))
 					sched_yield();
-			CHECK(o->magic == OBJ_MAGIC);
-			o->magic = OBJ_POISON;
+			/* Every reader that took a reference has let go. */
+			CHECK_EQ(__atomic_load_n(&o->users, __ATOMIC_RELAXED), 0);
+			CHECK(__atomic_load_n(&o->magic, __ATOMIC_RELAXED) == OBJ_MAGIC);
+			__atomic_store_n(&o->magic, OBJ_POISON, __ATOMIC_RELAXED);
 			localcount_fini(&o->lc);
 			free(o);
 		}
@@ -345,9 +633,11 @@ static void run_lifecycle(bool skip_drain, long rounds)
 	for (int s = 0; s < NR_SLOTS; s++)
 		table.slot[s] = make_object();
 	stress_signal_storm_start(200, NULL);
+	stress_migrate_every(16);
 	pthread_create(&detacher, NULL, detacher_main, &rounds);
 	stress_run_threads(oversubscribed(), reader, NULL);
 	pthread_join(detacher, NULL);
+	stress_migrate_every(0);
 	stress_signal_storm_stop();
 	printf("# %s: %ld detach rounds, %ld uses, %ld poisoned objects seen in use\n",
 	       skip_drain ? "without drain" : "with drain", rounds, table.uses,
@@ -368,6 +658,7 @@ static void run_lifecycle(bool skip_drain, long rounds)
 	table.buried = 0;
 }
 
+/* Under ASan a use after free is reported even where the canary is not. */
 TEST(pserialize_lifecycle_never_frees_a_referenced_object)
 {
 	run_lifecycle(false, harness_scaled(400));
@@ -384,30 +675,79 @@ TEST(negative_control_lifecycle_without_drain_is_caught)
 
 /* ---- misuse ------------------------------------------------------------------- */
 
-/* Run fn in a child; true if it died of SIGABRT with `needle` on stderr. */
-static bool dies_with_message(void (*fn)(void), const char *needle)
+/* Run fn in a forked child; its wait status and stderr. */
+static int run_in_child(void (*fn)(void), char *buf, size_t size)
 {
 	int fds[2], status;
-	char buf[1024] = { 0 };
+	size_t len = 0;
+	ssize_t n;
 	pid_t pid;
 
+	memset(buf, 0, size);
 	if (pipe(fds))
-		return false;
+		return -1;
 	pid = fork();
 	if (pid == 0) {
 		dup2(fds[1], STDERR_FILENO);
+		alarm(10); /* a misuse that deadlocks fails instead of hanging */
 		fn();
 		_exit(0);
 	}
 	close(fds[1]);
-	ssize_t n = read(fds[0], buf, sizeof(buf) - 1);
-	(void)n;
+	while (len < size - 1 && (n = read(fds[0], buf + len, size - 1 - len)) > 0)
+		len += (size_t)n;
 	close(fds[0]);
 	waitpid(pid, &status, 0);
-	return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && strstr(buf, needle);
+	return status;
+}
+
+/* True if fn died of SIGABRT with `needle` on stderr (slab_test.c's helper). */
+static bool dies_with_message(void (*fn)(void), const char *needle)
+{
+	char buf[1024];
+	int status = run_in_child(fn, buf, sizeof(buf));
+
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && strstr(buf, needle))
+		return true;
+	printf("# expected an abort with \"%s\"; got %s %d, stderr: %s\n", needle,
+	       WIFSIGNALED(status) ? "signal" : "exit",
+	       WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), buf);
+	return false;
+}
+
+static bool exits_quietly(void (*fn)(void))
+{
+	char buf[1024];
+	int status = run_in_child(fn, buf, sizeof(buf));
+
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 && buf[0] == 0;
 }
 
 static struct localcount misuse_lc;
+static pthread_cond_t other_cv = PTHREAD_COND_INITIALIZER;
+
+static void *drain_in_thread(void *arg)
+{
+	drain(arg);
+	return NULL;
+}
+
+/* Start a drain of misuse_lc holding `refs` references, in a thread, and
+ * return once it has folded them and waits. */
+static pthread_t blocked_drainer;
+
+static void start_blocked_drain(int refs)
+{
+	localcount_init(&misuse_lc);
+	for (int i = 0; i < refs; i++)
+		localcount_acquire(&misuse_lc);
+	pthread_create(&blocked_drainer, NULL, drain_in_thread, &misuse_lc);
+	while (!__atomic_load_n(&misuse_lc.lc_folded, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	/* ...and is inside pthread_cond_wait, the interlock free again. */
+	pthread_mutex_lock(&interlock);
+	pthread_mutex_unlock(&interlock);
+}
 
 static void acquire_after_drain(void)
 {
@@ -423,10 +763,39 @@ static void acquire_after_trydrain(void)
 	localcount_acquire(&misuse_lc);
 }
 
+static void acquire_during_drain(void)
+{
+	start_blocked_drain(1);
+	localcount_acquire(&misuse_lc);
+}
+
+static void *acquire_unregistered(void *arg)
+{
+	stress_rseq_unregister_self();
+	localcount_acquire(arg);
+	return NULL;
+}
+
+static void acquire_without_rseq_after_drain(void)
+{
+	pthread_t t;
+
+	localcount_init(&misuse_lc);
+	drain(&misuse_lc);
+	pthread_create(&t, NULL, acquire_unregistered, &misuse_lc);
+	pthread_join(t, NULL);
+}
+
 static void drain_twice(void)
 {
 	localcount_init(&misuse_lc);
 	drain(&misuse_lc);
+	drain(&misuse_lc);
+}
+
+static void drain_during_drain(void)
+{
+	start_blocked_drain(1);
 	drain(&misuse_lc);
 }
 
@@ -437,54 +806,204 @@ static void trydrain_after_drain(void)
 	localcount_trydrain(&misuse_lc);
 }
 
+static void trydrain_during_drain(void)
+{
+	start_blocked_drain(1);
+	localcount_trydrain(&misuse_lc);
+}
+
 static void fini_without_drain(void)
 {
 	localcount_init(&misuse_lc);
 	localcount_fini(&misuse_lc);
 }
 
-static void use_after_fini(void)
+static void fini_during_drain(void)
+{
+	start_blocked_drain(1);
+	localcount_fini(&misuse_lc);
+}
+
+static void make_finished(void)
 {
 	localcount_init(&misuse_lc);
 	drain(&misuse_lc);
 	localcount_fini(&misuse_lc);
+}
+
+static void fini_twice(void)
+{
+	make_finished();
+	localcount_fini(&misuse_lc);
+}
+
+static void acquire_after_fini(void)
+{
+	make_finished();
 	localcount_acquire(&misuse_lc);
 }
 
-static void *drain_in_thread(void *arg)
+static void release_after_fini(void)
 {
-	drain(arg);
-	return NULL;
+	make_finished();
+	release(&misuse_lc);
 }
 
+static void drain_after_fini(void)
+{
+	make_finished();
+	drain(&misuse_lc);
+}
+
+static void trydrain_after_fini(void)
+{
+	make_finished();
+	localcount_trydrain(&misuse_lc);
+}
+
+static void debug_refcnt_after_fini(void)
+{
+	make_finished();
+	localcount_debug_refcnt(&misuse_lc);
+}
+
+static void use_after_failed_init(void)
+{
+	percpu_slab_inject_failure(0);
+	localcount_init(&misuse_lc);
+	percpu_slab_inject_failure(-1);
+	localcount_acquire(&misuse_lc);
+}
+
+/* The drainer waits on drained_cv; these releases broadcast other_cv, so
+ * it sleeps through the count reaching 0 and the second one goes below. */
 static void release_below_zero_while_draining(void)
 {
-	pthread_t t;
-
-	localcount_init(&misuse_lc);
-	localcount_acquire(&misuse_lc);
-	pthread_create(&t, NULL, drain_in_thread, &misuse_lc);
-	usleep(50 * 1000); /* let the drain fold its count of 1 */
-	release(&misuse_lc);
-	release(&misuse_lc);
-	pthread_join(t, NULL);
+	start_blocked_drain(1);
+	localcount_release(&misuse_lc, &other_cv, &interlock);
+	localcount_release(&misuse_lc, &other_cv, &interlock);
 }
 
-static void trydrain_negative(void)
+static void release_after_drain(void)
+{
+	localcount_init(&misuse_lc);
+	drain(&misuse_lc);
+	release(&misuse_lc);
+}
+
+static void drain_of_a_negative_count(void)
+{
+	localcount_init(&misuse_lc);
+	localcount_acquire(&misuse_lc);
+	release(&misuse_lc);
+	release(&misuse_lc);    /* not detectable yet: only the sum means anything */
+	drain(&misuse_lc);
+}
+
+static void trydrain_of_a_negative_count(void)
 {
 	localcount_init(&misuse_lc);
 	release(&misuse_lc);
 	localcount_trydrain(&misuse_lc);
 }
 
+static pthread_mutex_t errorcheck_interlock;
+
+static void *drain_with_errorcheck(void *arg)
+{
+	pthread_mutex_lock(&errorcheck_interlock);
+	localcount_drain(arg, &drained_cv, &errorcheck_interlock);
+	pthread_mutex_unlock(&errorcheck_interlock);
+	return NULL;
+}
+
+static void release_holding_errorcheck_interlock(void)
+{
+	pthread_mutexattr_t attr;
+	pthread_t t;
+
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+	pthread_mutex_init(&errorcheck_interlock, &attr);
+	localcount_init(&misuse_lc);
+	localcount_acquire(&misuse_lc);
+	pthread_create(&t, NULL, drain_with_errorcheck, &misuse_lc);
+	while (!__atomic_load_n(&misuse_lc.lc_folded, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	pthread_mutex_lock(&errorcheck_interlock);
+	localcount_release(&misuse_lc, &drained_cv, &errorcheck_interlock);
+}
+
+#ifndef NDEBUG
+static void release_holding_interlock(void)
+{
+	start_blocked_drain(1);
+	pthread_mutex_lock(&interlock);
+	release(&misuse_lc);    /* would deadlock without the debug check */
+}
+
+static void drain_without_interlock(void)
+{
+	localcount_init(&misuse_lc);
+	localcount_drain(&misuse_lc, &drained_cv, &interlock);
+}
+#endif
+
 TEST(misuse_is_reported_and_aborts)
 {
-	CHECK(dies_with_message(acquire_after_drain, "acquire after drain"));
-	CHECK(dies_with_message(acquire_after_trydrain, "acquire after drain"));
-	CHECK(dies_with_message(drain_twice, "drain is one-shot"));
-	CHECK(dies_with_message(trydrain_after_drain, "localcount_trydrain"));
-	CHECK(dies_with_message(fini_without_drain, "not drained"));
-	CHECK(dies_with_message(use_after_fini, "used after localcount_fini"));
-	CHECK(dies_with_message(release_below_zero_while_draining, "localcount_release") );
-	CHECK(dies_with_message(trydrain_negative, "negatively referenced"));
+	CHECK(dies_with_message(acquire_after_drain,
+	                        "localcount is already drained: acquire after drain"));
+	CHECK(dies_with_message(acquire_after_trydrain,
+	                        "localcount is already drained: acquire after drain"));
+	CHECK(dies_with_message(acquire_during_drain,
+	                        "localcount is being drained: acquire after drain"));
+	CHECK(dies_with_message(acquire_without_rseq_after_drain, "acquire after drain"));
+	CHECK(dies_with_message(drain_twice, "already drained: drain is one-shot"));
+	CHECK(dies_with_message(drain_during_drain, "being drained: drain is one-shot"));
+	CHECK(dies_with_message(trydrain_after_drain,
+	                        "localcount_trydrain(0x"));
+	CHECK(dies_with_message(trydrain_during_drain, "being drained: drain is one-shot"));
+	CHECK(dies_with_message(fini_without_drain, "localcount is live: fini without drain"));
+	CHECK(dies_with_message(fini_during_drain, "localcount is being drained: fini without drain"));
+	CHECK(dies_with_message(fini_twice, "localcount used after localcount_fini"));
+	CHECK(dies_with_message(acquire_after_fini, "localcount used after localcount_fini"));
+	CHECK(dies_with_message(release_after_fini, "localcount used after localcount_fini"));
+	CHECK(dies_with_message(drain_after_fini, "localcount used after localcount_fini"));
+	CHECK(dies_with_message(trydrain_after_fini, "localcount used after localcount_fini"));
+	CHECK(dies_with_message(debug_refcnt_after_fini, "localcount used after localcount_fini"));
+	CHECK(dies_with_message(use_after_failed_init,
+	                        "localcount not initialised (or its localcount_init failed)"));
+	CHECK(dies_with_message(release_below_zero_while_draining,
+	                        "localcount_release(0x"));
+	CHECK(dies_with_message(release_below_zero_while_draining,
+	                        "negatively referenced localcount (-1)"));
+	CHECK(dies_with_message(release_after_drain,
+	                        "release of a reference that cannot exist"));
+	CHECK(dies_with_message(drain_of_a_negative_count,
+	                        "localcount_drain(0x"));
+	CHECK(dies_with_message(drain_of_a_negative_count,
+	                        "negatively referenced localcount (-1)"));
+	CHECK(dies_with_message(trydrain_of_a_negative_count, "negatively referenced"));
+	CHECK(dies_with_message(release_holding_errorcheck_interlock,
+	                        "the caller holds the interlock"));
+#ifndef NDEBUG
+	CHECK(dies_with_message(release_holding_interlock, "the caller holds the interlock"));
+	CHECK(dies_with_message(drain_without_interlock, "must hold the interlock"));
+#endif
+}
+
+/* Negative control for the checks above: a correct sequence, run the same
+ * way (drain in a thread, releases while it waits), says nothing. */
+static void correct_sequence(void)
+{
+	start_blocked_drain(2);
+	release(&misuse_lc);
+	release(&misuse_lc);
+	pthread_join(blocked_drainer, NULL);
+	localcount_fini(&misuse_lc);
+}
+
+TEST(correct_use_is_not_reported)
+{
+	CHECK(exits_quietly(correct_sequence));
 }
