@@ -16,17 +16,29 @@
 #define WAITOK_ATTEMPTS 10
 #define WAITOK_SLEEP_US 1000
 
+static counter_u64_t alloc_one(void)
+{
+	return percpu_slab_alloc(sizeof(uint64_t), sizeof(uint64_t));
+}
+
 counter_u64_t counter_u64_alloc(int wait)
 {
-	counter_u64_t c = percpu_slab_alloc(sizeof(uint64_t), sizeof(uint64_t));
+	counter_u64_t c;
 
-	if (c || !(wait & M_WAITOK))
+	/* Exactly one: a caller that passed neither may or may not check
+	 * for NULL, and we cannot tell which (FreeBSD's malloc asserts). */
+	if ((wait & (M_NOWAIT | M_WAITOK)) != M_NOWAIT &&
+	    (wait & (M_NOWAIT | M_WAITOK)) != M_WAITOK)
+		percpu_die("counter_u64_alloc(%#x): wait must hold exactly one of "
+		           "M_NOWAIT and M_WAITOK", (unsigned)wait);
+	c = alloc_one();
+	if (c || (wait & M_NOWAIT))
 		return c;
 	/* M_WAITOK may sleep but never returns NULL: retry, then give up
 	 * loudly rather than hand the caller a NULL it will not check. */
 	for (int attempt = 1; attempt < WAITOK_ATTEMPTS && !c; attempt++) {
 		usleep(WAITOK_SLEEP_US);
-		c = percpu_slab_alloc(sizeof(uint64_t), sizeof(uint64_t));
+		c = alloc_one();
 	}
 	if (!c)
 		percpu_die("counter_u64_alloc(M_WAITOK): out of memory after %d attempts",
@@ -54,14 +66,13 @@ uint64_t counter_u64_fetch_and_zero(counter_u64_t c)
 	return (uint64_t)percpu_fetch_and_zero(c);
 }
 
-#ifndef NDEBUG
+/* Defined in every build: see counter_enter() in the header. */
 __thread int counter_enter_nesting;
 
 void counter_misuse(const char *what)
 {
 	percpu_die("%s", what);
 }
-#endif
 
 int counter_u64_array_alloc(counter_u64_t *a, size_t n, int wait)
 {
@@ -72,6 +83,7 @@ int counter_u64_array_alloc(counter_u64_t *a, size_t n, int wait)
 			counter_u64_array_free(a, i);
 			for (size_t j = 0; j < n; j++)
 				a[j] = NULL;
+			errno = ENOMEM;
 			return -ENOMEM;
 		}
 	}
@@ -108,40 +120,55 @@ static int64_t monotonic_ns(void)
 
 #define RATE_PERIOD_NS 1000000000
 
+static bool rate_trylock(struct counter_rate *cr)
+{
+	int unlocked = 0;
+
+	/* Read first: while one thread resets, the others do not bounce the
+	 * line with failing compare-and-swaps. */
+	return __atomic_load_n(&cr->cr_lock, __ATOMIC_RELAXED) == 0 &&
+	       __atomic_compare_exchange_n(&cr->cr_lock, &unlocked, 1, false,
+	                                   __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
 int64_t counter_ratecheck(struct counter_rate *cr, int64_t limit)
 {
-	int64_t now = monotonic_ns();
-	int64_t val = __atomic_load_n(&cr->cr_over, __ATOMIC_RELAXED);
+	int64_t now, start, ended = 0;
 
-	if (now - __atomic_load_n(&cr->cr_start_ns, __ATOMIC_ACQUIRE) >= RATE_PERIOD_NS) {
-		int unlocked = 0;
+	if (!cr || !cr->cr_rate)
+		percpu_die("counter_ratecheck(%p): cr_rate is not allocated", (void *)cr);
+	now = monotonic_ns();
+	start = __atomic_load_n(&cr->cr_start_ns, __ATOMIC_ACQUIRE);
+	if (now - start >= RATE_PERIOD_NS && rate_trylock(cr)) {
+		/* Recheck: another thread may have just started the second. */
+		start = __atomic_load_n(&cr->cr_start_ns, __ATOMIC_RELAXED);
+		if (now - start >= RATE_PERIOD_NS) {
+			int64_t events = (int64_t)counter_u64_fetch_and_zero(cr->cr_rate);
 
-		/* One thread starts the new second; the others go on counting
-		 * (safe: the zero below is exact against their adds). */
-		if (__atomic_load_n(&cr->cr_lock, __ATOMIC_RELAXED) == 0 &&
-		    __atomic_compare_exchange_n(&cr->cr_lock, &unlocked, 1, false,
-		                                __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
-			if (now - cr->cr_start_ns >= RATE_PERIOD_NS) {
-				int64_t events = (int64_t)counter_u64_fetch_and_zero(cr->cr_rate);
-
-				val = events > limit ? events : 0;
-				__atomic_store_n(&cr->cr_over, 0, __ATOMIC_RELAXED);
-				__atomic_store_n(&cr->cr_start_ns, now, __ATOMIC_RELEASE);
-			}
-			__atomic_store_n(&cr->cr_lock, 0, __ATOMIC_RELEASE);
-			if (val > 0) {
-				/* The second that ended was over the limit:
-				 * report it, and count this event in the new one. */
-				counter_u64_add(cr->cr_rate, 1);
-				return val;
-			}
+			ended = events > limit ? events : 0;
+			/* Release: whoever reads the new start sees the zero. */
+			__atomic_store_n(&cr->cr_start_ns, now, __ATOMIC_RELEASE);
+			start = now;
 		}
+		__atomic_store_n(&cr->cr_lock, 0, __ATOMIC_RELEASE);
 	}
+	/*
+	 * Losers of the lock count too (FreeBSD's skip): the zero is exact,
+	 * so this add lands in exactly one second, whichever the zero puts it.
+	 */
 	counter_u64_add(cr->cr_rate, 1);
-	if (__atomic_load_n(&cr->cr_over, __ATOMIC_RELAXED))
+	if (ended > 0)
+		return ended;
+	/*
+	 * cr_over_ns caches "over" for the second that began at `start` (so
+	 * most calls skip the fetch).  A tag rather than FreeBSD's flag: a
+	 * late thread of the old second cannot mark the new one over.
+	 */
+	if (start != 0 && __atomic_load_n(&cr->cr_over_ns, __ATOMIC_RELAXED) == start)
 		return -1;
 	if ((int64_t)counter_u64_fetch(cr->cr_rate) > limit) {
-		__atomic_store_n(&cr->cr_over, -1, __ATOMIC_RELAXED);
+		if (start != 0)
+			__atomic_store_n(&cr->cr_over_ns, start, __ATOMIC_RELAXED);
 		return -1;
 	}
 	return 0;

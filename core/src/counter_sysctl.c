@@ -1,11 +1,16 @@
 /*
  * counter_sysctl.c -- the process-wide tree of named counters (contract:
- * <percpu/counter_sysctl.h>).
+ * <percpu/counter_sysctl.h>).  The Prometheus dump is counter_prometheus.c.
  *
- * The tree is kept as an array of leaves sorted by dotted name: inner
- * nodes are implicit (prefixes), lookups are a binary search, and listing
- * in name order is a walk.  It changes only on registration and removal,
- * which are rare, so a sorted array under a rwlock beats anything cleverer.
+ * The tree is kept as two arrays of the same leaves: one sorted by dotted
+ * name (lookups are a binary search, listing in name order is a walk, and
+ * since '.' sorts below every name character this is also the tree's
+ * component-by-component order) and one sorted by Prometheus metric name
+ * (to refuse two leaves that would export under one metric).  Inner nodes
+ * are implicit: the prefixes of leaves.  The tree changes only on
+ * registration and removal, which are rare, so sorted arrays under a
+ * rwlock beat anything cleverer: every check is a binary search, and the
+ * only linear cost is a memmove of pointers.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -19,12 +24,14 @@
 #include "internal.h"
 
 struct sysctl_oid {
-	char *name;
+	char *name;                     /* dotted: "net.inet.tcp.sent" */
+	char *metric;                   /* the same with '_' for '.' */
 	char *descr;
 	unsigned access;
 	counter_u64_t *counters;
 	size_t len;
-	struct sysctl_ctx_list *ctx;
+	struct sysctl_ctx_list *ctx;    /* NULL: static or context-less */
+	struct sysctl_oid **owner;      /* a static leaf's registration */
 };
 
 struct sysctl_ctx_entry {
@@ -32,51 +39,121 @@ struct sysctl_ctx_entry {
 	struct sysctl_ctx_entry *next;
 };
 
+#define CTLFLAG_KNOWN                                                          \
+	(CTLFLAG_RW | CTLFLAG_ANYBODY | CTLFLAG_SKIP | CTLFLAG_MPSAFE |        \
+	 CTLFLAG_STATS)
+
 static pthread_rwlock_t tree_lock = PTHREAD_RWLOCK_INITIALIZER;
-static struct sysctl_oid **leaves;      /* sorted by name */
-static size_t nr_leaves, leaves_cap;
+
+struct leaf_index {
+	struct sysctl_oid **at;
+	size_t n, cap;
+};
+
+static struct leaf_index by_name, by_metric;
+
+/*
+ * How deep this thread is in counter_sysctl_list() callbacks, i.e. whether
+ * it already holds the read lock: then reads must not lock again (a queued
+ * writer could make a second rdlock wait forever) and changes must fail
+ * (a wrlock would wait for ourselves).
+ */
+static __thread int list_depth;
+
+static void tree_read_lock(void)
+{
+	if (list_depth == 0)
+		pthread_rwlock_rdlock(&tree_lock);
+}
+
+static void tree_read_unlock(void)
+{
+	if (list_depth == 0)
+		pthread_rwlock_unlock(&tree_lock);
+}
+
+static int tree_write_lock(void)
+{
+	if (list_depth > 0)
+		return -EDEADLK;
+	pthread_rwlock_wrlock(&tree_lock);
+	return 0;
+}
+
+static void tree_write_unlock(void)
+{
+	pthread_rwlock_unlock(&tree_lock);
+}
 
 /* ---- names ----------------------------------------------------------- */
 
-static bool valid_name(const char *name)
+static bool is_name_char(char ch)
 {
-	size_t n = strlen(name), component = 0;
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+	       (ch >= '0' && ch <= '9') || ch == '_';
+}
 
-	if (n == 0 || n >= COUNTER_SYSCTL_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = name[i];
+/* Dotted, non-empty components of [A-Za-z0-9_]: 0 or -EINVAL. */
+static int check_name(const char *name)
+{
+	size_t component = 0;
 
-		if (ch == '.') {
+	for (const char *p = name; *p; p++) {
+		if (*p == '.') {
 			if (component == 0)
-				return false;
+				return -EINVAL;
 			component = 0;
-		} else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		           (ch >= '0' && ch <= '9') || ch == '_') {
+		} else if (is_name_char(*p)) {
 			component++;
 		} else {
-			return false;
+			return -EINVAL;
 		}
 	}
-	return component > 0;
+	return component > 0 ? 0 : -EINVAL;
 }
 
-/* True if `a` names an inner node of `b` ("net.inet" of "net.inet.tcp"). */
-static bool is_ancestor(const char *a, const char *b)
+/* parent "." name into out[COUNTER_SYSCTL_NAME_MAX]: 0 or -ENAMETOOLONG. */
+static int join_name(char *out, const char *parent, const char *name)
 {
-	size_t n = strlen(a);
+	bool rooted = !parent || !*parent;
+	int n = snprintf(out, COUNTER_SYSCTL_NAME_MAX, "%s%s%s",
+	                 rooted ? "" : parent, rooted ? "" : ".", name);
 
-	return strncmp(a, b, n) == 0 && b[n] == '.';
+	return n < 0 || n >= COUNTER_SYSCTL_NAME_MAX ? -ENAMETOOLONG : 0;
 }
 
-/* Index of the leaf named `name`, or of where it would go (found false). */
-static size_t search(const char *name, bool *found)
+static char *metric_of(const char *name)
 {
-	size_t lo = 0, hi = nr_leaves;
+	char *metric = strdup(name);
+
+	for (char *p = metric; p && *p; p++)
+		if (*p == '.')
+			*p = '_';
+	return metric;
+}
+
+/* ---- the two indexes ------------------------------------------------- */
+
+static const char *name_key(const struct sysctl_oid *oid)
+{
+	return oid->name;
+}
+
+static const char *metric_key(const struct sysctl_oid *oid)
+{
+	return oid->metric;
+}
+
+/* Where `key` is in idx (found) or would go (not found). */
+static size_t index_search(const struct leaf_index *idx,
+                           const char *(*key_of)(const struct sysctl_oid *),
+                           const char *key, bool *found)
+{
+	size_t lo = 0, hi = idx->n;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int cmp = strcmp(leaves[mid]->name, name);
+		int cmp = strcmp(key_of(idx->at[mid]), key);
 
 		if (cmp == 0) {
 			*found = true;
@@ -91,133 +168,110 @@ static size_t search(const char *name, bool *found)
 	return lo;
 }
 
+static int index_reserve(struct leaf_index *idx)
+{
+	if (idx->n == idx->cap) {
+		size_t cap = idx->cap ? idx->cap * 2 : 32;
+		struct sysctl_oid **grown = realloc(idx->at, cap * sizeof(*grown));
+
+		if (!grown)
+			return -ENOMEM;
+		idx->at = grown;
+		idx->cap = cap;
+	}
+	return 0;
+}
+
+static void index_insert_at(struct leaf_index *idx, size_t pos, struct sysctl_oid *oid)
+{
+	memmove(&idx->at[pos + 1], &idx->at[pos], (idx->n - pos) * sizeof(*idx->at));
+	idx->at[pos] = oid;
+	idx->n++;
+}
+
+static void index_remove(struct leaf_index *idx,
+                         const char *(*key_of)(const struct sysctl_oid *),
+                         const struct sysctl_oid *oid)
+{
+	bool found;
+	size_t pos = index_search(idx, key_of, key_of(oid), &found);
+
+	PERCPU_DEBUG_ASSERT(found && idx->at[pos] == oid,
+	                    "counter_sysctl: leaf %s missing from an index", oid->name);
+	memmove(&idx->at[pos], &idx->at[pos + 1], (idx->n - pos - 1) * sizeof(*idx->at));
+	idx->n--;
+}
+
 static struct sysctl_oid *lookup(const char *name)
 {
 	bool found;
-	size_t i = search(name, &found);
+	size_t pos = index_search(&by_name, name_key, name, &found);
 
-	return found ? leaves[i] : NULL;
+	return found ? by_name.at[pos] : NULL;
 }
 
-/* ---- the tree -------------------------------------------------------- */
+/* ---- changing the tree (write lock held) ----------------------------- */
+
+/* Is some leaf an inner node of `name` ("net.inet" of "net.inet.tcp")? */
+static bool has_leaf_above(const char *name)
+{
+	char prefix[COUNTER_SYSCTL_NAME_MAX];
+
+	for (const char *dot = strchr(name, '.'); dot; dot = strchr(dot + 1, '.')) {
+		memcpy(prefix, name, (size_t)(dot - name));
+		prefix[dot - name] = '\0';
+		if (lookup(prefix))
+			return true;
+	}
+	return false;
+}
+
+/* Is `name` an inner node of some leaf?  Those sort right after "name.". */
+static bool has_leaf_below(const char *name)
+{
+	char below[COUNTER_SYSCTL_NAME_MAX + 1];
+	size_t n = strlen(name);
+	bool found;
+	size_t pos;
+
+	memcpy(below, name, n);
+	below[n] = '.';
+	below[n + 1] = '\0';
+	pos = index_search(&by_name, name_key, below, &found);
+	return pos < by_name.n && strncmp(by_name.at[pos]->name, below, n + 1) == 0;
+}
+
+static int insert_locked(struct sysctl_oid *oid)
+{
+	bool found_name, found_metric;
+	size_t name_pos = index_search(&by_name, name_key, oid->name, &found_name);
+	size_t metric_pos = index_search(&by_metric, metric_key, oid->metric, &found_metric);
+
+	if (found_name || found_metric)
+		return -EEXIST;
+	if (has_leaf_above(oid->name) || has_leaf_below(oid->name))
+		return -ENOTDIR;
+	if (index_reserve(&by_name) || index_reserve(&by_metric))
+		return -ENOMEM;
+	index_insert_at(&by_name, name_pos, oid);
+	index_insert_at(&by_metric, metric_pos, oid);
+	return 0;
+}
 
 static void destroy_oid(struct sysctl_oid *oid)
 {
 	free(oid->name);
+	free(oid->metric);
 	free(oid->descr);
 	free(oid);
 }
 
-/* Insert with the write lock held: 0 or -errno. */
-static int insert_locked(struct sysctl_oid *oid)
+/* Take the leaf out of both indexes and its context, and free it. */
+static void remove_locked(struct sysctl_oid *oid)
 {
-	bool found;
-	size_t pos = search(oid->name, &found);
-
-	if (found)
-		return -EEXIST;
-	for (size_t i = 0; i < nr_leaves; i++)
-		if (is_ancestor(leaves[i]->name, oid->name) ||
-		    is_ancestor(oid->name, leaves[i]->name))
-			return -ENOTDIR;
-	if (nr_leaves == leaves_cap) {
-		size_t cap = leaves_cap ? leaves_cap * 2 : 32;
-		struct sysctl_oid **grown = realloc(leaves, cap * sizeof(*grown));
-
-		if (!grown)
-			return -ENOMEM;
-		leaves = grown;
-		leaves_cap = cap;
-	}
-	memmove(&leaves[pos + 1], &leaves[pos], (nr_leaves - pos) * sizeof(*leaves));
-	leaves[pos] = oid;
-	nr_leaves++;
-	return 0;
-}
-
-static void remove_at_locked(size_t pos)
-{
-	destroy_oid(leaves[pos]);
-	memmove(&leaves[pos], &leaves[pos + 1], (nr_leaves - pos - 1) * sizeof(*leaves));
-	nr_leaves--;
-}
-
-static int join_name(char *out, const char *parent, const char *name)
-{
-	int n = snprintf(out, COUNTER_SYSCTL_NAME_MAX, "%s%s%s",
-	                 parent && *parent ? parent : "",
-	                 parent && *parent ? "." : "", name ? name : "");
-
-	return n < 0 || n >= COUNTER_SYSCTL_NAME_MAX ? -EINVAL : 0;
-}
-
-struct sysctl_oid *counter_sysctl_add(struct sysctl_ctx_list *ctx,
-                                      const char *parent, const char *name,
-                                      unsigned access, counter_u64_t *counters,
-                                      size_t len, const char *descr)
-{
-	char full[COUNTER_SYSCTL_NAME_MAX];
-	struct sysctl_ctx_entry *entry = NULL;
-	struct sysctl_oid *oid;
-	int rc;
-
-	if (!name || !counters || len == 0 || !(access & CTLFLAG_RD) ||
-	    join_name(full, parent, name) || !valid_name(full)) {
-		errno = EINVAL;
-		return NULL;
-	}
-	oid = calloc(1, sizeof(*oid));
-	if (oid) {
-		oid->name = strdup(full);
-		oid->descr = strdup(descr ? descr : "");
-	}
-	if (ctx)
-		entry = calloc(1, sizeof(*entry));
-	if (!oid || !oid->name || !oid->descr || (ctx && !entry)) {
-		if (oid)
-			destroy_oid(oid);
-		free(entry);
-		errno = ENOMEM;
-		return NULL;
-	}
-	oid->access = access;
-	oid->counters = counters;
-	oid->len = len;
-	oid->ctx = ctx;
-
-	pthread_rwlock_wrlock(&tree_lock);
-	rc = insert_locked(oid);
-	if (rc == 0 && ctx) {
-		entry->oid = oid;
-		entry->next = ctx->entries;
-		ctx->entries = entry;
-		entry = NULL;
-	}
-	pthread_rwlock_unlock(&tree_lock);
-	free(entry);
-	if (rc) {
-		destroy_oid(oid);
-		errno = -rc;
-		return NULL;
-	}
-	return oid;
-}
-
-int counter_sysctl_remove(const char *name)
-{
-	bool found;
-	size_t pos;
-	int rc = -ENOENT;
-
-	pthread_rwlock_wrlock(&tree_lock);
-	pos = search(name, &found);
-	if (found) {
-		struct sysctl_ctx_list *ctx = leaves[pos]->ctx;
-
-		/* Unlink from its context first so ctx_free won't see it. */
-		for (struct sysctl_ctx_entry **e = ctx ? &ctx->entries : NULL;
-		     e && *e; e = &(*e)->next) {
-			if ((*e)->oid == leaves[pos]) {
+	if (oid->ctx) {
+		for (struct sysctl_ctx_entry **e = &oid->ctx->entries; *e; e = &(*e)->next) {
+			if ((*e)->oid == oid) {
 				struct sysctl_ctx_entry *dead = *e;
 
 				*e = dead->next;
@@ -225,11 +279,114 @@ int counter_sysctl_remove(const char *name)
 				break;
 			}
 		}
-		remove_at_locked(pos);
-		rc = 0;
 	}
-	pthread_rwlock_unlock(&tree_lock);
-	return rc;
+	/* A static leaf removed by name: its destructor must not see it. */
+	if (oid->owner)
+		*oid->owner = NULL;
+	index_remove(&by_name, name_key, oid);
+	index_remove(&by_metric, metric_key, oid);
+	destroy_oid(oid);
+}
+
+static struct sysctl_oid *new_oid(const char *name, unsigned access,
+                                  counter_u64_t *counters, size_t len,
+                                  const char *descr)
+{
+	struct sysctl_oid *oid = calloc(1, sizeof(*oid));
+
+	if (!oid)
+		return NULL;
+	oid->name = strdup(name);
+	oid->metric = metric_of(name);
+	oid->descr = strdup(descr ? descr : "");
+	if (!oid->name || !oid->metric || !oid->descr) {
+		destroy_oid(oid);
+		return NULL;
+	}
+	oid->access = access;
+	oid->counters = counters;
+	oid->len = len;
+	return oid;
+}
+
+/* Everything that can be refused before the tree is locked: 0 or -errno. */
+static int check_add(const char *parent, const char *name, unsigned access,
+                     counter_u64_t *counters, size_t len, char *full)
+{
+	int rc;
+
+	if (!name || !counters || len == 0 || !(access & CTLFLAG_RD) ||
+	    (access & ~CTLFLAG_KNOWN))
+		return -EINVAL;
+	rc = join_name(full, parent, name);
+	return rc ? rc : check_name(full);
+}
+
+/* Add under the write lock, owned by ctx or by a static registration. */
+static struct sysctl_oid *add_leaf(struct sysctl_ctx_list *ctx,
+                                   struct sysctl_oid **owner,
+                                   const char *parent, const char *name,
+                                   unsigned access, counter_u64_t *counters,
+                                   size_t len, const char *descr)
+{
+	char full[COUNTER_SYSCTL_NAME_MAX];
+	struct sysctl_ctx_entry *entry = NULL;
+	struct sysctl_oid *oid = NULL;
+	int rc = check_add(parent, name, access, counters, len, full);
+
+	if (rc == 0) {
+		oid = new_oid(full, access, counters, len, descr);
+		entry = ctx ? calloc(1, sizeof(*entry)) : NULL;
+		if (!oid || (ctx && !entry))
+			rc = -ENOMEM;
+	}
+	if (rc == 0)
+		rc = tree_write_lock();
+	if (rc == 0) {
+		rc = insert_locked(oid);
+		if (rc == 0 && ctx) {
+			oid->ctx = ctx;
+			entry->oid = oid;
+			entry->next = ctx->entries;
+			ctx->entries = entry;
+			entry = NULL;
+		}
+		if (rc == 0 && owner) {
+			oid->owner = owner;
+			*owner = oid;
+		}
+		tree_write_unlock();
+	}
+	free(entry);
+	if (rc) {
+		if (oid)
+			destroy_oid(oid);
+		errno = -rc;
+		return NULL;
+	}
+	return oid;
+}
+
+struct sysctl_oid *counter_sysctl_add(struct sysctl_ctx_list *ctx,
+                                      const char *parent, const char *name,
+                                      unsigned access, counter_u64_t *counters,
+                                      size_t len, const char *descr)
+{
+	return add_leaf(ctx, NULL, parent, name, access, counters, len, descr);
+}
+
+int counter_sysctl_remove(const char *name)
+{
+	struct sysctl_oid *oid;
+	int rc = tree_write_lock();
+
+	if (rc)
+		return rc;
+	oid = name ? lookup(name) : NULL;
+	if (oid)
+		remove_locked(oid);
+	tree_write_unlock();
+	return oid ? 0 : -ENOENT;
 }
 
 int sysctl_ctx_init(struct sysctl_ctx_list *ctx)
@@ -240,93 +397,126 @@ int sysctl_ctx_init(struct sysctl_ctx_list *ctx)
 
 int sysctl_ctx_free(struct sysctl_ctx_list *ctx)
 {
-	pthread_rwlock_wrlock(&tree_lock);
-	while (ctx->entries) {
-		struct sysctl_ctx_entry *entry = ctx->entries;
-		bool found;
-		size_t pos = search(entry->oid->name, &found);
+	int rc = tree_write_lock();
 
-		if (found && leaves[pos] == entry->oid)
-			remove_at_locked(pos);
-		ctx->entries = entry->next;
-		free(entry);
-	}
-	pthread_rwlock_unlock(&tree_lock);
+	if (rc)
+		return rc;
+	/* remove_locked() unlinks each entry from ctx as it goes. */
+	while (ctx->entries)
+		remove_locked(ctx->entries->oid);
+	tree_write_unlock();
 	return 0;
 }
 
-/* Turn FreeBSD's parent token `_net_inet` into "net.inet". */
-static void parent_from_token(char *out, const char *token)
-{
-	size_t i = 0;
+/* ---- static declarations ----------------------------------------------- */
 
+/*
+ * The parent as the macro stringized it: a string literal ("\"net.inet\"")
+ * is taken as written, a FreeBSD token (`_net_inet`) has its leading '_'
+ * dropped and every other '_' made a dot.  0 or -EINVAL.
+ */
+static int parent_from_token(char *out, const char *token)
+{
+	size_t n = strlen(token);
+
+	if (n >= COUNTER_SYSCTL_NAME_MAX)
+		return -ENAMETOOLONG;
+	if (token[0] == '"') {
+		if (n < 2 || token[n - 1] != '"')
+			return -EINVAL;
+		memcpy(out, token + 1, n - 2);
+		out[n - 2] = '\0';
+		return 0;
+	}
 	if (*token == '_')
 		token++;
-	for (; token[i] && i < COUNTER_SYSCTL_NAME_MAX - 1; i++)
-		out[i] = token[i] == '_' ? '.' : token[i];
-	out[i] = '\0';
+	for (n = 0; token[n]; n++)
+		out[n] = token[n] == '_' ? '.' : token[n];
+	out[n] = '\0';
+	return 0;
 }
 
-void counter_sysctl_register_static(const char *parent_token, const char *name,
+void counter_sysctl_register_static(struct sysctl_oid **owner,
+                                    const char *parent_token, const char *name,
                                     unsigned access, counter_u64_t *counters,
                                     size_t len, const char *descr)
 {
 	char parent[COUNTER_SYSCTL_NAME_MAX];
+	int rc = parent_from_token(parent, parent_token);
 
-	parent_from_token(parent, parent_token);
-	if (!counter_sysctl_add(NULL, parent, name, access, counters, len, descr))
+	if (rc == 0 && !add_leaf(NULL, owner, parent, name, access, counters, len, descr))
+		rc = -errno;
+	if (rc)
 		percpu_warn("SYSCTL_COUNTER_U64(%s, %s): not registered: %s",
-		            parent_token, name, strerror(errno));
+		            parent_token, name, strerror(-rc));
+}
+
+void counter_sysctl_unregister_static(struct sysctl_oid **owner)
+{
+	if (tree_write_lock())
+		return;
+	/* NULL if registration failed or the leaf was removed by name. */
+	if (*owner)
+		remove_locked(*owner);
+	tree_write_unlock();
 }
 
 /* ---- reading and writing --------------------------------------------- */
 
-static uint64_t fetch_element(const struct sysctl_oid *oid, size_t i)
+static uint64_t fetch_element(const struct sysctl_oid *oid, size_t i, bool zero)
 {
 	counter_u64_t c = oid->counters[i];
 
 	/* A static leaf may point at a counter not allocated yet. */
-	return c ? counter_u64_fetch(c) : 0;
+	if (!c)
+		return 0;
+	return zero ? counter_u64_fetch_and_zero(c) : counter_u64_fetch(c);
+}
+
+enum leaf_op { OP_READ = 1, OP_ZERO = 2 };
+
+/* Read (into values), zero, or both, one leaf: 0 or -errno. */
+static int leaf_op(const char *name, unsigned op, uint64_t *values, size_t *len)
+{
+	struct sysctl_oid *oid;
+	int rc = 0;
+
+	tree_read_lock();
+	oid = name ? lookup(name) : NULL;
+	if (!oid) {
+		rc = -ENOENT;
+	} else if ((op & OP_ZERO) && !(oid->access & CTLFLAG_WR)) {
+		rc = -EPERM;
+	} else if ((op & OP_READ) && (!values || *len < oid->len)) {
+		rc = -ENOMEM;
+		*len = oid->len;
+	} else {
+		for (size_t i = 0; i < oid->len; i++) {
+			uint64_t v = fetch_element(oid, i, op & OP_ZERO);
+
+			if (op & OP_READ)
+				values[i] = v;
+		}
+		if (op & OP_READ)
+			*len = oid->len;
+	}
+	tree_read_unlock();
+	return rc;
 }
 
 int counter_sysctl_read(const char *name, uint64_t *values, size_t *len)
 {
-	struct sysctl_oid *oid;
-	int rc = 0;
-
-	pthread_rwlock_rdlock(&tree_lock);
-	oid = lookup(name);
-	if (!oid) {
-		rc = -ENOENT;
-	} else if (!values || *len < oid->len) {
-		rc = -ENOMEM;
-		*len = oid->len;
-	} else {
-		for (size_t i = 0; i < oid->len; i++)
-			values[i] = fetch_element(oid, i);
-		*len = oid->len;
-	}
-	pthread_rwlock_unlock(&tree_lock);
-	return rc;
+	return leaf_op(name, OP_READ, values, len);
 }
 
 int counter_sysctl_zero(const char *name)
 {
-	struct sysctl_oid *oid;
-	int rc = 0;
+	return leaf_op(name, OP_ZERO, NULL, NULL);
+}
 
-	pthread_rwlock_rdlock(&tree_lock);
-	oid = lookup(name);
-	if (!oid)
-		rc = -ENOENT;
-	else if (!(oid->access & CTLFLAG_WR))
-		rc = -EPERM;
-	else
-		for (size_t i = 0; i < oid->len; i++)
-			if (oid->counters[i])
-				counter_u64_zero(oid->counters[i]);
-	pthread_rwlock_unlock(&tree_lock);
-	return rc;
+int counter_sysctl_read_and_zero(const char *name, uint64_t *values, size_t *len)
+{
+	return leaf_op(name, OP_READ | OP_ZERO, values, len);
 }
 
 static void fill_info(const struct sysctl_oid *oid, struct counter_sysctl_info *info)
@@ -336,17 +526,18 @@ static void fill_info(const struct sysctl_oid *oid, struct counter_sysctl_info *
 	info->access = oid->access;
 	info->len = oid->len;
 	info->dynamic = oid->ctx != NULL;
+	info->counters = oid->counters;
 }
 
 int counter_sysctl_describe(const char *name, struct counter_sysctl_info *info)
 {
 	struct sysctl_oid *oid;
 
-	pthread_rwlock_rdlock(&tree_lock);
-	oid = lookup(name);
+	tree_read_lock();
+	oid = name ? lookup(name) : NULL;
 	if (oid)
 		fill_info(oid, info);
-	pthread_rwlock_unlock(&tree_lock);
+	tree_read_unlock();
 	return oid ? 0 : -ENOENT;
 }
 
@@ -356,84 +547,29 @@ int counter_sysctl_list(const char *prefix,
                         void *arg)
 {
 	size_t plen = prefix ? strlen(prefix) : 0;
+	size_t first = 0;
 	int rc = 0;
 
-	pthread_rwlock_rdlock(&tree_lock);
-	for (size_t i = 0; i < nr_leaves && rc == 0; i++) {
+	tree_read_lock();
+	list_depth++;
+	/* Names with the prefix are contiguous and start where it would. */
+	if (plen) {
+		bool found;
+
+		first = index_search(&by_name, name_key, prefix, &found);
+	}
+	for (size_t i = first; i < by_name.n && rc == 0; i++) {
+		const struct sysctl_oid *oid = by_name.at[i];
 		struct counter_sysctl_info info;
 
-		if (plen && strncmp(leaves[i]->name, prefix, plen))
+		if (plen && strncmp(oid->name, prefix, plen))
+			break;
+		if (oid->access & CTLFLAG_SKIP)
 			continue;
-		fill_info(leaves[i], &info);
+		fill_info(oid, &info);
 		rc = visit(&info, arg);
 	}
-	pthread_rwlock_unlock(&tree_lock);
+	list_depth--;
+	tree_read_unlock();
 	return rc;
-}
-
-/* ---- Prometheus ------------------------------------------------------ */
-
-static void put_metric_name(FILE *out, const char *prefix, const char *name)
-{
-	if (prefix && *prefix)
-		fputs(prefix, out);
-	else if (name[0] >= '0' && name[0] <= '9')
-		fputc('_', out); /* metric names may not start with a digit */
-	for (const char *p = name; *p; p++)
-		fputc(*p == '.' ? '_' : *p, out);
-}
-
-/* HELP text escapes: backslash and newline. */
-static void put_help(FILE *out, const char *text)
-{
-	for (const char *p = text; *p; p++) {
-		if (*p == '\\')
-			fputs("\\\\", out);
-		else if (*p == '\n')
-			fputs("\\n", out);
-		else
-			fputc(*p, out);
-	}
-}
-
-int counter_sysctl_prometheus(FILE *out, const char *prefix)
-{
-	pthread_rwlock_rdlock(&tree_lock);
-	for (size_t i = 0; i < nr_leaves; i++) {
-		const struct sysctl_oid *oid = leaves[i];
-
-		fputs("# HELP ", out);
-		put_metric_name(out, prefix, oid->name);
-		fputc(' ', out);
-		put_help(out, oid->descr);
-		fputs("\n# TYPE ", out);
-		put_metric_name(out, prefix, oid->name);
-		fputs(" counter\n", out);
-		for (size_t e = 0; e < oid->len; e++) {
-			put_metric_name(out, prefix, oid->name);
-			if (oid->len > 1)
-				fprintf(out, "{index=\"%zu\"}", e);
-			fprintf(out, " %llu\n", (unsigned long long)fetch_element(oid, e));
-		}
-	}
-	pthread_rwlock_unlock(&tree_lock);
-	return ferror(out) ? -EIO : 0;
-}
-
-char *counter_sysctl_prometheus_string(const char *prefix)
-{
-	char *text = NULL;
-	size_t size = 0;
-	FILE *out = open_memstream(&text, &size);
-	int rc;
-
-	if (!out)
-		return NULL;
-	rc = counter_sysctl_prometheus(out, prefix);
-	if (fclose(out) != 0 || rc != 0) {
-		free(text);
-		errno = rc ? -rc : EIO;
-		return NULL;
-	}
-	return text;
 }

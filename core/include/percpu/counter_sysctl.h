@@ -10,33 +10,49 @@
  *     per element);
  *   - any write zeroes it (every element of an array), and is refused with
  *     EPERM unless the leaf was declared CTLFLAG_WR / CTLFLAG_RW;
+ *     counter_sysctl_read_and_zero() is sysctl(3) with both oldp and newp:
+ *     it returns the values it zeroes, exactly (an add is in the values
+ *     returned or stays in the counter, never both, never neither --
+ *     FreeBSD's handler fetches then zeroes and loses what lands between);
  *   - static leaves (SYSCTL_COUNTER_U64, SYSCTL_COUNTER_U64_ARRAY) are
- *     registered by a constructor when the program or library loads;
+ *     registered by a constructor when the program or library loads and
+ *     removed by a destructor when it unloads (dlclose, or exit);
  *     dynamic ones (SYSCTL_ADD_COUNTER_U64[_ARRAY]) are added through a
  *     context and removed all together by sysctl_ctx_free(), which is
  *     what a module does on unload;
- *   - each leaf carries a description, listed with the leaf.
+ *   - each leaf carries a description and its flags, listed with it;
+ *     CTLFLAG_SKIP leaves are left out of listings and of the Prometheus
+ *     dump but can be read by name.
  *
  * counter_sysctl_prometheus() writes the whole tree in the Prometheus text
  * exposition format (version 0.0.4): `# HELP`, `# TYPE ... counter` and one
- * sample per leaf, dots becoming underscores; arrays become one metric with
- * an `index` label.  A service's counters plug into existing scraping with
- * no aggregation of its own.
+ * sample per leaf, dots becoming underscores after an optional prefix;
+ * arrays become one metric with an `index` label.  A service's counters
+ * plug into existing scraping with no aggregation of its own.
  *
- * Names: components of [A-Za-z0-9_] (non-empty), joined by dots, at most
- * COUNTER_SYSCTL_NAME_MAX bytes.  A leaf cannot also be an inner node.
+ * Names: components of [A-Za-z0-9_] (non-empty), joined by dots, shorter
+ * than COUNTER_SYSCTL_NAME_MAX bytes in all.  A leaf cannot also be an
+ * inner node (ENOTDIR).  Two names that differ only by '.' against '_'
+ * ("a.b_c", "a_b.c") are refused as taken (EEXIST): their Prometheus
+ * metric names would be the same.
  *
- * Static declarations take FreeBSD's parent token: `_net_inet_tcp` means
- * "net.inet.tcp" (leading underscore dropped, each '_' a dot), so parent
- * components cannot contain '_' there; the dynamic calls take the parent as
- * a dotted string and have no such limit.  `nbr` is accepted and ignored
- * (OID_AUTO).
+ * Static declarations take the parent as FreeBSD's token, `_net_inet_tcp`
+ * for "net.inet.tcp" (leading underscore dropped, each '_' a dot, so its
+ * components cannot contain '_'), or as a dotted string literal,
+ * "net.inet.tcp", which has no such limit.  The dynamic calls take a dotted
+ * string (FreeBSD: SYSCTL_CHILDREN(oid)); NULL or "" means the root.  `nbr`
+ * is accepted and ignored (OID_AUTO).
  *
- * Lifetime: the tree holds the counter_u64_t pointers it was given; the
- * caller keeps the counters allocated until their leaves are removed.
- * Concurrency: every call is thread-safe; reads run in parallel, reads and
- * changes of the tree exclude each other (a rwlock).  Adds to the counters
- * never touch the tree.
+ * Lifetime: the tree holds the counter_u64_t pointers it was given and
+ * fetches through them on every read; the caller keeps the counters (and
+ * the array of handles) alive until their leaf is removed.  A handle that
+ * is still NULL (a static leaf whose counter is allocated later) reads 0.
+ *
+ * Concurrency: every call here is thread-safe; reads run in parallel,
+ * reads and changes of the tree exclude each other (a pthread rwlock).
+ * Adds to the counters never touch the tree.  None of these calls is
+ * async-signal-safe (they lock and allocate).  A counter_sysctl_list()
+ * callback may read the tree but not change it (EDEADLK).
  */
 #ifndef PERCPU_COUNTER_SYSCTL_H
 #define PERCPU_COUNTER_SYSCTL_H
@@ -51,102 +67,186 @@
 extern "C" {
 #endif
 
-#define CTLFLAG_RD 0x80000000u
-#define CTLFLAG_WR 0x40000000u
+/* FreeBSD's access flags (same values); other bits are refused (EINVAL). */
+#define CTLFLAG_RD 0x80000000u      /* readable: required */
+#define CTLFLAG_WR 0x40000000u      /* writable: a write zeroes */
 #define CTLFLAG_RW (CTLFLAG_RD | CTLFLAG_WR)
+#define CTLFLAG_ANYBODY 0x10000000u /* accepted, no meaning in a process */
+#define CTLFLAG_SKIP 0x01000000u    /* not listed, not in the Prometheus dump */
+#define CTLFLAG_MPSAFE 0x00040000u  /* accepted: every leaf is */
+#define CTLFLAG_STATS 0x00002000u   /* accepted: every leaf is a statistic */
 #ifndef OID_AUTO
 #define OID_AUTO (-1)
 #endif
 
+/* Longest dotted name, including its terminating NUL. */
 #define COUNTER_SYSCTL_NAME_MAX 256
 
 struct sysctl_oid;        /* one leaf, opaque */
+struct sysctl_ctx_entry;
 
-/* A context owns the dynamic leaves added through it. */
+/*
+ * A context owns the dynamic leaves added through it.  The tree points
+ * back at it, so it must be emptied with sysctl_ctx_free() before its
+ * memory goes away, and not re-initialised while it holds leaves (as on
+ * FreeBSD; not detected).  One context may be used from several threads.
+ */
 struct sysctl_ctx_list {
 	struct sysctl_ctx_entry *entries;
 };
 
+/* Make ctx empty.  Returns 0. */
 int sysctl_ctx_init(struct sysctl_ctx_list *ctx);
-/* Remove every leaf added through ctx.  Returns 0. */
+
+/*
+ * Remove every leaf added through ctx (they are gone from lookups and
+ * listings when it returns; counters are not freed).  Returns 0, or
+ * -EDEADLK from inside a counter_sysctl_list() callback.
+ */
 int sysctl_ctx_free(struct sysctl_ctx_list *ctx);
 
 /*
  * Add a leaf `parent.name` for `len` counters at `counters` (len 1: a
- * scalar leaf).  Returns the leaf, or NULL with errno: EINVAL (bad name,
- * flags without CTLFLAG_RD, NULL counters, len 0), EEXIST (the name is
- * taken), ENOTDIR (a prefix of it is a leaf, or it is a prefix of one),
- * ENOMEM.  The leaf belongs to ctx when ctx is not NULL.
+ * scalar leaf).  Returns the leaf, or NULL with errno:
+ *   EINVAL        bad name (empty component, a character outside
+ *                 [A-Za-z0-9_.]), access without CTLFLAG_RD or with an
+ *                 unknown flag, NULL counters, len 0;
+ *   ENAMETOOLONG  the dotted name needs COUNTER_SYSCTL_NAME_MAX or more;
+ *   EEXIST        the name is taken (or its Prometheus name is);
+ *   ENOTDIR       a prefix of it is a leaf, or it is a prefix of a leaf;
+ *   EDEADLK       called from a counter_sysctl_list() callback;
+ *   ENOMEM.
+ * The leaf belongs to ctx when ctx is not NULL (else it stays until
+ * counter_sysctl_remove()).  descr may be NULL (empty).
  */
 struct sysctl_oid *counter_sysctl_add(struct sysctl_ctx_list *ctx,
                                       const char *parent, const char *name,
                                       unsigned access, counter_u64_t *counters,
                                       size_t len, const char *descr);
 
-/* Remove one leaf by name: 0, -ENOENT. */
+/* Remove one leaf by name (from its context too): 0, -ENOENT, -EDEADLK. */
 int counter_sysctl_remove(const char *name);
 
 /*
  * Read a leaf: on entry *len is the room in `values` (elements); on return
  * the leaf's length.  0; -ENOENT unknown name; -ENOMEM values too small
- * (nothing written; *len says how much is needed; values may be NULL to ask).
+ * (nothing written; *len says how many are needed; values may be NULL to
+ * ask), as sysctl(3) does.  Each value is a counter_u64_fetch().
  */
 int counter_sysctl_read(const char *name, uint64_t *values, size_t *len);
 
-/* Write = zero: 0; -ENOENT; -EPERM for a read-only leaf. */
+/* A write, which zeroes (every element): 0; -ENOENT; -EPERM (read-only). */
 int counter_sysctl_zero(const char *name);
 
+/*
+ * Read and zero in one step, per element exactly (each add is either in
+ * values[] or left in the counter): counter_u64_fetch_and_zero() of each.
+ * Errors as counter_sysctl_read() and counter_sysctl_zero(), checked before
+ * anything is zeroed.
+ */
+int counter_sysctl_read_and_zero(const char *name, uint64_t *values, size_t *len);
+
 struct counter_sysctl_info {
-	const char *name;       /* dotted */
-	const char *descr;
-	unsigned access;        /* CTLFLAG_* */
-	size_t len;             /* 1 for a scalar */
-	int dynamic;            /* added through a context */
+	const char *name;               /* dotted */
+	const char *descr;              /* "" when none was given */
+	unsigned access;                /* CTLFLAG_* as declared */
+	size_t len;                     /* 1 for a scalar */
+	int dynamic;                    /* added through a context */
+	counter_u64_t const *counters;  /* the leaf's len handles */
 };
 
 /*
  * Call visit() for every leaf whose name starts with `prefix` (NULL or "":
- * all), in name order, with the tree read-locked (visit must not change
- * the tree).  Stops early and returns visit's value when it is non-zero.
+ * all) and is not CTLFLAG_SKIP, in name (strcmp) order, with the tree
+ * read-locked: the info and its strings are valid during the call only;
+ * visit may fetch the counters and read the tree, not change it.  Stops
+ * early and returns visit's value when that is non-zero; else 0.
  */
 int counter_sysctl_list(const char *prefix,
                         int (*visit)(const struct counter_sysctl_info *info,
                                      void *arg),
                         void *arg);
 
-/* Describe one leaf (pointers valid until it is removed): 0 or -ENOENT. */
+/*
+ * Describe one leaf, even a CTLFLAG_SKIP one: 0 or -ENOENT.  The strings
+ * and counters stay valid until the leaf is removed.
+ */
 int counter_sysctl_describe(const char *name, struct counter_sysctl_info *info);
 
+/* ---- Prometheus text exposition (format 0.0.4) ----------------------- */
+
 /*
- * Write every leaf in the Prometheus text format to `out`, metric names
- * being `prefix` + the dotted name with dots as underscores (prefix may be
- * NULL).  Returns 0 or -errno of the stream.
+ * Write every listed leaf to `out`:
+ *
+ *   # HELP <prefix><name with '.' -> '_'> <descr, '\' and newline escaped>
+ *   # TYPE <metric> counter
+ *   <metric> <value>                       (scalar)
+ *   <metric>{index="<i>"} <value>          (array: one line per element)
+ *
+ * families in name order.  `prefix` (NULL or "" for none, e.g. "myapp_")
+ * must be [A-Za-z_:][A-Za-z0-9_:]* (else -EINVAL); with no prefix, a name
+ * starting with a digit gets a leading '_'.  The text is built under the
+ * read lock and written after it is dropped, so a slow `out` never holds
+ * up registration.  Returns 0, -EINVAL, -ENOMEM or -EIO (the stream).
  */
 int counter_sysctl_prometheus(FILE *out, const char *prefix);
 
-/* The same into a malloc()ed string (caller frees), or NULL with errno. */
+/* The same into a malloc()ed NUL-terminated string (the caller frees it),
+ * or NULL with errno EINVAL/ENOMEM.  For a caller's buffer: fmemopen(3). */
 char *counter_sysctl_prometheus_string(const char *prefix);
 
 /* ---- FreeBSD's declaration macros ----------------------------------- */
 
-/* Constructor-time registration of a static leaf (failures are reported
- * on stderr: there is no caller to return them to). */
-void counter_sysctl_register_static(const char *parent_token, const char *name,
+/*
+ * Not API: what the static macros call.  register_static turns the parent
+ * token into a dotted name, adds the leaf and records it in *owner (under
+ * the tree's lock, which also clears *owner if the leaf is later removed
+ * by name), or reports the failure on stderr: there is no caller to return
+ * it to.  unregister_static removes the leaf *owner names, if any.
+ */
+void counter_sysctl_register_static(struct sysctl_oid **owner,
+                                    const char *parent_token, const char *name,
                                     unsigned access, counter_u64_t *counters,
                                     size_t len, const char *descr);
+void counter_sysctl_unregister_static(struct sysctl_oid **owner);
 
-#define SYSCTL_COUNTER_U64_ARRAY(parent, nbr, name, access, ptr, len, descr)   \
+#define COUNTER_SYSCTL_CAT_(a, b) a##b
+#define COUNTER_SYSCTL_CAT(a, b) COUNTER_SYSCTL_CAT_(a, b)
+
+/* parent_s and name_s arrive stringized, so a name that happens to be a
+ * macro is not expanded; id makes the generated names unique. */
+#define COUNTER_SYSCTL_STATIC_(id, parent_s, name_s, nbr, access, ptr, len,    \
+                               descr)                                          \
+	static struct sysctl_oid *COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id); \
 	__attribute__((constructor)) static void                               \
-	counter_sysctl_static_##parent##_##name(void)                          \
+	COUNTER_SYSCTL_CAT(counter_sysctl_init_, id)(void)                     \
 	{                                                                      \
 		(void)(nbr);                                                   \
-		counter_sysctl_register_static(#parent, #name, (access),       \
-		                               (ptr), (len), (descr));         \
+		counter_sysctl_register_static(                                \
+			&COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id),          \
+			(parent_s), (name_s), (access), (ptr), (len), (descr));\
+	}                                                                      \
+	__attribute__((destructor)) static void                                \
+	COUNTER_SYSCTL_CAT(counter_sysctl_fini_, id)(void)                     \
+	{                                                                      \
+		counter_sysctl_unregister_static(                              \
+			&COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id));         \
 	}
 
-#define SYSCTL_COUNTER_U64(parent, nbr, name, access, ptr, descr)              \
-	SYSCTL_COUNTER_U64_ARRAY(parent, nbr, name, access, ptr, 1, descr)
+/*
+ * SYSCTL_COUNTER_U64_ARRAY(parent, nbr, name, access, ptr, len, descr):
+ * a static leaf `parent.name` over ptr[0..len-1].  File scope.  `name` is
+ * an identifier; `parent` a token (_net_inet) or a string ("net.inet").
+ */
+#define SYSCTL_COUNTER_U64_ARRAY(parent, nbr, name, access, ptr, len, descr)   \
+	COUNTER_SYSCTL_STATIC_(__COUNTER__, #parent, #name, nbr, access, ptr,  \
+	                       len, descr)
 
+#define SYSCTL_COUNTER_U64(parent, nbr, name, access, ptr, descr)              \
+	COUNTER_SYSCTL_STATIC_(__COUNTER__, #parent, #name, nbr, access, ptr,  \
+	                       1, descr)
+
+/* Dynamic: `parent` and `name` are strings; returns the leaf or NULL. */
 #define SYSCTL_ADD_COUNTER_U64(ctx, parent, nbr, name, access, ptr, descr)     \
 	counter_sysctl_add((ctx), (parent), (name), (access), (ptr), 1, (descr))
 
