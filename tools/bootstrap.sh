@@ -8,12 +8,15 @@ packages=(
 	bazel-bootstrap   # Bazel 4.2.3: builds and tests everything
 	bazel-platforms   # @platforms for Bazel, used offline
 	build-essential   # gcc, libc headers, make
+	busybox-static    # the NUMA VM test's initramfs userland (tests/vm)
+	cpio              # packs the NUMA VM test's initramfs
 	libnuma-dev       # NUMA placement of per-CPU units (libnuma)
 	numactl           # numactl --hardware, for humans and the NUMA tests
 	python3           # /usr/bin/python3 for Bazel's Python rules
 	python3-dev       # Python headers for the SWIG/CFFI modules
 	python3-cffi      # the CFFI binding
 	python3-pytest    # the Python test suite
+	qemu-system-x86   # boots multi-node NUMA guests, TCG (tests/vm)
 	swig              # the SWIG binding
 )
 
