@@ -365,36 +365,6 @@ TEST(nowait_failure_returns_null_and_leaks_nothing)
 	COUNTER_ARRAY_FREE(a, 8);
 }
 
-/* Run fn in a child; true if it died of SIGABRT with `needle` on stderr. */
-static bool dies_with_message(void (*fn)(void), const char *needle)
-{
-	int fds[2], status;
-	char buf[1024] = { 0 };
-	size_t got = 0;
-	ssize_t n;
-	pid_t pid;
-
-	if (pipe(fds))
-		return false;
-	fflush(stdout);
-	pid = fork();
-	if (pid == 0) {
-		dup2(fds[1], STDERR_FILENO);
-		fn();
-		_exit(0);
-	}
-	close(fds[1]);
-	while (got < sizeof(buf) - 1 && (n = read(fds[0], buf + got, sizeof(buf) - 1 - got)) > 0)
-		got += (size_t)n;
-	close(fds[0]);
-	waitpid(pid, &status, 0);
-	if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && strstr(buf, needle))) {
-		printf("# expected abort with '%s', got status %#x, stderr '%s'\n", needle,
-		       status, buf);
-		return false;
-	}
-	return true;
-}
 
 static void waitok_exhausted(void)
 {
@@ -441,14 +411,14 @@ static void ratecheck_unallocated(void)
 
 TEST(misuse_is_loud)
 {
-	CHECK(dies_with_message(waitok_exhausted, "counter_u64_alloc(M_WAITOK): out of memory"));
-	CHECK(dies_with_message(no_wait_flag, "exactly one of M_NOWAIT and M_WAITOK"));
-	CHECK(dies_with_message(both_wait_flags, "exactly one of M_NOWAIT and M_WAITOK"));
-	CHECK(dies_with_message(double_free, "not a live allocation"));
-	CHECK(dies_with_message(ratecheck_unallocated, "cr_rate is not allocated"));
+	CHECK(harness_dies_with(waitok_exhausted, "counter_u64_alloc(M_WAITOK): out of memory"));
+	CHECK(harness_dies_with(no_wait_flag, "exactly one of M_NOWAIT and M_WAITOK"));
+	CHECK(harness_dies_with(both_wait_flags, "exactly one of M_NOWAIT and M_WAITOK"));
+	CHECK(harness_dies_with(double_free, "not a live allocation"));
+	CHECK(harness_dies_with(ratecheck_unallocated, "cr_rate is not allocated"));
 #ifndef NDEBUG
-	CHECK(dies_with_message(add_protected_outside_enter, "outside counter_enter"));
-	CHECK(dies_with_message(exit_without_enter, "counter_exit() without counter_enter()"));
+	CHECK(harness_dies_with(add_protected_outside_enter, "outside counter_enter"));
+	CHECK(harness_dies_with(exit_without_enter, "counter_exit() without counter_enter()"));
 #else
 	(void)add_protected_outside_enter;
 	(void)exit_without_enter;

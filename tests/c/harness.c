@@ -6,7 +6,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,6 +67,60 @@ long harness_scaled(long n)
 	long v = (long)((double)n * harness_scale());
 
 	return v > 0 ? v : 1;
+}
+
+/* Run fn in a forked child; its wait status, and its stderr into buf. */
+static int run_in_child(void (*fn)(void), char *buf, size_t size)
+{
+	int fds[2], status;
+	size_t len = 0;
+	ssize_t n;
+	pid_t pid;
+
+	memset(buf, 0, size);
+	if (pipe(fds))
+		return -1;
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		dup2(fds[1], STDERR_FILENO);
+		alarm(10);
+		fn();
+		_exit(0);
+	}
+	close(fds[1]);
+	while (len < size - 1 && (n = read(fds[0], buf + len, size - 1 - len)) > 0)
+		len += (size_t)n;
+	close(fds[0]);
+	waitpid(pid, &status, 0);
+	return status;
+}
+
+static bool child_matches(void (*fn)(void), const char *needle, bool must_abort)
+{
+	char buf[4096];
+	int status = run_in_child(fn, buf, sizeof(buf));
+	bool ended_right = must_abort ? WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT
+	                              : WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	bool said_right = needle ? strstr(buf, needle) != NULL : buf[0] == '\0';
+
+	if (ended_right && said_right)
+		return true;
+	printf("# expected %s with \"%s\"; got %s %d, stderr: %s\n",
+	       must_abort ? "an abort" : "a clean exit", needle ? needle : "",
+	       WIFSIGNALED(status) ? "signal" : "exit",
+	       WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), buf);
+	return false;
+}
+
+bool harness_dies_with(void (*fn)(void), const char *needle)
+{
+	return child_matches(fn, needle, true);
+}
+
+bool harness_warns_with(void (*fn)(void), const char *needle)
+{
+	return child_matches(fn, needle, false);
 }
 
 /* Does the kernel implement rseq at all?  (EINVAL for a NULL area: yes.) */

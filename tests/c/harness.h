@@ -29,6 +29,16 @@ const char *harness_expected_path(void);
 double harness_scale(void);
 long harness_scaled(long n);
 
+/*
+ * Misuse tests: run fn in a forked child with its stderr captured (and a
+ * 10 s alarm, so a misuse that deadlocks fails instead of hanging).
+ * harness_dies_with: true if the child aborted (SIGABRT) and said `needle`.
+ * harness_warns_with: true if it exited 0 and said `needle` (NULL: nothing
+ * at all).  On a mismatch both print what the child did instead.
+ */
+bool harness_dies_with(void (*fn)(void), const char *needle);
+bool harness_warns_with(void (*fn)(void), const char *needle);
+
 #define TEST(name)                                                             \
 	static void name(void);                                                \
 	__attribute__((constructor)) static void register_##name(void)         \

@@ -675,53 +675,8 @@ TEST(negative_control_lifecycle_without_drain_is_caught)
 
 /* ---- misuse ------------------------------------------------------------------- */
 
-/* Run fn in a forked child; its wait status and stderr. */
-static int run_in_child(void (*fn)(void), char *buf, size_t size)
-{
-	int fds[2], status;
-	size_t len = 0;
-	ssize_t n;
-	pid_t pid;
 
-	memset(buf, 0, size);
-	if (pipe(fds))
-		return -1;
-	pid = fork();
-	if (pid == 0) {
-		dup2(fds[1], STDERR_FILENO);
-		alarm(10); /* a misuse that deadlocks fails instead of hanging */
-		fn();
-		_exit(0);
-	}
-	close(fds[1]);
-	while (len < size - 1 && (n = read(fds[0], buf + len, size - 1 - len)) > 0)
-		len += (size_t)n;
-	close(fds[0]);
-	waitpid(pid, &status, 0);
-	return status;
-}
 
-/* True if fn died of SIGABRT with `needle` on stderr (slab_test.c's helper). */
-static bool dies_with_message(void (*fn)(void), const char *needle)
-{
-	char buf[1024];
-	int status = run_in_child(fn, buf, sizeof(buf));
-
-	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && strstr(buf, needle))
-		return true;
-	printf("# expected an abort with \"%s\"; got %s %d, stderr: %s\n", needle,
-	       WIFSIGNALED(status) ? "signal" : "exit",
-	       WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), buf);
-	return false;
-}
-
-static bool exits_quietly(void (*fn)(void))
-{
-	char buf[1024];
-	int status = run_in_child(fn, buf, sizeof(buf));
-
-	return WIFEXITED(status) && WEXITSTATUS(status) == 0 && buf[0] == 0;
-}
 
 static struct localcount misuse_lc;
 static pthread_cond_t other_cv = PTHREAD_COND_INITIALIZER;
@@ -951,44 +906,44 @@ static void drain_without_interlock(void)
 
 TEST(misuse_is_reported_and_aborts)
 {
-	CHECK(dies_with_message(acquire_after_drain,
+	CHECK(harness_dies_with(acquire_after_drain,
 	                        "localcount is already drained: acquire after drain"));
-	CHECK(dies_with_message(acquire_after_trydrain,
+	CHECK(harness_dies_with(acquire_after_trydrain,
 	                        "localcount is already drained: acquire after drain"));
-	CHECK(dies_with_message(acquire_during_drain,
+	CHECK(harness_dies_with(acquire_during_drain,
 	                        "localcount is being drained: acquire after drain"));
-	CHECK(dies_with_message(acquire_without_rseq_after_drain, "acquire after drain"));
-	CHECK(dies_with_message(drain_twice, "already drained: drain is one-shot"));
-	CHECK(dies_with_message(drain_during_drain, "being drained: drain is one-shot"));
-	CHECK(dies_with_message(trydrain_after_drain,
+	CHECK(harness_dies_with(acquire_without_rseq_after_drain, "acquire after drain"));
+	CHECK(harness_dies_with(drain_twice, "already drained: drain is one-shot"));
+	CHECK(harness_dies_with(drain_during_drain, "being drained: drain is one-shot"));
+	CHECK(harness_dies_with(trydrain_after_drain,
 	                        "localcount_trydrain(0x"));
-	CHECK(dies_with_message(trydrain_during_drain, "being drained: drain is one-shot"));
-	CHECK(dies_with_message(fini_without_drain, "localcount is live: fini without drain"));
-	CHECK(dies_with_message(fini_during_drain, "localcount is being drained: fini without drain"));
-	CHECK(dies_with_message(fini_twice, "localcount used after localcount_fini"));
-	CHECK(dies_with_message(acquire_after_fini, "localcount used after localcount_fini"));
-	CHECK(dies_with_message(release_after_fini, "localcount used after localcount_fini"));
-	CHECK(dies_with_message(drain_after_fini, "localcount used after localcount_fini"));
-	CHECK(dies_with_message(trydrain_after_fini, "localcount used after localcount_fini"));
-	CHECK(dies_with_message(debug_refcnt_after_fini, "localcount used after localcount_fini"));
-	CHECK(dies_with_message(use_after_failed_init,
+	CHECK(harness_dies_with(trydrain_during_drain, "being drained: drain is one-shot"));
+	CHECK(harness_dies_with(fini_without_drain, "localcount is live: fini without drain"));
+	CHECK(harness_dies_with(fini_during_drain, "localcount is being drained: fini without drain"));
+	CHECK(harness_dies_with(fini_twice, "localcount used after localcount_fini"));
+	CHECK(harness_dies_with(acquire_after_fini, "localcount used after localcount_fini"));
+	CHECK(harness_dies_with(release_after_fini, "localcount used after localcount_fini"));
+	CHECK(harness_dies_with(drain_after_fini, "localcount used after localcount_fini"));
+	CHECK(harness_dies_with(trydrain_after_fini, "localcount used after localcount_fini"));
+	CHECK(harness_dies_with(debug_refcnt_after_fini, "localcount used after localcount_fini"));
+	CHECK(harness_dies_with(use_after_failed_init,
 	                        "localcount not initialised (or its localcount_init failed)"));
-	CHECK(dies_with_message(release_below_zero_while_draining,
+	CHECK(harness_dies_with(release_below_zero_while_draining,
 	                        "localcount_release(0x"));
-	CHECK(dies_with_message(release_below_zero_while_draining,
+	CHECK(harness_dies_with(release_below_zero_while_draining,
 	                        "negatively referenced localcount (-1)"));
-	CHECK(dies_with_message(release_after_drain,
+	CHECK(harness_dies_with(release_after_drain,
 	                        "release of a reference that cannot exist"));
-	CHECK(dies_with_message(drain_of_a_negative_count,
+	CHECK(harness_dies_with(drain_of_a_negative_count,
 	                        "localcount_drain(0x"));
-	CHECK(dies_with_message(drain_of_a_negative_count,
+	CHECK(harness_dies_with(drain_of_a_negative_count,
 	                        "negatively referenced localcount (-1)"));
-	CHECK(dies_with_message(trydrain_of_a_negative_count, "negatively referenced"));
-	CHECK(dies_with_message(release_holding_errorcheck_interlock,
+	CHECK(harness_dies_with(trydrain_of_a_negative_count, "negatively referenced"));
+	CHECK(harness_dies_with(release_holding_errorcheck_interlock,
 	                        "the caller holds the interlock"));
 #ifndef NDEBUG
-	CHECK(dies_with_message(release_holding_interlock, "the caller holds the interlock"));
-	CHECK(dies_with_message(drain_without_interlock, "must hold the interlock"));
+	CHECK(harness_dies_with(release_holding_interlock, "the caller holds the interlock"));
+	CHECK(harness_dies_with(drain_without_interlock, "must hold the interlock"));
 #endif
 }
 
@@ -1005,5 +960,5 @@ static void correct_sequence(void)
 
 TEST(correct_use_is_not_reported)
 {
-	CHECK(exits_quietly(correct_sequence));
+	CHECK(harness_warns_with(correct_sequence, NULL));
 }

@@ -1084,43 +1084,6 @@ TEST(fork_while_switches_are_in_flight_completes_them_in_the_child)
 
 /* ---- misuse ------------------------------------------------------------- */
 
-/*
- * Run fn in a child: true if it ended as expected (SIGABRT, or exit 0 for
- * a warning) with `needle` on stderr.
- */
-static bool child_says(void (*fn)(void), const char *needle, bool must_abort)
-{
-	int fds[2], status;
-	char buf[4096] = { 0 };
-	size_t got = 0;
-	pid_t pid;
-
-	if (pipe(fds))
-		return false;
-	pid = fork();
-	if (pid == 0) {
-		dup2(fds[1], STDERR_FILENO);
-		fn();
-		_exit(0);
-	}
-	close(fds[1]);
-	while (got < sizeof(buf) - 1) {
-		ssize_t n = read(fds[0], buf + got, sizeof(buf) - 1 - got);
-
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fds[0]);
-	waitpid(pid, &status, 0);
-	if (must_abort && !(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT))
-		return false;
-	if (!must_abort && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-		return false;
-	if (!strstr(buf, needle))
-		fprintf(stderr, "# expected \"%s\", got: %s\n", needle, buf);
-	return strstr(buf, needle) != NULL;
-}
 
 static struct percpu_ref misuse_ref;
 
@@ -1252,22 +1215,20 @@ static void callback_waits_on_the_worker(void)
 
 TEST(misuse_is_reported)
 {
-	CHECK(child_says(put_below_zero_atomic, "percpu_ref underflow", true));
-	CHECK(child_says(put_below_zero_percpu, "more puts than gets", true));
-	CHECK(child_says(get_after_exit, "used after percpu_ref_exit", true));
-	CHECK(child_says(put_after_exit, "percpu_ref_put", true));
-	CHECK(child_says(kill_after_exit, "percpu_ref_kill", true));
-	CHECK(child_says(get_after_release, "get needs a reference already held", true));
-	CHECK(child_says(kill_twice, "called more than once", false));
-	CHECK(child_says(reinit_not_zero, "the count is not zero", false));
-	CHECK(child_says(reinit_without_allow_reinit, "without PERCPU_REF_ALLOW_REINIT",
-	                 false));
-	CHECK(child_says(percpu_without_allow_reinit, "without PERCPU_REF_ALLOW_REINIT",
-	                 false));
-	CHECK(child_says(resurrect_live, "not dying", false));
+	CHECK(harness_dies_with(put_below_zero_atomic, "percpu_ref underflow"));
+	CHECK(harness_dies_with(put_below_zero_percpu, "more puts than gets"));
+	CHECK(harness_dies_with(get_after_exit, "used after percpu_ref_exit"));
+	CHECK(harness_dies_with(put_after_exit, "percpu_ref_put"));
+	CHECK(harness_dies_with(kill_after_exit, "percpu_ref_kill"));
+	CHECK(harness_dies_with(get_after_release, "get needs a reference already held"));
+	CHECK(harness_warns_with(kill_twice, "called more than once"));
+	CHECK(harness_warns_with(reinit_not_zero, "the count is not zero"));
+	CHECK(harness_warns_with(reinit_without_allow_reinit, "without PERCPU_REF_ALLOW_REINIT"));
+	CHECK(harness_warns_with(percpu_without_allow_reinit, "without PERCPU_REF_ALLOW_REINIT"));
+	CHECK(harness_warns_with(resurrect_live, "not dying"));
 	if (fast()) {
-		CHECK(child_says(exit_during_switch, "a mode switch is in flight", false));
-		CHECK(child_says(callback_waits_on_the_worker, "it would wait for itself",
-		                 true));
+		CHECK(harness_warns_with(exit_during_switch, "a mode switch is in flight"));
+		CHECK(harness_dies_with(callback_waits_on_the_worker,
+		                        "it would wait for itself"));
 	}
 }

@@ -169,28 +169,6 @@ TEST(injected_failure_returns_enomem_then_recovers)
 	percpu_slab_free(b);
 }
 
-/* Run fn in a child; true if it died of SIGABRT with `needle` on stderr. */
-static bool dies_with_message(void (*fn)(void), const char *needle)
-{
-	int fds[2], status;
-	char buf[1024] = { 0 };
-	pid_t pid;
-
-	if (pipe(fds))
-		return false;
-	pid = fork();
-	if (pid == 0) {
-		dup2(fds[1], STDERR_FILENO);
-		fn();
-		_exit(0);
-	}
-	close(fds[1]);
-	ssize_t n = read(fds[0], buf, sizeof(buf) - 1);
-	(void)n;
-	close(fds[0]);
-	waitpid(pid, &status, 0);
-	return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && strstr(buf, needle);
-}
 
 static void double_free(void)
 {
@@ -216,9 +194,9 @@ static void free_foreign_pointer(void)
 
 TEST(misuse_of_free_aborts_with_a_message)
 {
-	CHECK(dies_with_message(double_free, "not a live allocation"));
-	CHECK(dies_with_message(free_interior_pointer, "not a live allocation"));
-	CHECK(dies_with_message(free_foreign_pointer, "not a per-CPU slab object"));
+	CHECK(harness_dies_with(double_free, "not a live allocation"));
+	CHECK(harness_dies_with(free_interior_pointer, "not a live allocation"));
+	CHECK(harness_dies_with(free_foreign_pointer, "not a per-CPU slab object"));
 }
 
 TEST(each_unit_is_placed_on_its_cpus_node)
