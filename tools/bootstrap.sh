@@ -15,7 +15,11 @@ packages=(
 	python3           # /usr/bin/python3 for Bazel's Python rules
 	python3-dev       # Python headers for the SWIG/CFFI modules
 	python3-cffi      # the CFFI binding
+	python3-pip       # pip install of the package (docs/python.md)
 	python3-pytest    # the Python test suite
+	python3-setuptools # builds the package for pip
+	python3-venv      # venv with system site packages for the install check
+	python3-wheel     # pip's wheel build, offline
 	qemu-system-x86   # boots multi-node NUMA guests, TCG (tests/vm)
 	swig              # the SWIG binding
 )

@@ -1,0 +1,66 @@
+"""percpu: per-CPU counters and reference counts for Python.
+
+The kernel's scalable counting primitives, in userspace, over the C
+library of the same name:
+
+* :class:`Counter` / :class:`CounterArray` -- FreeBSD counter(9): adds
+  touch only the calling CPU's word; reads sum all CPUs; zero is exact.
+* :class:`LocalCount` -- NetBSD localcount(9): CPU-local references with
+  ``drain()`` and ``trydrain()``.
+* :class:`PercpuRef` -- Linux percpu_ref: per-CPU get/put until
+  ``kill()``, then an atomic count whose zero calls ``release``.
+* :mod:`percpu.sysctl` -- counters exported by dotted name, readable,
+  writable (zeroing) and dumpable in the Prometheus text format.
+* :mod:`percpu.topology` -- possible CPUs, NUMA nodes, where each CPU's
+  slab unit lives, and whether this thread takes the rseq path.
+
+Two interchangeable backends bind the C library: ``"swig"`` (SWIG
+-builtin; the default, being the faster) and ``"cffi"`` (CFFI API mode).
+Choose with the environment variable ``PERCPU_BACKEND=swig|cffi`` before
+import, per object with ``backend="cffi"``, or take a whole namespace with
+:func:`get_backend`.  :data:`backend` names the default one.
+
+Errors from C are :class:`PercpuError`, an :class:`OSError` with errno.
+See docs/python.md for the GIL policy and per-call costs.
+"""
+
+from . import _drivers
+from ._errors import PercpuError
+from ._objects import (
+    Counter,
+    CounterArray,
+    LocalCount,
+    PercpuRef,
+    Reference,
+    set_callback_error_hook,
+)
+from . import sysctl
+from . import topology
+from ._backend import Backend, get_backend
+
+__all__ = [
+    "Backend",
+    "Counter",
+    "CounterArray",
+    "LocalCount",
+    "PercpuError",
+    "PercpuRef",
+    "Reference",
+    "available_backends",
+    "backend",
+    "get_backend",
+    "set_callback_error_hook",
+    "sysctl",
+    "topology",
+]
+
+__version__ = "0.1.0"
+
+#: The default backend's name ("swig" or "cffi"): $PERCPU_BACKEND if set,
+#: else the fastest one that imports.
+backend = _drivers.default().name
+
+
+def available_backends():
+    """The backends that import in this installation, fastest first."""
+    return _drivers.available()

@@ -1,0 +1,355 @@
+"""The CFFI backend (out-of-line API mode), behind the driver interface.
+
+Same entries, same semantics as _swig_driver: functions taking the C
+object's handle first, returning Python values and raising PercpuError
+or IndexError.  Handles are cdata pointers owned through ``ffi.gc``, so
+the C object is freed when the last Python reference to the handle goes
+-- which is also how a call in flight on another thread keeps it alive
+past the facade's close().
+
+GIL: cffi releases it around *every* C call and cannot be told not to;
+that is why the tiny calls cost more here (docs/python.md).  Callbacks
+come back through the ``extern "Python"`` function registered below,
+which takes the GIL itself and so works from any thread, including the
+library's switch worker.
+
+Strings: cffi wants bytes for ``char *``; the facade passes str, which is
+encoded here (UTF-8).
+"""
+
+import functools
+import operator
+
+from ._errors import raise_errno
+from ._ext import import_extension
+
+_mod = import_extension("_percpu_cffi")
+ffi = _mod.ffi
+lib = _mod.lib
+
+name = "cffi"
+module = _mod
+
+EV_RELEASE = lib.PERCPU_PY_EV_RELEASE
+EV_CONFIRM_KILL = lib.PERCPU_PY_EV_CONFIRM_KILL
+EV_CONFIRM_SWITCH = lib.PERCPU_PY_EV_CONFIRM_SWITCH
+EV_FREED = lib.PERCPU_PY_EV_FREED
+REF_INIT_ATOMIC = lib.PERCPU_REF_INIT_ATOMIC
+REF_INIT_DEAD = lib.PERCPU_REF_INIT_DEAD
+REF_ALLOW_REINIT = lib.PERCPU_REF_ALLOW_REINIT
+LOCALCOUNT_LIVE = lib.LOCALCOUNT_LIVE
+LOCALCOUNT_TRYDRAINING = lib.LOCALCOUNT_TRYDRAINING
+LOCALCOUNT_DRAINING = lib.LOCALCOUNT_DRAINING
+LOCALCOUNT_DRAINED = lib.LOCALCOUNT_DRAINED
+STRESS_OUTSTANDING = lib.PERCPU_STRESS_OUTSTANDING
+STRESS_READY = lib.PERCPU_STRESS_READY
+STRESS_GO = lib.PERCPU_STRESS_GO
+STRESS_FAILURES = lib.PERCPU_STRESS_FAILURES
+STRESS_SHARED = lib.PERCPU_STRESS_SHARED
+
+_EBUSY = lib.EBUSY
+_ENOMEM = lib.ENOMEM
+_index = operator.index
+
+
+def _check(rc):
+    if rc:
+        raise_errno(rc)
+
+
+def _str(s):
+    return ffi.NULL if s is None else s.encode()
+
+
+def _new(ctype, create, destroy, *args):
+    p = ffi.new(ctype + " **")
+    _check(create(p, *args))
+    return ffi.gc(p[0], destroy)
+
+
+# ---- Counter ----
+def counter_new():
+    return _new("struct percpu_py_counter", lib.percpu_py_counter_new,
+                lib.percpu_py_counter_free)
+
+
+counter_add = lib.percpu_py_counter_add
+counter_fetch = lib.percpu_py_counter_fetch
+counter_fetch_and_zero = lib.percpu_py_counter_fetch_and_zero
+
+
+def counter_read_cpu(h, cpu):
+    out = ffi.new("int64_t *")
+    _check(lib.percpu_py_counter_read_cpu(h, cpu, out))
+    return out[0]
+
+
+def counter_register(h, name, writable, descr):
+    _check(lib.percpu_py_counter_register(h, _str(name), writable, _str(descr)))
+
+
+def counter_unit_placement(h, cpu):
+    pl = ffi.new("struct percpu_unit_placement *")
+    _check(lib.percpu_py_unit_placement(h, cpu, pl))
+    return (pl.wanted_node, pl.bind_error, pl.actual_node, pl.pages,
+            pl.pages_on_wanted, pl.pages_unknown)
+
+
+def bind_counter_add(h, _f=lib.percpu_py_counter_add):
+    def add(n=1, /):
+        _f(h, _index(n))
+    return add
+
+
+# ---- CounterArray ----
+def array_new(n):
+    return _new("struct percpu_py_counter_array", lib.percpu_py_counter_array_new,
+                lib.percpu_py_counter_array_free, n)
+
+
+def array_add(h, i, n=1):
+    _check(lib.percpu_py_counter_array_add(h, i, _index(n)))
+
+
+def array_fetch(h, i):
+    out = ffi.new("uint64_t *")
+    _check(lib.percpu_py_counter_array_fetch(h, i, out))
+    return out[0]
+
+
+def array_fetch_all(h, n):
+    out = ffi.new("uint64_t[]", n)
+    lib.percpu_py_counter_array_fetch_all(h, out)
+    return list(out)
+
+
+array_zero = lib.percpu_py_counter_array_zero
+
+
+def array_register(h, name, writable, descr):
+    _check(lib.percpu_py_counter_array_register(h, _str(name), writable,
+                                                _str(descr)))
+
+
+# ---- LocalCount ----
+def lc_new():
+    return _new("struct percpu_py_localcount", lib.percpu_py_localcount_new,
+                lib.percpu_py_localcount_free)
+
+
+def lc_acquire(h):
+    _check(lib.percpu_py_localcount_acquire(h))
+
+
+lc_release = lib.percpu_py_localcount_release
+
+
+def lc_drain(h):
+    _check(lib.percpu_py_localcount_drain(h))
+
+
+def lc_trydrain(h):
+    rc = lib.percpu_py_localcount_trydrain(h)
+    if rc == -_EBUSY:
+        return False
+    _check(rc)
+    return True
+
+
+lc_state = lib.percpu_py_localcount_state
+lc_refcnt = lib.percpu_py_localcount_refcnt
+
+
+def bind_lc(h, _acq=lib.percpu_py_localcount_acquire):
+    def acquire():
+        rc = _acq(h)
+        if rc:
+            raise_errno(rc)
+    return acquire, functools.partial(lib.percpu_py_localcount_release, h)
+
+
+# ---- PercpuRef ----
+# Dispatchers C may still call back, kept alive here until their FREED
+# event: C holds only a raw pointer (ffi.new_handle), invisible to the GC.
+_keepalive = {}
+
+
+@ffi.def_extern()
+def percpu_cffi_event(ctx, event):
+    dispatcher = ffi.from_handle(ctx)
+    try:
+        dispatcher(event)
+    finally:
+        if event == EV_FREED:
+            _keepalive.pop(dispatcher, None)
+
+
+def ref_new(flags, dispatcher):
+    if not callable(dispatcher):
+        raise TypeError("dispatcher must be callable")
+    handle = ffi.new_handle(dispatcher)
+    p = ffi.new("struct percpu_py_ref **")
+    _keepalive[dispatcher] = handle
+    rc = lib.percpu_py_ref_new(p, flags, lib.percpu_cffi_event, handle)
+    if rc:
+        _keepalive.pop(dispatcher, None)
+        raise_errno(rc)
+    return ffi.gc(p[0], lib.percpu_py_ref_destroy)
+
+
+def ref_kill(h, confirm=0):
+    _check(lib.percpu_py_ref_kill(h, confirm))
+
+
+def ref_switch_to_atomic(h, confirm=0):
+    _check(lib.percpu_py_ref_switch_to_atomic(h, confirm))
+
+
+def ref_switch_to_atomic_sync(h):
+    _check(lib.percpu_py_ref_switch_to_atomic_sync(h))
+
+
+def ref_switch_to_percpu(h):
+    _check(lib.percpu_py_ref_switch_to_percpu(h))
+
+
+def ref_resurrect(h):
+    _check(lib.percpu_py_ref_resurrect(h))
+
+
+def ref_reinit(h):
+    _check(lib.percpu_py_ref_reinit(h))
+
+
+ref_is_zero = lib.percpu_py_ref_is_zero
+ref_is_dying = lib.percpu_py_ref_is_dying
+ref_mode = lib.percpu_py_ref_mode
+ref_releases = lib.percpu_py_ref_releases
+
+
+def bind_ref(h, _get=lib.percpu_py_ref_get, _put=lib.percpu_py_ref_put,
+             _tryget=lib.percpu_py_ref_tryget):
+    def get(n=1, /):
+        rc = _get(h, _index(n))
+        if rc:
+            raise_errno(rc)
+
+    def put(n=1, /):
+        rc = _put(h, _index(n))
+        if rc:
+            raise_errno(rc)
+
+    def tryget(n=1, /):
+        return _tryget(h, _index(n))
+
+    return get, put, tryget, functools.partial(lib.percpu_py_ref_tryget_live, h)
+
+
+# ---- sysctl tree ----
+def sysctl_read(name):
+    return _read_leaf(name, lib.percpu_py_sysctl_read)
+
+
+def sysctl_read_and_zero(name):
+    return _read_leaf(name, lib.percpu_py_sysctl_read_and_zero)
+
+
+def _read_leaf(name, read):
+    key = _str(name)
+    while True:
+        n = lib.percpu_py_sysctl_len(key)
+        _check(min(n, 0))
+        values = ffi.new("uint64_t[]", n)
+        got = ffi.new("size_t *")
+        rc = read(key, values, n, got)
+        if rc == -_ENOMEM:  # replaced by a longer leaf meanwhile
+            continue
+        _check(rc)
+        return list(values[0:got[0]])
+
+
+def sysctl_zero(name):
+    _check(lib.percpu_py_sysctl_zero(_str(name)))
+
+
+def sysctl_remove(name):
+    _check(lib.percpu_py_sysctl_remove(_str(name)))
+
+
+def _entry(e):
+    return (ffi.string(e.name).decode(), ffi.string(e.descr).decode(),
+            e.access, e.len, bool(e.dynamic))
+
+
+def sysctl_list(prefix):
+    p = ffi.new("struct percpu_py_sysctl_list **")
+    _check(lib.percpu_py_sysctl_list_new(p, _str(prefix)))
+    lst = p[0]
+    try:
+        return [_entry(lst.entries[i]) for i in range(lst.n)]
+    finally:
+        lib.percpu_py_sysctl_list_free(lst)
+
+
+def sysctl_describe(name):
+    e = ffi.new("struct percpu_py_sysctl_entry *")
+    _check(lib.percpu_py_sysctl_describe(_str(name), e))
+    try:
+        return _entry(e)
+    finally:
+        lib.percpu_py_free(e.name)
+        lib.percpu_py_free(e.descr)
+
+
+def sysctl_prometheus(prefix):
+    text = lib.percpu_py_sysctl_prometheus(_str(prefix))
+    if text == ffi.NULL:
+        raise_errno(-(ffi.errno or _ENOMEM))
+    try:
+        return ffi.string(text).decode()
+    finally:
+        lib.percpu_py_free(text)
+
+
+# ---- topology, paths, diagnostics ----
+nr_cpus = lib.percpu_nr_cpus
+nr_cpus_exact = lib.percpu_nr_cpus_exact
+current_cpu = lib.percpu_current_cpu
+rseq_thread_registered = lib.percpu_rseq_thread_registered
+rseq_process_available = lib.percpu_rseq_process_available
+fence_available = lib.percpu_fence_available
+fast_mode_available = lib.percpu_fast_mode_available
+numa_available = lib.percpu_numa_available
+numa_nr_nodes = lib.percpu_numa_nr_nodes
+numa_node_limit = lib.percpu_numa_node_limit
+numa_node_of_cpu = lib.percpu_numa_node_of_cpu
+numa_memory_node_of_cpu = lib.percpu_numa_memory_node_of_cpu
+slab_inject_failure = lib.percpu_slab_inject_failure
+live_objects = lib.percpu_py_live_objects
+leaked_objects = lib.percpu_py_leaked_objects
+
+
+def slab_stats():
+    s = ffi.new("struct percpu_slab_stats *")
+    lib.percpu_slab_get_stats(s)
+    return (s.chunks, s.objects, s.bytes_in_use, s.bytes_capacity,
+            s.units_unplaced)
+
+
+# ---- test-only stress loops (GIL released, as every cffi call) ----
+def stress_sync_new():
+    return _new("struct percpu_stress_sync", lib.percpu_stress_sync_new,
+                lib.percpu_stress_sync_free)
+
+
+stress_sync_get = lib.percpu_stress_sync_get
+stress_sync_set = lib.percpu_stress_sync_set
+stress_counter_add = lib.percpu_stress_counter_add
+stress_array_add = lib.percpu_stress_array_add
+stress_counter_drain_rounds = lib.percpu_stress_counter_drain_rounds
+stress_localcount_cycle = lib.percpu_stress_localcount_cycle
+stress_localcount_hold = lib.percpu_stress_localcount_hold
+stress_localcount_drain = lib.percpu_stress_localcount_drain
+stress_ref_get_put = lib.percpu_stress_ref_get_put
+stress_ref_tryget_put = lib.percpu_stress_ref_tryget_put
+stress_racy_add = lib.percpu_stress_racy_add

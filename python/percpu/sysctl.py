@@ -1,0 +1,141 @@
+"""The sysctl-style tree of named counters (FreeBSD SYSCTL_COUNTER_U64).
+
+One process-wide tree of dotted names ("net.inet.tcp.sent").  A leaf is
+a Counter or a CounterArray; a *read* returns its value (an int, or a
+list of ints for an array); a *write* zeroes it and is refused
+(PercpuError EPERM) unless the leaf was registered ``writable``.
+Counters registered by C code in the same process (SYSCTL_COUNTER_U64)
+appear here too: the tree is the C library's, shared by both backends.
+
+    c = percpu.Counter()
+    percpu.sysctl.register("app.requests", c, descr="requests served")
+    percpu.sysctl.read("app.requests")      # -> int
+    percpu.sysctl.list("app")               # -> [SysctlEntry(...)]
+    print(percpu.sysctl.prometheus())       # text exposition format 0.0.4
+
+The functions of this module use the default backend;
+``percpu.get_backend(name).sysctl`` has the same functions on another.
+Names are components of [A-Za-z0-9_] joined by dots (bad names raise
+PercpuError EINVAL).  Unknown names raise PercpuError ENOENT.
+"""
+
+from collections import namedtuple
+
+from . import _drivers
+from . import _objects
+from ._errors import PercpuError
+
+__all__ = [
+    "SysctlEntry",
+    "Sysctl",
+    "register",
+    "unregister",
+    "read",
+    "write",
+    "read_and_zero",
+    "zero",
+    "list",
+    "names",
+    "describe",
+    "snapshot",
+    "prometheus",
+]
+
+
+#: One leaf: dotted name, description, whether writes (zeroing) are
+#: allowed, number of values (1: a scalar), and whether it was added at
+#: run time (every leaf registered from Python is).
+SysctlEntry = namedtuple("SysctlEntry", "name descr writable length dynamic")
+
+_CTLFLAG_WR = 0x40000000
+
+
+def _entry(t):
+    name, descr, access, length, dynamic = t
+    return SysctlEntry(name, descr, bool(access & _CTLFLAG_WR), length, dynamic)
+
+
+class Sysctl:
+    """The tree, through one backend's driver."""
+
+    def __init__(self, driver):
+        self._d = driver
+
+    def register(self, name, counter, *, descr="", writable=False):
+        """Export `counter` (a Counter or CounterArray, of any backend) as
+        leaf `name`.  The tree keeps it alive until unregister(name) or
+        counter.close()."""
+        if not isinstance(counter, (_objects.Counter, _objects.CounterArray)):
+            raise TypeError("only a Counter or a CounterArray can be registered")
+        counter.register(name, descr=descr, writable=writable)
+
+    def unregister(self, name):
+        """Remove leaf `name` (the counter itself stays open)."""
+        obj = _objects._registered_object(name)
+        _objects._unregister(name, obj._d if obj is not None else self._d)
+
+    def read(self, name):
+        """The leaf's value: an int, or a list of ints for an array."""
+        values = self._d.sysctl_read(name)
+        return values[0] if len(values) == 1 else values
+
+    def write(self, name, value=0):
+        """Write the leaf, which zeroes it (sysctl semantics): `value`
+        must be 0.  PercpuError(EPERM) for a read-only leaf."""
+        if value != 0:
+            raise ValueError("a counter leaf can only be written with 0 (zero it)")
+        self._d.sysctl_zero(name)
+
+    def read_and_zero(self, name):
+        """Read and zero in one exact step (sysctl(3) with both oldp and
+        newp): each add is in the value returned or stays in the counter.
+        PercpuError(EPERM) for a read-only leaf (nothing is zeroed)."""
+        values = self._d.sysctl_read_and_zero(name)
+        return values[0] if len(values) == 1 else values
+
+    def zero(self, name):
+        """Same as write(name, 0)."""
+        self._d.sysctl_zero(name)
+
+    def list(self, prefix=""):
+        """The leaves under `prefix` ("" for all), in name order."""
+        return [_entry(t) for t in self._d.sysctl_list(prefix or None)]
+
+    def names(self, prefix=""):
+        """The names of the leaves under `prefix`, in order."""
+        return [t[0] for t in self._d.sysctl_list(prefix or None)]
+
+    def describe(self, name):
+        """The SysctlEntry of leaf `name`."""
+        return _entry(self._d.sysctl_describe(name))
+
+    def snapshot(self, prefix=""):
+        """{name: value} for the leaves under `prefix` (each read
+        separately: not one instant)."""
+        out = {}
+        for name in self.names(prefix):
+            try:
+                out[name] = self.read(name)
+            except PercpuError:
+                pass  # removed meanwhile
+        return out
+
+    def prometheus(self, prefix=None):
+        """The whole tree in the Prometheus text format (0.0.4): metric
+        names are `prefix` + the dotted name with dots as underscores;
+        arrays become one metric with an ``index`` label."""
+        return self._d.sysctl_prometheus(prefix)
+
+
+_default = Sysctl(_drivers.default())
+register = _default.register
+unregister = _default.unregister
+read = _default.read
+write = _default.write
+read_and_zero = _default.read_and_zero
+zero = _default.zero
+list = _default.list
+names = _default.names
+describe = _default.describe
+snapshot = _default.snapshot
+prometheus = _default.prometheus

@@ -1,0 +1,108 @@
+"""Builds the percpu Python package: the C library and both bindings.
+
+Metadata is in pyproject.toml; this file only adds what it cannot say --
+how the C parts are built, mirroring //bindings in Bazel:
+
+  percpu/libpercpu.so.0    core/src/*.c + numa/numa.c: the ONE copy of
+                           the library's state (slab, sysctl tree,
+                           percpu_ref worker) in a process
+  percpu/_percpu_swig*.so  swig -python -builtin bindings/percpu.i, plus
+                           the shim; linked to libpercpu.so.0 ($ORIGIN)
+  percpu/_percpu_cffi*.so  bindings/cffi_build.py's emitted C, plus the
+                           shim; linked to libpercpu.so.0 ($ORIGIN)
+
+Both extension modules link against the same libpercpu.so.0 rather than
+each getting a static copy, so both backends share one slab and one
+sysctl tree.  Needs: a C compiler, swig, python3-dev headers, libnuma-dev.
+"""
+
+import glob
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+CFLAGS = ["-std=gnu11", "-O2", "-fno-strict-aliasing"]
+CORE_SOURCES = sorted(glob.glob("core/src/*.c")) + ["numa/numa.c"]
+SHIM_SOURCES = ["bindings/percpu_py.c", "bindings/stress_entry.c"]
+LIBNAME = "libpercpu.so.0"
+
+
+class build_percpu(build_ext):
+    """build_ext that first builds libpercpu.so.0 and generates the two
+    wrappers, then links both modules against the library."""
+
+    def build_extensions(self):
+        # Here self.compiler exists (build_ext.run() made it).
+        self.staged_include = os.path.join(self.build_temp, "include")
+        self._stage_arch_headers()
+        self.lib_dir = self._package_dir()
+        self._build_library()
+        self._generate_wrappers()
+        super().build_extensions()
+
+    def _package_dir(self):
+        if self.inplace:
+            return os.path.join(ROOT, "python", "percpu")
+        return os.path.join(self.build_lib, "percpu")
+
+    def _stage_arch_headers(self):
+        # <percpu/arch/arch.h> lives at core/arch/arch.h in the tree (Bazel
+        # maps it with include_prefix); give the compiler the same path.
+        dst = os.path.join(self.staged_include, "percpu", "arch")
+        os.makedirs(dst, exist_ok=True)
+        for h in glob.glob("core/arch/*.h"):
+            shutil.copy(h, dst)
+
+    def _includes(self):
+        return [self.staged_include, "core/include", "numa/include", "bindings"]
+
+    def _build_library(self):
+        cc = self.compiler
+        objects = cc.compile(CORE_SOURCES, output_dir=self.build_temp,
+                             include_dirs=self._includes(),
+                             extra_postargs=CFLAGS + ["-fPIC"])
+        os.makedirs(self.lib_dir, exist_ok=True)
+        cc.link_shared_object(
+            objects, LIBNAME, output_dir=self.lib_dir,
+            libraries=["numa", "pthread"],
+            extra_postargs=["-Wl,-soname," + LIBNAME, "-Wl,-z,nodelete"])
+
+    def _generate_wrappers(self):
+        os.makedirs(self.build_temp, exist_ok=True)
+        swig_c = os.path.join(self.build_temp, "percpu_swig_wrap.c")
+        subprocess.check_call(["swig", "-python", "-builtin", "-outdir",
+                               self.build_temp, "-o", swig_c, "bindings/percpu.i"])
+        spec = importlib.util.spec_from_file_location(
+            "percpu_cffi_build", os.path.join("bindings", "cffi_build.py"))
+        builder = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(builder)
+        cffi_c = os.path.join(self.build_temp, "_percpu_cffi.c")
+        builder.ffibuilder.emit_c_code(cffi_c)
+        for ext in self.extensions:
+            generated = swig_c if ext.name.endswith("_swig") else cffi_c
+            ext.sources = [generated] + SHIM_SOURCES
+            ext.include_dirs = self._includes()
+            ext.library_dirs = [self.lib_dir]
+            ext.extra_compile_args = CFLAGS
+            ext.extra_link_args = [
+                "-l:" + LIBNAME,
+                "-Wl,-rpath,$ORIGIN",  # libpercpu.so.0 sits next to the module
+                "-Wl,-z,nodelete",     # inlined rseq sections: never unmap
+                "-Wl,--version-script=bindings/pyext.lds",
+            ]
+
+
+setup(
+    ext_modules=[
+        # Sources are filled in by build_percpu (they are generated).
+        Extension("percpu._percpu_swig", sources=["bindings/percpu.i"]),
+        Extension("percpu._percpu_cffi", sources=["bindings/cffi_build.py"]),
+    ],
+    cmdclass={"build_ext": build_percpu},
+)
