@@ -510,20 +510,6 @@ TEST(ratecheck_counts_every_event_across_contended_resets)
 
 /* ---- memory --------------------------------------------------------------- */
 
-static long rss_kib(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long kib = -1;
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld", &kib) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kib;
-}
-
 TEST(a_million_counters_cost_8_bytes_per_cpu_each)
 {
 	enum { N = 1000000 };
@@ -537,7 +523,7 @@ TEST(a_million_counters_cost_8_bytes_per_cpu_each)
 	 * the compiler would turn malloc + memset 0 into an untouched calloc). */
 	memset(c, 0xa5, N * sizeof(*c));
 	percpu_slab_get_stats(&before);
-	rss0 = rss_kib();
+	rss0 = harness_rss_kib();
 	for (long i = 0; i < N; i++) {
 		c[i] = counter_u64_alloc(M_NOWAIT);
 		if (!c[i]) {
@@ -547,7 +533,7 @@ TEST(a_million_counters_cost_8_bytes_per_cpu_each)
 		}
 		counter_u64_add(c[i], 1);
 	}
-	grown = rss_kib() - rss0;
+	grown = harness_rss_kib() - rss0;
 	percpu_slab_get_stats(&during);
 	per = (double)grown * 1024 / N / percpu_nr_cpus();
 	printf("# %d counters x %u possible CPUs: RSS +%ld KiB = %.2f bytes per counter "

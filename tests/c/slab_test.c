@@ -229,21 +229,6 @@ TEST(each_unit_is_placed_on_its_cpus_node)
 	percpu_slab_free(h);
 }
 
-/* Resident memory of this process, in KiB (VmRSS). */
-static long rss_kib(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long kib = -1;
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld", &kib) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kib;
-}
-
 /*
  * The twin half is virtual until the fallback writes it: 200k counters
  * cost ~8 bytes per CPU each in resident memory, not 16.
@@ -252,7 +237,7 @@ TEST(twin_pages_stay_unpopulated_on_the_rseq_path)
 {
 	enum { N = 200000 };
 	void **h = calloc(N, sizeof(*h));
-	long before = rss_kib(), grown;
+	long before = harness_rss_kib(), grown;
 	double per_counter_per_cpu;
 
 	for (int i = 0; i < N; i++) {
@@ -260,7 +245,7 @@ TEST(twin_pages_stay_unpopulated_on_the_rseq_path)
 		percpu_add(h[i], 1);
 		CHECK_EQ(percpu_sum(h[i]), 1); /* reads twins: maps the zero page only */
 	}
-	grown = rss_kib() - before;
+	grown = harness_rss_kib() - before;
 	per_counter_per_cpu = (double)grown * 1024 / N / percpu_nr_cpus();
 	printf("# %d counters: RSS +%ld KiB = %.1f bytes per counter per CPU\n",
 	       N, grown, per_counter_per_cpu);
