@@ -24,6 +24,8 @@ Errors from C are :class:`PercpuError`, an :class:`OSError` with errno.
 See docs/python.md for the GIL policy and per-call costs.
 """
 
+from typing import Literal, Union
+
 from . import _drivers
 from ._errors import PercpuError
 from ._objects import (
@@ -40,6 +42,7 @@ from ._backend import Backend, get_backend
 
 __all__ = [
     "Backend",
+    "BackendName",
     "Counter",
     "CounterArray",
     "LocalCount",
@@ -58,6 +61,9 @@ __version__ = "0.1.0"
 
 #: The default backend's name ("swig" or "cffi"): $PERCPU_BACKEND if set,
 #: else the fastest one that imports.
+#: The names a backend may have (for type annotations).
+BackendName = Union[Literal["swig"], Literal["cffi"]]
+
 backend = _drivers.default().name
 
 

@@ -8,9 +8,9 @@ from .sysctl import Sysctl
 from .topology import Topology
 
 __version__: str
-backend: Literal["swig", "cffi"]
-
 BackendName = Literal["swig", "cffi"]
+
+backend: BackendName
 
 def available_backends() -> list[str]: ...
 
@@ -64,6 +64,7 @@ class CounterArray(_Owner):
 _O = TypeVar("_O")
 
 class Reference:
+    def __init__(self, owner: _Owner, release: Callable[[], object]) -> None: ...
     def release(self) -> None: ...
     @property
     def released(self) -> bool: ...

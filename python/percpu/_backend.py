@@ -1,6 +1,7 @@
 """percpu.get_backend(name): the whole API bound to one backend."""
 
 import threading
+from typing import Dict
 
 from . import _drivers
 from . import _objects
@@ -49,7 +50,7 @@ class Backend:
 
 
 _lock = threading.Lock()
-_backends = {}
+_backends: Dict[str, "Backend"] = {}
 
 
 def get_backend(name=None):

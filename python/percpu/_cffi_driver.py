@@ -19,6 +19,7 @@ encoded here (UTF-8).
 
 import functools
 import operator
+from typing import Any, Dict
 
 from ._errors import raise_errno
 from ._ext import import_extension
@@ -171,7 +172,7 @@ def bind_lc(h, _acq=lib.percpu_py_localcount_acquire):
 # ---- PercpuRef ----
 # Dispatchers C may still call back, kept alive here until their FREED
 # event: C holds only a raw pointer (ffi.new_handle), invisible to the GC.
-_keepalive = {}
+_keepalive: Dict[Any, Any] = {}
 
 
 @ffi.def_extern()

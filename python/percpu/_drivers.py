@@ -2,6 +2,8 @@
 
 import importlib
 import os
+from types import ModuleType
+from typing import Dict
 
 __all__ = ["BACKENDS", "ENV_VAR", "load", "available", "default_name"]
 
@@ -11,7 +13,7 @@ BACKENDS = ("swig", "cffi")
 ENV_VAR = "PERCPU_BACKEND"
 
 _MODULES = {"swig": "._swig_driver", "cffi": "._cffi_driver"}
-_loaded = {}
+_loaded: Dict[str, ModuleType] = {}
 
 
 def load(name):

@@ -22,6 +22,7 @@ import sys
 import threading
 import traceback
 from collections import deque
+from typing import Tuple
 
 from . import _drivers
 from ._errors import PercpuError
@@ -61,7 +62,7 @@ class _Owner:
     """What every object shares: its backend, close(), with-statement."""
 
     _backend = None  # per-backend subclasses (percpu.get_backend) set it
-    _fast = ()       # names of the per-instance fast paths
+    _fast: Tuple[str, ...] = ()  # names of the per-instance fast paths
 
     def _open(self, backend):
         self._d = _drivers.resolve(backend if backend is not None else self._backend)

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The Python package as a user installs it (docs/python.md):
+#   1. pip install --no-build-isolation --no-index . into a venv with the
+#      system's site packages (offline: setuptools, cffi, swig from Debian);
+#   2. both backends import from the venv, not from the source tree;
+#   3. the pytest suite (tests/python) passes against the installed package;
+#   4. mypy.stubtest: the .pyi stubs match the runtime; mypy --strict
+#      accepts a typed program (typed_usage.py), which then runs.
+# The source tree comes from this test's runfiles (//:setup.py and the
+# filegroups it depends on), copied, so nothing of Bazel's is on the path.
+set -euo pipefail
+runfiles=${RUNFILES_DIR:-$0.runfiles}/percpu
+tmp=${TEST_TMPDIR:-$(mktemp -d)}
+export HOME=$tmp PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+export PYTHONDONTWRITEBYTECODE=1 PYTHONNOUSERSITE=1
+unset PYTHONPATH
+
+src=$tmp/src
+mkdir -p "$src"
+(cd "$runfiles" && cp -rL --parents setup.py pyproject.toml docs/python.md \
+	core/src core/include core/arch numa/numa.c numa/include \
+	bindings python/percpu "$src")
+cp -rL "$runfiles/tests/python" "$tmp/suite"
+cp -L "$runfiles/tests/pip/typed_usage.py" "$runfiles/tests/pip/stubtest_allowlist.txt" "$tmp"
+
+echo "== pip install"
+/usr/bin/python3 -m venv --system-site-packages "$tmp/venv"
+py=$tmp/venv/bin/python
+(cd "$src" && "$py" -m pip install -q --no-build-isolation --no-index .)
+
+cd "$tmp"  # not the source tree: imports must come from the venv
+echo "== import"
+"$py" - <<'PY'
+import os, sys
+import percpu
+site = os.path.join(sys.prefix, "lib")
+assert percpu.__file__.startswith(site), percpu.__file__
+assert sorted(percpu.available_backends()) == ["cffi", "swig"], percpu.available_backends()
+for name in ("swig", "cffi"):
+    c = percpu.get_backend(name).Counter()
+    c.add(3)
+    assert int(c) == 3
+print("installed at", os.path.dirname(percpu.__file__), "backends", percpu.available_backends())
+PY
+
+echo "== pytest against the installed package"
+PERCPU_EXPECT_PATH=$("$py" -c 'import percpu; print(percpu.topology.path())') \
+	"$py" -m pytest -q -p no:cacheprovider "$tmp/suite"
+
+"$py" -c 'import mypy' || {
+	echo "pip_install_test: mypy missing (Debian python3-mypy; tools/bootstrap.sh installs it)" >&2
+	exit 1
+}
+echo "== stubtest"
+"$py" -m mypy.stubtest percpu --allowlist stubtest_allowlist.txt
+echo "== mypy --strict typed_usage.py"
+"$py" -m mypy --strict --no-incremental --cache-dir=/dev/null typed_usage.py
+"$py" typed_usage.py
