@@ -35,6 +35,8 @@ static const int PERCPU_PY_EV_FREED;
 static const int PERCPU_REF_INIT_ATOMIC;
 static const int PERCPU_REF_INIT_DEAD;
 static const int PERCPU_REF_ALLOW_REINIT;
+static const int PERCPU_PY_LEAF_WRITABLE;
+static const int PERCPU_PY_LEAF_HIDDEN;
 static const int LOCALCOUNT_LIVE;
 static const int LOCALCOUNT_TRYDRAINING;
 static const int LOCALCOUNT_DRAINING;
@@ -49,6 +51,7 @@ struct percpu_py_counter;
 struct percpu_py_counter_array;
 struct percpu_py_localcount;
 struct percpu_py_ref;
+struct percpu_py_ratecheck;
 struct percpu_stress_sync;
 
 struct percpu_py_sysctl_entry {
@@ -91,7 +94,7 @@ uint64_t percpu_py_counter_fetch_and_zero(struct percpu_py_counter *p);
 int percpu_py_counter_read_cpu(struct percpu_py_counter *p, unsigned cpu,
                                int64_t *out);
 int percpu_py_counter_register(struct percpu_py_counter *p, const char *name,
-                               int writable, const char *descr);
+                               int leaf_flags, const char *descr);
 int percpu_py_unit_placement(struct percpu_py_counter *p, unsigned cpu,
                              struct percpu_unit_placement *out);
 
@@ -105,8 +108,14 @@ void percpu_py_counter_array_fetch_all(struct percpu_py_counter_array *p,
                                        uint64_t *dst);
 void percpu_py_counter_array_zero(struct percpu_py_counter_array *p);
 int percpu_py_counter_array_register(struct percpu_py_counter_array *p,
-                                     const char *name, int writable,
+                                     const char *name, int leaf_flags,
                                      const char *descr);
+
+/* ---- rate check ---- */
+int percpu_py_ratecheck_new(struct percpu_py_ratecheck **out);
+void percpu_py_ratecheck_free(struct percpu_py_ratecheck *p);
+int64_t percpu_py_ratecheck_check(struct percpu_py_ratecheck *p, int64_t limit);
+uint64_t percpu_py_ratecheck_count(struct percpu_py_ratecheck *p);
 
 /* ---- sysctl tree ---- */
 int percpu_py_sysctl_len(const char *name);

@@ -157,6 +157,8 @@ typedef int percpu_py_status;
 %constant int REF_INIT_ATOMIC = PERCPU_REF_INIT_ATOMIC;
 %constant int REF_INIT_DEAD = PERCPU_REF_INIT_DEAD;
 %constant int REF_ALLOW_REINIT = PERCPU_REF_ALLOW_REINIT;
+%constant int LEAF_WRITABLE = PERCPU_PY_LEAF_WRITABLE;
+%constant int LEAF_HIDDEN = PERCPU_PY_LEAF_HIDDEN;
 %constant int LOCALCOUNT_LIVE = LOCALCOUNT_LIVE;
 %constant int LOCALCOUNT_TRYDRAINING = LOCALCOUNT_TRYDRAINING;
 %constant int LOCALCOUNT_DRAINING = LOCALCOUNT_DRAINING;
@@ -223,8 +225,8 @@ struct percpu_py_counter {};
 		}
 		return PyLong_FromLongLong(v);
 	}
-	percpu_py_status x_register(const char *name, int writable, const char *descr) {
-		return percpu_py_counter_register($self, name, writable, descr);
+	percpu_py_status x_register(const char *name, int leaf_flags, const char *descr) {
+		return percpu_py_counter_register($self, name, leaf_flags, descr);
 	}
 	PyObject *x_unit_placement(unsigned cpu) {
 		struct percpu_unit_placement pl;
@@ -290,9 +292,26 @@ struct percpu_py_counter_array {};
 		return list;
 	}
 	void x_zero() { percpu_py_counter_array_zero($self); }
-	percpu_py_status x_register(const char *name, int writable, const char *descr) {
-		return percpu_py_counter_array_register($self, name, writable, descr);
+	percpu_py_status x_register(const char *name, int leaf_flags, const char *descr) {
+		return percpu_py_counter_array_register($self, name, leaf_flags, descr);
 	}
+}
+
+/* ---- RateCheck (counter_ratecheck) ------------------------------------- */
+
+%rename(RateCheck) percpu_py_ratecheck;
+PERCPU_SWIG_CTOR(percpu_py_ratecheck)
+struct percpu_py_ratecheck {};
+%extend percpu_py_ratecheck {
+	percpu_py_ratecheck() {
+		struct percpu_py_ratecheck *p;
+
+		percpu_swig_ctor_err = percpu_py_ratecheck_new(&p);
+		return p;
+	}
+	~percpu_py_ratecheck() { percpu_py_ratecheck_free($self); }
+	int64_t x_check(int64_t limit) { return percpu_py_ratecheck_check($self, limit); }
+	uint64_t x_count() { return percpu_py_ratecheck_count($self); }
 }
 
 /* ---- LocalCount ---------------------------------------------------------- */

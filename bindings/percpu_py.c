@@ -79,18 +79,31 @@ int percpu_py_counter_read_cpu(struct percpu_py_counter *p, unsigned cpu,
 	return 0;
 }
 
-static unsigned access_of(int writable)
+/* The sysctl access word for the shim's leaf flags; 0 for unknown bits. */
+static unsigned access_of(int leaf_flags)
 {
-	return writable ? CTLFLAG_RW : CTLFLAG_RD;
+	if (leaf_flags & ~(PERCPU_PY_LEAF_WRITABLE | PERCPU_PY_LEAF_HIDDEN))
+		return 0;
+	return ((leaf_flags & PERCPU_PY_LEAF_WRITABLE) ? CTLFLAG_RW : CTLFLAG_RD) |
+	       ((leaf_flags & PERCPU_PY_LEAF_HIDDEN) ? CTLFLAG_SKIP : 0);
+}
+
+static int add_leaf(struct sysctl_ctx_list *leaves, const char *name,
+                    int leaf_flags, counter_u64_t *c, size_t n, const char *descr)
+{
+	unsigned access = access_of(leaf_flags);
+
+	if (!access)
+		return -EINVAL;
+	if (!counter_sysctl_add(leaves, NULL, name, access, c, n, descr))
+		return -errno;
+	return 0;
 }
 
 int percpu_py_counter_register(struct percpu_py_counter *p, const char *name,
-                               int writable, const char *descr)
+                               int leaf_flags, const char *descr)
 {
-	if (!counter_sysctl_add(&p->leaves, NULL, name, access_of(writable),
-	                        &p->c, 1, descr))
-		return -errno;
-	return 0;
+	return add_leaf(&p->leaves, name, leaf_flags, &p->c, 1, descr);
 }
 
 int percpu_py_counter_array_new(struct percpu_py_counter_array **out, size_t n)
@@ -154,13 +167,38 @@ void percpu_py_counter_array_zero(struct percpu_py_counter_array *p)
 }
 
 int percpu_py_counter_array_register(struct percpu_py_counter_array *p,
-                                     const char *name, int writable,
+                                     const char *name, int leaf_flags,
                                      const char *descr)
 {
-	if (!counter_sysctl_add(&p->leaves, NULL, name, access_of(writable),
-	                        p->a, p->n, descr))
-		return -errno;
+	return add_leaf(&p->leaves, name, leaf_flags, p->a, p->n, descr);
+}
+
+/* ---- rate check ---------------------------------------------------------- */
+
+int percpu_py_ratecheck_new(struct percpu_py_ratecheck **out)
+{
+	struct percpu_py_ratecheck *p = calloc(1, sizeof(*p));
+
+	*out = NULL;
+	if (!p)
+		return -ENOMEM;
+	p->cr.cr_rate = counter_u64_alloc(M_NOWAIT);
+	if (!p->cr.cr_rate) {
+		free(p);
+		return -ENOMEM;
+	}
+	count_alloc();
+	*out = p;
 	return 0;
+}
+
+void percpu_py_ratecheck_free(struct percpu_py_ratecheck *p)
+{
+	if (!p)
+		return;
+	counter_u64_free(p->cr.cr_rate);
+	free(p);
+	count_free();
 }
 
 /* ---- the sysctl tree ----------------------------------------------------- */

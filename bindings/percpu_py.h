@@ -108,13 +108,18 @@ int percpu_py_counter_read_cpu(struct percpu_py_counter *p, unsigned cpu,
                                int64_t *out);
 
 /*
- * Export the counter as sysctl leaf `name` (dotted).  writable: the leaf
- * accepts writes (= zero).  0, or -EINVAL (bad name), -EEXIST, -ENOTDIR,
- * -ENOMEM.  The leaf goes when the counter is freed, or by
- * percpu_py_sysctl_remove().
+ * Export the counter as sysctl leaf `name` (dotted).  leaf_flags:
+ *   PERCPU_PY_LEAF_WRITABLE  the leaf accepts writes (= zero): CTLFLAG_RW
+ *   PERCPU_PY_LEAF_HIDDEN    left out of listings and of the Prometheus
+ *                            dump, still read and described by name:
+ *                            CTLFLAG_SKIP
+ * 0, or -EINVAL (bad name or unknown flag), -EEXIST, -ENOTDIR, -ENOMEM.
+ * The leaf goes when the counter is freed, or by percpu_py_sysctl_remove().
  */
+#define PERCPU_PY_LEAF_WRITABLE 0x1
+#define PERCPU_PY_LEAF_HIDDEN 0x2
 int percpu_py_counter_register(struct percpu_py_counter *p, const char *name,
-                               int writable, const char *descr);
+                               int leaf_flags, const char *descr);
 
 struct percpu_py_counter_array {
 	size_t n;
@@ -142,9 +147,33 @@ int percpu_py_counter_array_fetch(struct percpu_py_counter_array *p, size_t i,
 void percpu_py_counter_array_fetch_all(struct percpu_py_counter_array *p,
                                        uint64_t *dst);
 void percpu_py_counter_array_zero(struct percpu_py_counter_array *p);
+/* One leaf of n values; leaf_flags as for percpu_py_counter_register(). */
 int percpu_py_counter_array_register(struct percpu_py_counter_array *p,
-                                     const char *name, int writable,
+                                     const char *name, int leaf_flags,
                                      const char *descr);
+
+/* ---- rate check (counter_ratecheck) ------------------------------------ */
+
+/* A struct counter_rate with its counter: 0 or -ENOMEM. */
+struct percpu_py_ratecheck {
+	struct counter_rate cr;
+};
+int percpu_py_ratecheck_new(struct percpu_py_ratecheck **out);
+void percpu_py_ratecheck_free(struct percpu_py_ratecheck *p);
+
+/* counter_ratecheck(): 0, -1 (over the limit), or >0 (the count of the
+ * second that just ended, which was over the limit).  Never blocks. */
+static inline int64_t percpu_py_ratecheck_check(struct percpu_py_ratecheck *p,
+                                                int64_t limit)
+{
+	return counter_ratecheck(&p->cr, limit);
+}
+
+/* Events counted in the current second so far (a snapshot). */
+static inline uint64_t percpu_py_ratecheck_count(struct percpu_py_ratecheck *p)
+{
+	return counter_u64_fetch(p->cr.cr_rate);
+}
 
 /* ---- the sysctl tree ------------------------------------------------- */
 

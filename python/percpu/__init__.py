@@ -7,6 +7,8 @@ library of the same name:
   touch only the calling CPU's word; reads sum all CPUs; zero is exact.
 * :class:`LocalCount` -- NetBSD localcount(9): CPU-local references with
   ``drain()`` and ``trydrain()``.
+* :class:`RateCheck` -- FreeBSD counter_ratecheck(9): events per second
+  against a limit, on a per-CPU counter.
 * :class:`PercpuRef` -- Linux percpu_ref: per-CPU get/put until
   ``kill()``, then an atomic count whose zero calls ``release``.
 * :mod:`percpu.sysctl` -- counters exported by dotted name, readable,
@@ -33,6 +35,7 @@ from ._objects import (
     CounterArray,
     LocalCount,
     PercpuRef,
+    RateCheck,
     Reference,
     set_callback_error_hook,
 )
@@ -48,6 +51,7 @@ __all__ = [
     "LocalCount",
     "PercpuError",
     "PercpuRef",
+    "RateCheck",
     "Reference",
     "available_backends",
     "backend",

@@ -25,7 +25,7 @@ def _bound(cls, name):
 
 class Backend:
     """The percpu API on one backend: ``Counter``, ``CounterArray``,
-    ``LocalCount``, ``PercpuRef``, ``sysctl``, ``topology``.
+    ``LocalCount``, ``PercpuRef``, ``RateCheck``, ``sysctl``, ``topology``.
 
     Both backends drive the same C library state in one process (one
     slab, one sysctl tree, one percpu_ref worker), but a C object belongs
@@ -42,6 +42,7 @@ class Backend:
         self.CounterArray = _bound(_objects.CounterArray, name)
         self.LocalCount = _bound(_objects.LocalCount, name)
         self.PercpuRef = _bound(_objects.PercpuRef, name)
+        self.RateCheck = _bound(_objects.RateCheck, name)
         self.sysctl = Sysctl(driver)
         self.topology = Topology(driver)
 

@@ -38,6 +38,8 @@ EV_FREED = lib.PERCPU_PY_EV_FREED
 REF_INIT_ATOMIC = lib.PERCPU_REF_INIT_ATOMIC
 REF_INIT_DEAD = lib.PERCPU_REF_INIT_DEAD
 REF_ALLOW_REINIT = lib.PERCPU_REF_ALLOW_REINIT
+LEAF_WRITABLE = lib.PERCPU_PY_LEAF_WRITABLE
+LEAF_HIDDEN = lib.PERCPU_PY_LEAF_HIDDEN
 LOCALCOUNT_LIVE = lib.LOCALCOUNT_LIVE
 LOCALCOUNT_TRYDRAINING = lib.LOCALCOUNT_TRYDRAINING
 LOCALCOUNT_DRAINING = lib.LOCALCOUNT_DRAINING
@@ -85,8 +87,8 @@ def counter_read_cpu(h, cpu):
     return out[0]
 
 
-def counter_register(h, name, writable, descr):
-    _check(lib.percpu_py_counter_register(h, _str(name), writable, _str(descr)))
+def counter_register(h, name, leaf_flags, descr):
+    _check(lib.percpu_py_counter_register(h, _str(name), leaf_flags, _str(descr)))
 
 
 def counter_unit_placement(h, cpu):
@@ -127,9 +129,19 @@ def array_fetch_all(h, n):
 array_zero = lib.percpu_py_counter_array_zero
 
 
-def array_register(h, name, writable, descr):
-    _check(lib.percpu_py_counter_array_register(h, _str(name), writable,
+def array_register(h, name, leaf_flags, descr):
+    _check(lib.percpu_py_counter_array_register(h, _str(name), leaf_flags,
                                                 _str(descr)))
+
+
+# ---- RateCheck ----
+def ratecheck_new():
+    return _new("struct percpu_py_ratecheck", lib.percpu_py_ratecheck_new,
+                lib.percpu_py_ratecheck_free)
+
+
+ratecheck_check = lib.percpu_py_ratecheck_check
+ratecheck_count = lib.percpu_py_ratecheck_count
 
 
 # ---- LocalCount ----

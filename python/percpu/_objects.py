@@ -32,6 +32,7 @@ __all__ = [
     "CounterArray",
     "LocalCount",
     "PercpuRef",
+    "RateCheck",
     "Reference",
     "set_callback_error_hook",
 ]
@@ -114,11 +115,13 @@ _registry_lock = threading.Lock()
 _registered = {}  # name -> Counter / CounterArray
 
 
-def _register(obj, name, descr, writable):
+def _register(obj, name, descr, writable, hidden):
     if not isinstance(name, str):
         raise TypeError("sysctl name must be a str")
+    d = obj._d
+    leaf_flags = (d.LEAF_WRITABLE if writable else 0) | (d.LEAF_HIDDEN if hidden else 0)
     with _registry_lock:
-        obj._register_c(obj._live(), name, 1 if writable else 0, descr or "")
+        obj._register_c(obj._live(), name, leaf_flags, descr or "")
         _registered[name] = obj
         obj._names.append(name)
 
@@ -148,15 +151,17 @@ def _registered_object(name):
 
 
 class _Registrable(_Owner):
-    def register(self, name, *, descr="", writable=False):
+    def register(self, name, *, descr="", writable=False, hidden=False):
         """Export under the dotted sysctl `name` (see percpu.sysctl).
 
         ``writable``: a write through the tree (which zeroes) is allowed.
+        ``hidden`` (CTLFLAG_SKIP): left out of list(), names(), snapshot()
+        and the Prometheus dump; still read, written and described by name.
         Raises PercpuError: EINVAL for a bad name, EEXIST if taken,
         ENOTDIR if a prefix of it is a leaf or it is a prefix of one.
         The registry keeps this object alive until unregistered or closed.
         """
-        _register(self, name, descr, writable)
+        _register(self, name, descr, writable, hidden)
 
     @property
     def names(self):
@@ -213,8 +218,8 @@ class Counter(_Registrable):
         h = self._live()
         return [self._d.counter_read_cpu(h, cpu) for cpu in range(self._d.nr_cpus())]
 
-    def _register_c(self, h, name, writable, descr):
-        self._d.counter_register(h, name, writable, descr)
+    def _register_c(self, h, name, leaf_flags, descr):
+        self._d.counter_register(h, name, leaf_flags, descr)
 
     def __int__(self):
         return self.value()
@@ -269,8 +274,8 @@ class CounterArray(_Registrable):
         """Zero every element (each exactly)."""
         self._d.array_zero(self._live())
 
-    def _register_c(self, h, name, writable, descr):
-        self._d.array_register(h, name, writable, descr)
+    def _register_c(self, h, name, leaf_flags, descr):
+        self._d.array_register(h, name, leaf_flags, descr)
 
     def __len__(self):
         return self._n
@@ -285,6 +290,49 @@ class CounterArray(_Registrable):
 
     def _describe(self):
         return f"values={self.values()}"
+
+
+class RateCheck(_Owner):
+    """FreeBSD counter_ratecheck(9): an MP-friendly events-per-second limit.
+
+    ``check()`` counts one event (a per-CPU add: no atomic, never blocks)
+    and returns ``0`` while the current second has seen at most ``limit``
+    events, ``-1`` once it has seen more (the event still counts), and,
+    to exactly one caller, the number of events of the second that just
+    ended when that second was over the limit (> 0).  ``limit`` may be changed per call.
+    Every event is counted once: the positive returns of over-limit
+    seconds plus ``count`` add up to the calls made.  ``count`` is the
+    current second's count so far.
+    """
+
+    def __init__(self, limit, *, backend=None):
+        self.limit = self._check_limit(limit)
+        self._open(backend)
+        self._h = self._d.ratecheck_new()
+
+    @staticmethod
+    def _check_limit(limit):
+        limit = _index(limit)
+        if limit < 0:
+            raise ValueError("RateCheck limit must be >= 0")
+        return limit
+
+    def check(self, limit=None):
+        """Count one event against `limit` (default: the object's)."""
+        limit = self.limit if limit is None else self._check_limit(limit)
+        return self._d.ratecheck_check(self._live(), limit)
+
+    @property
+    def count(self):
+        """Events counted in the current second so far (a snapshot)."""
+        return self._d.ratecheck_count(self._live())
+
+    def close(self):
+        """Free the C object (idempotent)."""
+        self._drop()
+
+    def _describe(self):
+        return f"limit={self.limit} count={self.count}"
 
 
 class Reference:

@@ -28,6 +28,8 @@ EV_FREED = _m.EV_FREED
 REF_INIT_ATOMIC = _m.REF_INIT_ATOMIC
 REF_INIT_DEAD = _m.REF_INIT_DEAD
 REF_ALLOW_REINIT = _m.REF_ALLOW_REINIT
+LEAF_WRITABLE = _m.LEAF_WRITABLE
+LEAF_HIDDEN = _m.LEAF_HIDDEN
 LOCALCOUNT_LIVE = _m.LOCALCOUNT_LIVE
 LOCALCOUNT_TRYDRAINING = _m.LOCALCOUNT_TRYDRAINING
 LOCALCOUNT_DRAINING = _m.LOCALCOUNT_DRAINING
@@ -64,6 +66,11 @@ def array_fetch_all(h, n):
 
 array_zero = _m.CounterArray.zero
 array_register = _m.CounterArray.register
+
+# ---- RateCheck ----
+ratecheck_new = _m.RateCheck
+ratecheck_check = _m.RateCheck.check
+ratecheck_count = _m.RateCheck.count
 
 # ---- LocalCount ----
 lc_new = _m.LocalCount

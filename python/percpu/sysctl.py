@@ -61,13 +61,13 @@ class Sysctl:
     def __init__(self, driver):
         self._d = driver
 
-    def register(self, name, counter, *, descr="", writable=False):
+    def register(self, name, counter, *, descr="", writable=False, hidden=False):
         """Export `counter` (a Counter or CounterArray, of any backend) as
-        leaf `name`.  The tree keeps it alive until unregister(name) or
-        counter.close()."""
+        leaf `name` (``writable``, ``hidden``: as for Counter.register).
+        The tree keeps it alive until unregister(name) or counter.close()."""
         if not isinstance(counter, (_objects.Counter, _objects.CounterArray)):
             raise TypeError("only a Counter or a CounterArray can be registered")
-        counter.register(name, descr=descr, writable=writable)
+        counter.register(name, descr=descr, writable=writable, hidden=hidden)
 
     def unregister(self, name):
         """Remove leaf `name` (the counter itself stays open)."""

@@ -1,6 +1,7 @@
 """Counter and CounterArray: every call, errors, closed objects."""
 
 import threading
+import time
 
 import pytest
 
@@ -175,3 +176,53 @@ def test_unit_placement_of_a_counter(pc):
         pc.topology.unit_placement(0, c)
     with pytest.raises(PercpuError):
         pc.topology.unit_placement(pc.topology.possible_cpus())
+
+
+# ---- RateCheck (counter_ratecheck) ----
+
+
+def test_ratecheck_under_and_over_the_limit(pc):
+    rc = pc.RateCheck(3)
+    # Within one second (the calls take microseconds; a second boundary
+    # falling inside restarts the count, so retry the whole check once).
+    for attempt in range(2):
+        got = [rc.check() for _ in range(5)]
+        if got == [0, 0, 0, -1, -1]:
+            break
+        rc = pc.RateCheck(3)
+    assert got == [0, 0, 0, -1, -1]
+    assert rc.count == 5
+    assert "limit=3" in repr(rc)
+
+
+def test_ratecheck_reports_the_over_second_once(pc):
+    # limit 0: every second is over, so the first call of the next second
+    # returns the previous second's count -- to exactly one caller; with
+    # the final count, every call is accounted for exactly once.
+    rc = pc.RateCheck(0)
+    calls, reported = 0, 0
+    deadline = time.monotonic() + 1.3  # crosses at least one second boundary
+    while time.monotonic() < deadline:
+        r = rc.check()
+        calls += 1
+        assert r == -1 or r > 0
+        if r > 0:
+            reported += r
+    assert reported > 0
+    assert reported + rc.count == calls
+
+
+def test_ratecheck_limit_per_call_and_errors(pc):
+    rc = pc.RateCheck(100)
+    assert rc.check(limit=0) == -1
+    with pytest.raises(ValueError):
+        rc.check(limit=-1)
+    with pytest.raises(ValueError):
+        pc.RateCheck(-1)
+    with pytest.raises(TypeError):
+        pc.RateCheck(1.5)
+    rc.close()
+    rc.close()
+    assert rc.closed
+    with pytest.raises(ValueError):
+        rc.check()

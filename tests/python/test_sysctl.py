@@ -196,3 +196,34 @@ def test_name_limits_and_collisions(pc, tree):
     with pytest.raises(PercpuError) as info:
         pc.sysctl.prometheus("bad prefix")
     assert info.value.errno == errno.EINVAL
+
+
+def test_hidden_leaf_is_skipped_by_listings_but_reachable_by_name(pc, tree):
+    # CTLFLAG_SKIP: not in list()/names()/snapshot()/prometheus(), yet
+    # read, written and described by name like any other leaf.
+    shown, hidden = pc.Counter(), pc.Counter()
+    shown.register(f"{tree}.shown")
+    hidden.register(f"{tree}.hidden", descr="internal", writable=True, hidden=True)
+    hidden.add(6)
+    assert pc.sysctl.names(tree) == [f"{tree}.shown"]
+    assert [e.name for e in pc.sysctl.list(tree)] == [f"{tree}.shown"]
+    assert f"{tree}.hidden" not in pc.sysctl.snapshot(tree)
+    assert "hidden" not in pc.sysctl.prometheus(tree)
+    assert pc.sysctl.read(f"{tree}.hidden") == 6
+    assert pc.sysctl.describe(f"{tree}.hidden") == SysctlEntry(
+        f"{tree}.hidden", "internal", True, 1, True)
+    pc.sysctl.write(f"{tree}.hidden")
+    assert hidden.value() == 0
+    hidden.close()  # its leaf goes with it (the fixture cannot list it)
+    with pytest.raises(PercpuError) as info:
+        pc.sysctl.read(f"{tree}.hidden")
+    assert info.value.errno == errno.ENOENT
+
+
+def test_hidden_array_leaf(pc, tree):
+    a = pc.CounterArray(2)
+    a.register(f"{tree}.harr", hidden=True)
+    a.add(1, 3)
+    assert pc.sysctl.names(tree) == []
+    assert pc.sysctl.read(f"{tree}.harr") == [0, 3]
+    a.close()
