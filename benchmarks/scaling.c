@@ -682,7 +682,7 @@ static bool find_plot_script(char *out, size_t size)
 
 static void run_plot_script(void)
 {
-	char script[4096], dir[4096];
+	char script[4096], dir[4096], ncpus[16];
 	char *slash;
 	pid_t pid;
 	int status;
@@ -704,8 +704,9 @@ static void run_plot_script(void)
 		return;
 	}
 	if (pid == 0) {
+		snprintf(ncpus, sizeof(ncpus), "%d", g_ncpus);
 		execl("/usr/bin/python3", "python3", script, g_csv_path, dir,
-		      (char *)NULL);
+		      ncpus, (char *)NULL);
 		printf("plots skipped: cannot run /usr/bin/python3: %s\n",
 		       strerror(errno));
 		fflush(stdout);
