@@ -89,9 +89,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sys/stat.h>
-#include <sys/wait.h>
-
 #include <percpu/cpu.h>
 #include <percpu/fence.h>
 #include <percpu/ops.h>
@@ -104,6 +101,7 @@
 #define HAVE_RSEQ_SYMBOLS 0
 #endif
 
+#include "bench_output.h"
 #include "bench_util.h"
 #include "facility_latency.h"
 #include "facility_workloads.h"
@@ -417,8 +415,6 @@ static int g_order[BENCH_NR_PLACEMENTS][CPU_SETSIZE]; /* CPU order per policy */
 static int g_nodes;                                   /* among g_cpus */
 static bool g_all_pinned = true;
 static bool g_progress_tty;
-static FILE *g_csv;
-static char g_csv_path[4096];
 
 static void usage(FILE *f)
 {
@@ -595,126 +591,6 @@ static void parse_args(int argc, char **argv)
 	else
 		default_thread_list();
 	qsort(opt.threads, (size_t)opt.nthreads, sizeof(int), cmp_int);
-}
-
-/* ---------------------------------------------------------------------
- * Output files: the CSV, and the plots drawn next to it.
- */
-static void mkdir_p(const char *dir)
-{
-	char buf[4096];
-
-	snprintf(buf, sizeof(buf), "%s", dir);
-	for (char *p = buf + 1; *p; p++)
-		if (*p == '/') {
-			*p = '\0';
-			mkdir(buf, 0777);
-			*p = '/';
-		}
-	if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-		bench_die("cannot create %s: %s", buf, strerror(errno));
-}
-
-static void open_csv(void)
-{
-	if (opt.csv && !*opt.csv)
-		return; /* --no-csv */
-	if (opt.csv) {
-		snprintf(g_csv_path, sizeof(g_csv_path), "%s", opt.csv);
-	} else {
-		/* bazel run: cwd is the runfiles tree; write to the workspace. */
-		const char *ws = getenv("BUILD_WORKSPACE_DIRECTORY");
-		char dir[3072], ignore[3200];
-		FILE *f;
-
-		snprintf(dir, sizeof(dir), "%s%sbench-out", ws ? ws : "",
-		         ws ? "/" : "");
-		mkdir_p(dir);
-		/* Results are not sources: keep them out of git status. */
-		snprintf(ignore, sizeof(ignore), "%s/.gitignore", dir);
-		if (access(ignore, F_OK) != 0 && (f = fopen(ignore, "w"))) {
-			fputs("# benchmark output (benchmarks/scaling)\n*\n", f);
-			fclose(f);
-		}
-		snprintf(g_csv_path, sizeof(g_csv_path), "%s/scaling.csv", dir);
-	}
-	g_csv = fopen(g_csv_path, "w");
-	if (!g_csv)
-		bench_die("cannot write %s: %s", g_csv_path, strerror(errno));
-	fprintf(g_csv, "primitive,impl,threads,placement,ns_per_op,mops_total\n");
-}
-
-static void csv_row(const char *primitive, const char *impl, int threads,
-                    const char *placement, double ns, double mops)
-{
-	if (!g_csv)
-		return;
-	fprintf(g_csv, "%s,%s,%d,%s,%.4f,%.3f\n", primitive, impl, threads,
-	        placement, ns, mops);
-	fflush(g_csv);
-}
-
-/* plot_scaling.py: next to the sources (cwd under bazel run is the
- * runfiles tree, which holds it as a data file), or in the workspace. */
-static bool find_plot_script(char *out, size_t size)
-{
-	const char *ws = getenv("BUILD_WORKSPACE_DIRECTORY");
-	char exe[3072];
-	ssize_t len;
-
-	snprintf(out, size, "benchmarks/plot_scaling.py");
-	if (access(out, R_OK) == 0)
-		return true;
-	len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (len > 0) {
-		exe[len] = '\0';
-		snprintf(out, size, "%s.runfiles/percpu/benchmarks/plot_scaling.py", exe);
-		if (access(out, R_OK) == 0)
-			return true;
-	}
-	if (ws) {
-		snprintf(out, size, "%s/benchmarks/plot_scaling.py", ws);
-		if (access(out, R_OK) == 0)
-			return true;
-	}
-	return false;
-}
-
-static void run_plot_script(void)
-{
-	char script[4096], dir[4096], ncpus[16];
-	char *slash;
-	pid_t pid;
-	int status;
-
-	if (!find_plot_script(script, sizeof(script))) {
-		printf("plots skipped: benchmarks/plot_scaling.py not found\n");
-		return;
-	}
-	snprintf(dir, sizeof(dir), "%s", g_csv_path);
-	slash = strrchr(dir, '/');
-	if (slash)
-		*slash = '\0';
-	else
-		snprintf(dir, sizeof(dir), ".");
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		printf("plots skipped: fork: %s\n", strerror(errno));
-		return;
-	}
-	if (pid == 0) {
-		snprintf(ncpus, sizeof(ncpus), "%d", g_ncpus);
-		execl("/usr/bin/python3", "python3", script, g_csv_path, dir,
-		      ncpus, (char *)NULL);
-		printf("plots skipped: cannot run /usr/bin/python3: %s\n",
-		       strerror(errno));
-		fflush(stdout);
-		_exit(127);
-	}
-	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
-	    WEXITSTATUS(status) != 0)
-		printf("plots: plot_scaling.py failed (the CSV is complete)\n");
 }
 
 /* ---------------------------------------------------------------------
@@ -1216,7 +1092,8 @@ int main(int argc, char **argv)
 	g_nodes = bench_placement_order(BENCH_COMPACT, g_cpus, g_ncpus,
 	                                g_order[BENCH_COMPACT]);
 	bench_placement_order(BENCH_SPREAD, g_cpus, g_ncpus, g_order[BENCH_SPREAD]);
-	open_csv();
+	if (!(opt.csv && !*opt.csv)) /* not --no-csv */
+		bench_csv_open(opt.csv);
 
 	/* Memory first, while the slab holds nothing else. */
 	progress("memory: %ld counters", opt.mem_counters);
@@ -1261,7 +1138,7 @@ int main(int argc, char **argv)
 			}
 			measure_group((enum bench_placement)p, ti, &step, total_steps);
 			for (int i = 0; i < nr_impls; i++)
-				csv_row(impls[i].primitive, impls[i].name, n,
+				bench_csv_row(impls[i].primitive, impls[i].name, n,
 				        bench_placement_name[p],
 				        results[p][ti][i].ns_per_op,
 				        results[p][ti][i].mops_total);
@@ -1275,7 +1152,7 @@ int main(int argc, char **argv)
 	                          progress_str, lat);
 	progress_clear();
 	for (int i = 0; i < nlat; i++)
-		csv_row(strcmp(lat[i].op, "percpu_fence") == 0 ? "fence" : "latency",
+		bench_csv_row(strcmp(lat[i].op, "percpu_fence") == 0 ? "fence" : "latency",
 		        lat[i].op, lat[i].busy + 1,
 		        lat[i].busy ? "busy" : "idle", lat[i].ns.median,
 		        1e3 / lat[i].ns.median);
@@ -1307,11 +1184,10 @@ int main(int argc, char **argv)
 		printf("  WARNING: %d rseq worker runs had no rseq registration "
 		       "(they used the fallback)\n",
 		       g_unregistered_threads);
-	if (g_csv) {
-		fclose(g_csv);
-		printf("\nCSV written to %s\n", g_csv_path);
+	if (bench_csv_close()) {
+		printf("\nCSV written to %s\n", bench_csv_path());
 		if (opt.plot)
-			run_plot_script();
+			bench_plot(bench_csv_path(), g_ncpus);
 	}
 	if (opt.strict && g_targets_missed)
 		return 3;
