@@ -249,8 +249,17 @@ struct bench_spinner {
 	pthread_t thread;
 	int cpu;
 	uint64_t ops;
+	uint64_t cpu_ns, wall_ns;  /* thread CPU time and wall time spinning */
 	struct bench_spinners *team;
 };
+
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 struct bench_spinners {
 	int n;
@@ -266,12 +275,18 @@ static void *spinner_main(void *p)
 	struct bench_spinner *s = p;
 	struct bench_spinners *t = s->team;
 
+	uint64_t cpu0, wall0;
+
 	bench_pin_self(s->cpu);
+	cpu0 = thread_cpu_ns();
+	wall0 = bench_now_ns();
 	__atomic_fetch_add(&t->ready, 1, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&t->stop, __ATOMIC_RELAXED)) {
 		t->loop(t->arg, 256);
 		s->ops += 256;
 	}
+	s->cpu_ns = thread_cpu_ns() - cpu0;
+	s->wall_ns = bench_now_ns() - wall0;
 	return NULL;
 }
 
@@ -306,15 +321,20 @@ struct bench_spinners *bench_spinners_start(const int *cpus, int n,
 	return t;
 }
 
-uint64_t bench_spinners_stop(struct bench_spinners *t)
+uint64_t bench_spinners_stop(struct bench_spinners *t, double *cpu_share)
 {
 	uint64_t ops = 0;
+	double share = 0;
 
 	__atomic_store_n(&t->stop, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < t->n; i++) {
 		pthread_join(t->s[i].thread, NULL);
 		ops += t->s[i].ops;
+		if (t->s[i].wall_ns)
+			share += (double)t->s[i].cpu_ns / (double)t->s[i].wall_ns;
 	}
+	if (cpu_share)
+		*cpu_share = t->n ? share / t->n : 0;
 	free(t);
 	return ops;
 }

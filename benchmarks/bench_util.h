@@ -1,11 +1,13 @@
 /*
- * bench_util.h -- timing, pinned thread teams and machine description for
- * the benchmarks in this directory.
+ * bench_util.h -- timing, pinned thread teams, NUMA placement orders, busy
+ * sibling threads and machine description for the benchmarks in this
+ * directory.
  *
  * Method (bench_team_run):
  *   - n worker threads are created, each pinned with pthread_setaffinity_np
- *     to one CPU of the process's affinity mask, round-robin in mask order
- *     (placement "compact": thread i -> cpus[i % ncpus]).  Past ncpus
+ *     to one CPU of the order it is given, round-robin: thread i ->
+ *     cpus[i % ncpus], where cpus is the process's affinity mask put in a
+ *     placement policy's order (bench_placement_order below).  Past ncpus
  *     threads, CPUs are shared and the scheduler time-slices them.
  *   - All workers wait on one pthread barrier; after it releases, each
  *     reads CLOCK_MONOTONIC, runs its fixed number of ops, reads the clock
@@ -102,13 +104,16 @@ bool bench_same_cpus(const int *a, const int *b, int ncpus, int n);
  * n threads, thread i pinned to cpus[i], each calling loop(arg, 256) until
  * stopped: the "busy other CPUs" of a latency measurement.  start returns
  * once all of them run (plus ~5 ms to get going); stop joins them and
- * returns the number of ops they did (256 per loop call).
+ * returns the number of ops they did (256 per loop call), and in
+ * *cpu_share (if not NULL) the mean fraction of the wall time they were
+ * actually on a CPU (thread CPU time / wall time): on a shared host other
+ * processes take their CPUs, and a fence then finds nothing to interrupt.
  */
 struct bench_spinners;
 struct bench_spinners *bench_spinners_start(const int *cpus, int n,
                                             void (*loop)(void *arg, uint64_t n),
                                             void *arg);
-uint64_t bench_spinners_stop(struct bench_spinners *s);
+uint64_t bench_spinners_stop(struct bench_spinners *s, double *cpu_share);
 
 /* Resident memory of this process in KiB (VmRSS), or -1. */
 long bench_rss_kib(void);

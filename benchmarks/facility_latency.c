@@ -228,6 +228,7 @@ static void measure(const struct op *op, int busy, const int *busy_cpus,
 	uint64_t before = counter_u64_fetch(target), spun;
 	bool pair = op->sample == s_switch_pair;
 	struct bench_spinners *sp;
+	double share;
 
 	if (!v || !v2)
 		bench_die("out of memory");
@@ -242,7 +243,7 @@ static void measure(const struct op *op, int busy, const int *busy_cpus,
 		v[i] = op->sample();
 		v2[i] = g_last_to_percpu_ns;
 	}
-	spun = bench_spinners_stop(sp);
+	spun = bench_spinners_stop(sp, &share);
 	if (pair)
 		switch_teardown();
 	if (op->spin_on_target || busy) {
@@ -253,13 +254,14 @@ static void measure(const struct op *op, int busy, const int *busy_cpus,
 			         "counter grew by %" PRIu64, spun, grew);
 	}
 	rows[*nrows] = (struct latency_row){ .op = op->name, .busy = busy,
-	                                     .samples = samples };
+	                                     .samples = samples,
+	                                     .busy_share = share };
 	bench_dist_of(v, samples, &rows[*nrows].ns);
 	(*nrows)++;
 	if (pair) {
 		rows[*nrows] = (struct latency_row){
 			.op = "percpu_ref_switch_to_percpu", .busy = busy,
-			.samples = samples };
+			.samples = samples, .busy_share = share };
 		bench_dist_of(v2, samples, &rows[*nrows].ns);
 		(*nrows)++;
 	}

@@ -39,6 +39,7 @@ struct latency_row {
 	const char *op;
 	int busy;               /* busy sibling CPUs during the samples */
 	int samples;
+	double busy_share;      /* fraction of the time the busy CPUs ran */
 	struct bench_dist ns;   /* per call, nanoseconds */
 };
 

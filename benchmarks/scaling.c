@@ -33,6 +33,11 @@
  *                         renaming flatters the loop.  Threads start at
  *                         staggered indices.
  *
+ * Primitive (CSV column): "add", "add_spread1024" or "ref_pair" for the
+ * thread sweeps; "fence" and "latency" for the slow operations (their
+ * "placement" is idle or busy, "threads" counts the busy CPUs plus the
+ * caller, ns_per_op is the median latency).
+ *
  * More rows come from facility_workloads.h: counter_u64_add and a mutex in
  * primitive "add"; the reference pairs of localcount and percpu_ref
  * (percpu and atomic mode) against a shared atomic inc+dec refcount and a
@@ -1032,17 +1037,25 @@ static void print_latency(const struct latency_row *rows, int n)
 	printf("\nlatency of the slow operations (median of %d; the calling "
 	       "thread on cpu %d; busy = other cpus spinning on percpu_add)\n",
 	       n ? rows[0].samples : 0, g_cpus[0]);
-	printf("  %-34s %5s %11s %11s %11s %11s\n", "operation", "busy", "median",
-	       "p10", "p90", "max");
+	printf("  %-34s %5s %11s %11s %11s %11s %8s\n", "operation", "busy",
+	       "median", "p10", "p90", "max", "busy ran");
 	for (int i = 0; i < n; i++) {
 		const struct latency_row *r = &rows[i];
 
-		printf("  %-34s %5d %11s %11s %11s %11s\n", r->op, r->busy,
+		printf("  %-34s %5d %11s %11s %11s %11s", r->op, r->busy,
 		       fmt_ns(r->ns.median, a, sizeof(a)),
 		       fmt_ns(r->ns.p10, b, sizeof(b)),
 		       fmt_ns(r->ns.p90, c, sizeof(c)),
 		       fmt_ns(r->ns.max, d, sizeof(d)));
+		if (r->busy)
+			printf(" %7.0f%%\n", r->busy_share * 100);
+		else
+			printf(" %8s\n", "-");
 	}
+	printf("  (busy ran: share of the time the busy threads were on their "
+	       "CPUs; well below 100%% means\n"
+	       "   other processes held those CPUs, and the busy rows then "
+	       "measure partly idle CPUs)\n");
 }
 
 static const struct latency_row *find_latency(const struct latency_row *rows,
