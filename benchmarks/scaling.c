@@ -411,6 +411,7 @@ static struct {
 	bool plot;
 	bool quick;
 	bool strict;
+	const char *inject;  /* --inject-mismatch: negative control */
 } opt = { .ms = 100, .reps = 5, .lat_samples = 200, .mem_counters = 200000,
           .plot = true };
 
@@ -438,7 +439,10 @@ static void usage(FILE *f)
 	        "  --no-plot          do not run plot_scaling.py after the run\n"
 	        "  --quick            smoke run: --ms=15 --reps=1 --lat-samples=20\n"
 	        "                     --mem-counters=20000, fewer thread counts\n"
-	        "  --strict           exit 3 if a performance target is not met\n");
+	        "  --strict           exit 3 if a performance target is not met\n"
+	        "  --inject-mismatch=IMPL  negative control: after each run of IMPL (a row\n"
+	        "                     checked by its sum) do one op more than counted, so the\n"
+	        "                     exactness check must fail and exit 1\n");
 }
 
 static uint64_t parse_count(const char *s, const char *what)
@@ -531,6 +535,7 @@ static void parse_args(int argc, char **argv)
 		{ "no-plot", no_argument, NULL, 'P' },
 		{ "quick", no_argument, NULL, 'q' },
 		{ "strict", no_argument, NULL, 's' },
+		{ "inject-mismatch", required_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -573,6 +578,7 @@ static void parse_args(int argc, char **argv)
 		case 'P': opt.plot = false; break;
 		case 'q': opt.quick = true; break;
 		case 's': opt.strict = true; break;
+		case 'I': opt.inject = optarg; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
 		}
@@ -623,6 +629,9 @@ static void count_mismatch(const char *name, int nthreads, uint64_t ops,
 	        "!!! an operation was lost or doubled: this is a correctness bug.\n"
 	        "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n",
 	        name, nthreads, ops, why);
+	if (opt.inject)
+		fprintf(stderr, "(--inject-mismatch=%s was given: expected)\n",
+		        opt.inject);
 	exit(1);
 }
 
@@ -643,6 +652,8 @@ static double run_checked(int id, enum bench_placement pl, int nthreads,
 	r = bench_team_run(nthreads, g_order[pl], g_ncpus, im->worker, NULL, ops);
 	if (!r.pinned)
 		g_all_pinned = false;
+	if (opt.inject && im->total && strcmp(opt.inject, im->name) == 0)
+		im->worker(NULL, 0, 1); /* one op nobody counted */
 	if (im->total) {
 		after = im->total(nthreads);
 		if (after - before != want) {
@@ -1115,6 +1126,9 @@ int main(int argc, char **argv)
 	build_impl_table();
 	for (int i = 0; i < NR_CORE_IMPLS; i++)
 		ix[i] = impl_index(core_impls[i].name);
+	if (opt.inject && !impls[impl_index(opt.inject)].total)
+		bench_die("--inject-mismatch: '%s' is not checked by its sum",
+		          opt.inject);
 	g_counter = percpu_slab_alloc(sizeof(int64_t), 0);
 	g_spread = percpu_slab_alloc(SPREAD * sizeof(int64_t), 64);
 	g_private = aligned_alloc(BLOCK, BENCH_MAX_THREADS * sizeof(*g_private));

@@ -3,7 +3,8 @@
 # finish, pass every exactness check (the binary exits 1 on a mismatch),
 # and write the CSV: the exact header, one row per impl x thread count
 # (placement compact, plus spread where it differs), and the latency rows.
-# Output format and exactness only: no speed is asserted.
+# A negative control then makes the check fail on purpose.  Output format
+# and exactness only: no speed is asserted.
 set -euo pipefail
 bin=$1
 out=${TEST_TMPDIR:-$(mktemp -d)}
@@ -50,3 +51,14 @@ grep -q "^summary (ratios" "$log" || fail "no summary"
 grep -q "bytes per counter per CPU" "$log" || fail "no memory figure"
 grep -q "^CSV written to $csv" "$log" || fail "CSV path not reported"
 echo "PASS: $(($(wc -l <"$csv") - 1)) CSV rows"
+
+# Negative control: one op more than counted must fail the run (exit 1).
+for impl in "percpu_add rseq" "counter_u64_add" "mutex"; do
+	rc=0
+	"$bin" --threads=1 --ms=1 --reps=1 --no-csv --inject-mismatch="$impl" \
+		>"$log" 2>&1 || rc=$?
+	[[ $rc == 1 ]] || fail "--inject-mismatch='$impl' exited $rc, want 1"
+	grep -q "COUNT MISMATCH: $impl" "$log" ||
+		fail "--inject-mismatch='$impl' did not report the mismatch"
+done
+echo "PASS: injected mismatches detected"
