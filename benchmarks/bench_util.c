@@ -181,22 +181,17 @@ int bench_node_of_cpu(int cpu)
 	return node < 0 ? 0 : node;
 }
 
-int bench_placement_order(enum bench_placement p, const int *cpus, int ncpus,
-                          int *out)
+int bench_order_cpus(enum bench_placement p, const int *cpus,
+                     const int *node, int ncpus, int *out)
 {
-	int limit = percpu_numa_node_limit(), nodes = 0, k = 0;
-	int *node = calloc((size_t)ncpus + 1, sizeof(int));
+	int limit = 1, nodes = 0, k = 0;
 	bool *used = calloc((size_t)ncpus + 1, sizeof(bool));
 
-	if (!node || !used)
+	if (!used)
 		bench_die("out of memory");
-	if (limit < 1)
-		limit = 1;
-	for (int i = 0; i < ncpus; i++) {
-		node[i] = bench_node_of_cpu(cpus[i]);
+	for (int i = 0; i < ncpus; i++)
 		if (node[i] >= limit)
 			limit = node[i] + 1;
-	}
 	for (int nd = 0; nd < limit; nd++)
 		for (int i = 0; i < ncpus; i++)
 			if (node[i] == nd) {
@@ -204,7 +199,7 @@ int bench_placement_order(enum bench_placement p, const int *cpus, int ncpus,
 				break;
 			}
 	if (p == BENCH_COMPACT) {
-		/* cpus[] is ascending: a stable pass per node. */
+		/* A stable pass per node: ascending node, then input order. */
 		for (int nd = 0; nd < limit; nd++)
 			for (int i = 0; i < ncpus; i++)
 				if (node[i] == nd)
@@ -220,8 +215,22 @@ int bench_placement_order(enum bench_placement p, const int *cpus, int ncpus,
 						break;
 					}
 	}
-	free(node);
 	free(used);
+	return nodes;
+}
+
+int bench_placement_order(enum bench_placement p, const int *cpus, int ncpus,
+                          int *out)
+{
+	int *node = calloc((size_t)ncpus + 1, sizeof(int));
+	int nodes;
+
+	if (!node)
+		bench_die("out of memory");
+	for (int i = 0; i < ncpus; i++)
+		node[i] = bench_node_of_cpu(cpus[i]);
+	nodes = bench_order_cpus(p, cpus, node, ncpus, out);
+	free(node);
 	return nodes;
 }
 

@@ -95,6 +95,12 @@ int bench_node_of_cpu(int cpu);
 int bench_placement_order(enum bench_placement p, const int *cpus, int ncpus,
                           int *out);
 
+/* The same for a given topology: node[i] is the node of cpus[i] (>= 0).
+ * Pure; what bench_placement_order uses, and what bench_util_test checks
+ * on made-up multi-node topologies. */
+int bench_order_cpus(enum bench_placement p, const int *cpus,
+                     const int *node, int ncpus, int *out);
+
 /* Whether n threads pinned round-robin over order a and over order b use
  * the same CPUs the same number of times (then the two placements are one
  * measurement). */
