@@ -1029,6 +1029,33 @@ static void print_summary_refs(int t1)
 	}
 }
 
+/* Where spread was measured (it differs from compact): spread / compact. */
+static void print_summary_placement(void)
+{
+	static const char *const rows[] = { "counter_u64_add", "shared atomic",
+	                                    "percpu_ref get+put percpu",
+	                                    "shared atomic inc+dec" };
+	char what[128];
+	int shown = 0;
+
+	for (int ti = 0; ti < opt.nthreads; ti++) {
+		if (!results[BENCH_SPREAD][ti][0].done)
+			continue;
+		for (size_t k = 0; k < sizeof(rows) / sizeof(rows[0]); k++) {
+			int i = impl_index(rows[k]);
+
+			snprintf(what, sizeof(what), "%s spread / compact, Mops/s, %d thr",
+			         rows[k], opt.threads[ti]);
+			ratio_line(what, results[BENCH_SPREAD][ti][i].mops_total /
+			                         results[BENCH_COMPACT][ti][i].mops_total);
+			shown++;
+		}
+	}
+	if (!shown)
+		printf("  (%s: spread = compact, no placement ratio)\n",
+		       g_nodes == 1 ? "one NUMA node" : "no thread count where they differ");
+}
+
 /* A duration in a unit that keeps 3-4 significant digits. */
 static const char *fmt_ns(double ns, char *buf, size_t size)
 {
@@ -1166,9 +1193,9 @@ int main(int argc, char **argv)
 			measure_group((enum bench_placement)p, ti, &step, total_steps);
 			for (int i = 0; i < nr_impls; i++)
 				bench_csv_row(impls[i].primitive, impls[i].name, n,
-				        bench_placement_name[p],
-				        results[p][ti][i].ns_per_op,
-				        results[p][ti][i].mops_total);
+				              bench_placement_name[p],
+				              results[p][ti][i].ns_per_op,
+				              results[p][ti][i].mops_total);
 			progress_clear();
 			print_group((enum bench_placement)p, ti);
 		}
@@ -1192,6 +1219,9 @@ int main(int argc, char **argv)
 	       "counter per CPU (slab: %zu bytes per CPU in use)\n",
 	       mem.counters, mem.possible_cpus, mem.rss_kib,
 	       mem.bytes_per_counter_cpu, mem.slab_bytes_per_cpu);
+	if (mem.counters < 100000)
+		printf("  (few counters: the slab maps whole chunks of 8192 counters "
+		       "per CPU, which inflates this; default 200000)\n");
 
 	t1 = thread_index(1);
 	t2 = thread_index(2);
@@ -1202,8 +1232,7 @@ int main(int argc, char **argv)
 	print_summary_refs(t1);
 	print_summary_latency(lat, nlat, busy);
 	ratio_line("memory: bytes per counter per CPU / 8", mem.bytes_per_counter_cpu / 8);
-	if (g_nodes == 1)
-		printf("  (one NUMA node: spread = compact, no placement ratio)\n");
+	print_summary_placement();
 	if (!g_all_pinned)
 		printf("  NOTE: some threads could not be pinned (placement is not "
 		       "what the label says)\n");
