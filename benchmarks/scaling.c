@@ -1032,9 +1032,12 @@ static void print_summary_refs(int t1)
 /* Where spread was measured (it differs from compact): spread / compact. */
 static void print_summary_placement(void)
 {
-	static const char *const rows[] = { "counter_u64_add", "shared atomic",
-	                                    "percpu_ref get+put percpu",
-	                                    "shared atomic inc+dec" };
+	static const char *const rows[][2] = {
+		{ "counter_u64_add", "counter_u64_add" },
+		{ "shared atomic", "shared atomic" },
+		{ "percpu_ref get+put percpu", "percpu_ref percpu" },
+		{ "shared atomic inc+dec", "shared atomic pair" },
+	};
 	char what[128];
 	int shown = 0;
 
@@ -1042,10 +1045,10 @@ static void print_summary_placement(void)
 		if (!results[BENCH_SPREAD][ti][0].done)
 			continue;
 		for (size_t k = 0; k < sizeof(rows) / sizeof(rows[0]); k++) {
-			int i = impl_index(rows[k]);
+			int i = impl_index(rows[k][0]);
 
 			snprintf(what, sizeof(what), "%s spread / compact, Mops/s, %d thr",
-			         rows[k], opt.threads[ti]);
+			         rows[k][1], opt.threads[ti]);
 			ratio_line(what, results[BENCH_SPREAD][ti][i].mops_total /
 			                         results[BENCH_COMPACT][ti][i].mops_total);
 			shown++;
