@@ -258,20 +258,24 @@ struct bench_spinner {
 	pthread_t thread;
 	int cpu;
 	uint64_t ops;
-	uint64_t cpu_ns, wall_ns;  /* thread CPU time and wall time spinning */
+	uint64_t cpu_start;        /* its CPU time when the window began */
 	struct bench_spinners *team;
 };
 
-static uint64_t thread_cpu_ns(void)
+/* CPU time of another thread of this process (0 if unreadable). */
+static uint64_t thread_cpu_ns(pthread_t t)
 {
 	struct timespec ts;
+	clockid_t id;
 
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	if (pthread_getcpuclockid(t, &id) != 0 || clock_gettime(id, &ts) != 0)
+		return 0;
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 struct bench_spinners {
 	int n;
+	uint64_t wall_start;       /* when the measured window began */
 	int ready;
 	int stop;
 	void (*loop)(void *, uint64_t);
@@ -284,18 +288,12 @@ static void *spinner_main(void *p)
 	struct bench_spinner *s = p;
 	struct bench_spinners *t = s->team;
 
-	uint64_t cpu0, wall0;
-
 	bench_pin_self(s->cpu);
-	cpu0 = thread_cpu_ns();
-	wall0 = bench_now_ns();
 	__atomic_fetch_add(&t->ready, 1, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&t->stop, __ATOMIC_RELAXED)) {
 		t->loop(t->arg, 256);
 		s->ops += 256;
 	}
-	s->cpu_ns = thread_cpu_ns() - cpu0;
-	s->wall_ns = bench_now_ns() - wall0;
 	return NULL;
 }
 
@@ -327,20 +325,26 @@ struct bench_spinners *bench_spinners_start(const int *cpus, int n,
 		while (bench_now_ns() - t0 < 5000000) /* let them get going */
 			;
 	}
+	/* The window whose CPU share stop() reports starts now. */
+	for (int i = 0; i < n; i++)
+		t->s[i].cpu_start = thread_cpu_ns(t->s[i].thread);
+	t->wall_start = bench_now_ns();
 	return t;
 }
 
 uint64_t bench_spinners_stop(struct bench_spinners *t, double *cpu_share)
 {
-	uint64_t ops = 0;
+	uint64_t ops = 0, wall = bench_now_ns() - t->wall_start;
 	double share = 0;
 
+	for (int i = 0; i < t->n; i++)
+		if (wall)
+			share += (double)(thread_cpu_ns(t->s[i].thread) -
+			                  t->s[i].cpu_start) / (double)wall;
 	__atomic_store_n(&t->stop, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < t->n; i++) {
 		pthread_join(t->s[i].thread, NULL);
 		ops += t->s[i].ops;
-		if (t->s[i].wall_ns)
-			share += (double)t->s[i].cpu_ns / (double)t->s[i].wall_ns;
 	}
 	if (cpu_share)
 		*cpu_share = t->n ? share / t->n : 0;

@@ -111,9 +111,10 @@ bool bench_same_cpus(const int *a, const int *b, int ncpus, int n);
  * stopped: the "busy other CPUs" of a latency measurement.  start returns
  * once all of them run (plus ~5 ms to get going); stop joins them and
  * returns the number of ops they did (256 per loop call), and in
- * *cpu_share (if not NULL) the mean fraction of the wall time they were
- * actually on a CPU (thread CPU time / wall time): on a shared host other
- * processes take their CPUs, and a fence then finds nothing to interrupt.
+ * *cpu_share (if not NULL) the mean fraction of the time from the end of
+ * start() to the call of stop() that they were actually on a CPU (thread
+ * CPU time / wall time): on a shared host other processes take their
+ * CPUs, and a fence then finds nothing to interrupt.
  */
 struct bench_spinners;
 struct bench_spinners *bench_spinners_start(const int *cpus, int n,

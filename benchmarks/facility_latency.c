@@ -23,6 +23,7 @@
 
 #define FETCH_BATCH 64
 #define ZERO_BATCH 16
+#define SAMPLE_GAP_NS 50000 /* at least 50 us from one sample to the next */
 
 static counter_u64_t g_busy_ctr;   /* what the spinners add to */
 static counter_u64_t g_ctr;        /* the counter fetched / zeroed */
@@ -240,8 +241,14 @@ static void measure(const struct op *op, int busy, const int *busy_cpus,
 		switch_setup();
 	sp = bench_spinners_start(busy_cpus, busy, spin_add, target);
 	for (int i = 0; i < samples; i++) {
+		uint64_t t0 = bench_now_ns();
+
 		v[i] = op->sample();
 		v2[i] = g_last_to_percpu_ns;
+		/* Spread the samples over time: back to back, 200 fast ones
+		 * would all fall in one scheduler slice of the busy CPUs. */
+		while (bench_now_ns() - t0 < SAMPLE_GAP_NS)
+			;
 	}
 	spun = bench_spinners_stop(sp, &share);
 	if (pair)

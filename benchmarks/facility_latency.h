@@ -5,7 +5,9 @@
  * Latency (medians over --lat-samples samples, each op measured with no
  * other thread running and again with every other usable CPU busy --
  * spinning on percpu_add, so a fence has to interrupt a running rseq
- * thread there).  The calling thread is pinned to one CPU.
+ * thread there).  The calling thread is pinned to one CPU; samples are at
+ * least 50 us apart, so that they do not all fall in one scheduler slice
+ * of the busy CPUs.
  *
  *   percpu_fence                     one membarrier fence
  *   counter_u64_fetch                one fetch (batches of 64, averaged);
