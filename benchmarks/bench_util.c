@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <percpu/numa.h>
+
 uint64_t bench_now_ns(void)
 {
 	struct timespec ts;
@@ -150,6 +152,218 @@ double bench_median(const double *v, int n)
 	memcpy(tmp, v, (size_t)n * sizeof(*v));
 	qsort(tmp, (size_t)n, sizeof(*tmp), cmp_double);
 	return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
+}
+
+void bench_dist_of(double *v, int n, struct bench_dist *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (n < 1)
+		return;
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	out->median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	out->p10 = v[n / 10];
+	out->p90 = v[(n * 9) / 10 < n ? (n * 9) / 10 : n - 1];
+	out->min = v[0];
+	out->max = v[n - 1];
+}
+
+/* ---- placement -------------------------------------------------------- */
+
+const char *const bench_placement_name[BENCH_NR_PLACEMENTS] = {
+	[BENCH_COMPACT] = "compact",
+	[BENCH_SPREAD] = "spread",
+};
+
+int bench_node_of_cpu(int cpu)
+{
+	int node = cpu < 0 ? -1 : percpu_numa_node_of_cpu((unsigned)cpu);
+
+	return node < 0 ? 0 : node;
+}
+
+int bench_order_cpus(enum bench_placement p, const int *cpus,
+                     const int *node, int ncpus, int *out)
+{
+	int limit = 1, nodes = 0, k = 0;
+	bool *used = calloc((size_t)ncpus + 1, sizeof(bool));
+
+	if (!used)
+		bench_die("out of memory");
+	for (int i = 0; i < ncpus; i++)
+		if (node[i] >= limit)
+			limit = node[i] + 1;
+	for (int nd = 0; nd < limit; nd++)
+		for (int i = 0; i < ncpus; i++)
+			if (node[i] == nd) {
+				nodes++;
+				break;
+			}
+	if (p == BENCH_COMPACT) {
+		/* A stable pass per node: ascending node, then input order. */
+		for (int nd = 0; nd < limit; nd++)
+			for (int i = 0; i < ncpus; i++)
+				if (node[i] == nd)
+					out[k++] = cpus[i];
+	} else {
+		/* Round-robin: each pass takes the next unused CPU of every node. */
+		while (k < ncpus)
+			for (int nd = 0; nd < limit; nd++)
+				for (int i = 0; i < ncpus; i++)
+					if (node[i] == nd && !used[i]) {
+						used[i] = true;
+						out[k++] = cpus[i];
+						break;
+					}
+	}
+	free(used);
+	return nodes;
+}
+
+int bench_placement_order(enum bench_placement p, const int *cpus, int ncpus,
+                          int *out)
+{
+	int *node = calloc((size_t)ncpus + 1, sizeof(int));
+	int nodes;
+
+	if (!node)
+		bench_die("out of memory");
+	for (int i = 0; i < ncpus; i++)
+		node[i] = bench_node_of_cpu(cpus[i]);
+	nodes = bench_order_cpus(p, cpus, node, ncpus, out);
+	free(node);
+	return nodes;
+}
+
+bool bench_same_cpus(const int *a, const int *b, int ncpus, int n)
+{
+	/* Thread i runs on order[i % ncpus]: full rounds use every CPU alike,
+	 * so only the first n % ncpus entries (all of them if n < ncpus) can
+	 * differ as a multiset. */
+	int rest = n >= ncpus ? n % ncpus : n;
+
+	for (int i = 0; i < rest; i++) {
+		bool found = false;
+
+		for (int j = 0; j < rest && !found; j++)
+			found = a[i] == b[j];
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+/* ---- busy siblings ---------------------------------------------------- */
+
+struct bench_spinner {
+	pthread_t thread;
+	int cpu;
+	uint64_t ops;
+	uint64_t cpu_start;        /* its CPU time when the window began */
+	struct bench_spinners *team;
+};
+
+/* CPU time of another thread of this process (0 if unreadable). */
+static uint64_t thread_cpu_ns(pthread_t t)
+{
+	struct timespec ts;
+	clockid_t id;
+
+	if (pthread_getcpuclockid(t, &id) != 0 || clock_gettime(id, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+struct bench_spinners {
+	int n;
+	uint64_t wall_start;       /* when the measured window began */
+	int ready;
+	int stop;
+	void (*loop)(void *, uint64_t);
+	void *arg;
+	struct bench_spinner s[];
+};
+
+static void *spinner_main(void *p)
+{
+	struct bench_spinner *s = p;
+	struct bench_spinners *t = s->team;
+
+	bench_pin_self(s->cpu);
+	__atomic_fetch_add(&t->ready, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&t->stop, __ATOMIC_RELAXED)) {
+		t->loop(t->arg, 256);
+		s->ops += 256;
+	}
+	return NULL;
+}
+
+struct bench_spinners *bench_spinners_start(const int *cpus, int n,
+                                            void (*loop)(void *arg, uint64_t n),
+                                            void *arg)
+{
+	struct bench_spinners *t;
+	int err;
+
+	t = calloc(1, sizeof(*t) + (size_t)(n > 0 ? n : 0) * sizeof(t->s[0]));
+	if (!t)
+		bench_die("out of memory");
+	t->n = n;
+	t->loop = loop;
+	t->arg = arg;
+	for (int i = 0; i < n; i++) {
+		t->s[i].cpu = cpus[i];
+		t->s[i].team = t;
+		err = pthread_create(&t->s[i].thread, NULL, spinner_main, &t->s[i]);
+		if (err)
+			bench_die("pthread_create: %s", strerror(err));
+	}
+	while (__atomic_load_n(&t->ready, __ATOMIC_ACQUIRE) < n)
+		sched_yield();
+	if (n > 0) {
+		uint64_t t0 = bench_now_ns();
+
+		while (bench_now_ns() - t0 < 5000000) /* let them get going */
+			;
+	}
+	/* The window whose CPU share stop() reports starts now. */
+	for (int i = 0; i < n; i++)
+		t->s[i].cpu_start = thread_cpu_ns(t->s[i].thread);
+	t->wall_start = bench_now_ns();
+	return t;
+}
+
+uint64_t bench_spinners_stop(struct bench_spinners *t, double *cpu_share)
+{
+	uint64_t ops = 0, wall = bench_now_ns() - t->wall_start;
+	double share = 0;
+
+	for (int i = 0; i < t->n; i++)
+		if (wall)
+			share += (double)(thread_cpu_ns(t->s[i].thread) -
+			                  t->s[i].cpu_start) / (double)wall;
+	__atomic_store_n(&t->stop, 1, __ATOMIC_RELAXED);
+	for (int i = 0; i < t->n; i++) {
+		pthread_join(t->s[i].thread, NULL);
+		ops += t->s[i].ops;
+	}
+	if (cpu_share)
+		*cpu_share = t->n ? share / t->n : 0;
+	free(t);
+	return ops;
+}
+
+long bench_rss_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kib = -1;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib;
 }
 
 /* Copy the value after "key<spaces>:<space>" from a /proc/cpuinfo line. */

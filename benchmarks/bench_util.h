@@ -1,11 +1,13 @@
 /*
- * bench_util.h -- timing, pinned thread teams and machine description for
- * the benchmarks in this directory.
+ * bench_util.h -- timing, pinned thread teams, NUMA placement orders, busy
+ * sibling threads and machine description for the benchmarks in this
+ * directory.
  *
  * Method (bench_team_run):
  *   - n worker threads are created, each pinned with pthread_setaffinity_np
- *     to one CPU of the process's affinity mask, round-robin in mask order
- *     (placement "compact": thread i -> cpus[i % ncpus]).  Past ncpus
+ *     to one CPU of the order it is given, round-robin: thread i ->
+ *     cpus[i % ncpus], where cpus is the process's affinity mask put in a
+ *     placement policy's order (bench_placement_order below).  Past ncpus
  *     threads, CPUs are shared and the scheduler time-slices them.
  *   - All workers wait on one pthread barrier; after it releases, each
  *     reads CLOCK_MONOTONIC, runs its fixed number of ops, reads the clock
@@ -24,6 +26,14 @@
 #include <stdint.h>
 
 #define BENCH_MAX_THREADS 1024
+
+/* Timed loops: out of line, not cloned, external names, so that
+ * `objdump -d` shows each one as it runs. */
+#if defined(__clang__)
+#define BENCH_LOOP __attribute__((noinline))
+#else
+#define BENCH_LOOP __attribute__((noinline, noclone))
+#endif
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t bench_now_ns(void);
@@ -56,6 +66,86 @@ struct bench_team_result bench_team_run(int nthreads, const int *cpus,
 
 /* Median of n doubles (sorts a copy; n <= 64). */
 double bench_median(const double *v, int n);
+
+/* Distribution of n >= 1 samples (sorts v in place; any n). */
+struct bench_dist {
+	double median, p10, p90, min, max;
+};
+void bench_dist_of(double *v, int n, struct bench_dist *out);
+
+/* ---- placement across NUMA nodes (numa/include/percpu/numa.h) ---------
+ *
+ * bench_team_run pins thread i to cpus[i % ncpus], so a placement policy
+ * is an order of the usable CPUs:
+ *   compact  node 0's CPUs first (ascending), then node 1's, ...: the first
+ *            threads share a node.
+ *   spread   round-robin over the nodes: node 0's first CPU, node 1's
+ *            first CPU, ..., node 0's second CPU, ...
+ * With one node the two orders are the same.
+ */
+enum bench_placement { BENCH_COMPACT, BENCH_SPREAD, BENCH_NR_PLACEMENTS };
+
+extern const char *const bench_placement_name[BENCH_NR_PLACEMENTS];
+
+/* NUMA node of a CPU (0 when unknown or without NUMA). */
+int bench_node_of_cpu(int cpu);
+
+/* Write the policy's order of cpus[0..ncpus) into out[0..ncpus).  Returns
+ * the number of distinct nodes among those CPUs. */
+int bench_placement_order(enum bench_placement p, const int *cpus, int ncpus,
+                          int *out);
+
+/* The same for a given topology: node[i] is the node of cpus[i] (>= 0).
+ * Pure; what bench_placement_order uses, and what bench_util_test checks
+ * on made-up multi-node topologies. */
+int bench_order_cpus(enum bench_placement p, const int *cpus,
+                     const int *node, int ncpus, int *out);
+
+/* Whether n threads pinned round-robin over order a and over order b use
+ * the same CPUs the same number of times (then the two placements are one
+ * measurement). */
+bool bench_same_cpus(const int *a, const int *b, int ncpus, int n);
+
+/* ---- busy siblings ----------------------------------------------------
+ * n threads, thread i pinned to cpus[i], each calling loop(arg, 256) until
+ * stopped: the "busy other CPUs" of a latency measurement.  start returns
+ * once all of them run (plus ~5 ms to get going); stop joins them and
+ * returns the number of ops they did (256 per loop call), and in
+ * *cpu_share (if not NULL) the mean fraction of the time from the end of
+ * start() to the call of stop() that they were actually on a CPU (thread
+ * CPU time / wall time): on a shared host other processes take their
+ * CPUs, and a fence then finds nothing to interrupt.
+ */
+struct bench_spinners;
+struct bench_spinners *bench_spinners_start(const int *cpus, int n,
+                                            void (*loop)(void *arg, uint64_t n),
+                                            void *arg);
+uint64_t bench_spinners_stop(struct bench_spinners *s, double *cpu_share);
+
+/* Resident memory of this process in KiB (VmRSS), or -1. */
+long bench_rss_kib(void);
+
+/* ---- workloads ---------------------------------------------------------
+ * One row of the scaling table: `worker` runs on every thread of a team.
+ * Exactness (checked after every run, outside the timed window):
+ *   - total:  must grow by exactly nthreads * ops across the run, or
+ *   - prepare/verify: prepare() runs before the team starts, verify()
+ *     after it ends and returns 0, or -1 with a message in why.
+ */
+enum {
+	BENCH_FLOOR = 1u << 0,    /* the plain floor of its primitive */
+	BENCH_SHARED = 1u << 1,   /* the shared-atomic baseline of its primitive */
+};
+
+struct bench_workload {
+	const char *primitive;   /* CSV column "primitive" */
+	const char *name;        /* CSV column "impl" */
+	bench_worker_fn worker;
+	unsigned flags;          /* BENCH_FLOOR, BENCH_SHARED */
+	uint64_t (*total)(int nthreads);
+	void (*prepare)(int nthreads);
+	int (*verify)(int nthreads, uint64_t ops, char *why, size_t size);
+};
 
 /* What the benchmark ran on. */
 struct bench_sysinfo {

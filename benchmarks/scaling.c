@@ -33,10 +33,21 @@
  *                         renaming flatters the loop.  Threads start at
  *                         staggered indices.
  *
- * Primitive (CSV column): "add" or "add_spread1024"; the fence rows are
- * primitive "fence".  Placement: "compact" = thread i pinned to the i-th
- * CPU of the affinity mask, round-robin (see bench_util.h for the timing
- * method: one barrier start, wall = slowest thread).
+ * Primitive (CSV column): "add", "add_spread1024" or "ref_pair" for the
+ * thread sweeps; "fence" and "latency" for the slow operations (their
+ * "placement" is idle or busy, "threads" counts the busy CPUs plus the
+ * caller, ns_per_op is the median latency).
+ *
+ * More rows come from facility_workloads.h: counter_u64_add and a mutex in
+ * primitive "add"; the reference pairs of localcount and percpu_ref
+ * (percpu and atomic mode) against a shared atomic inc+dec refcount and a
+ * plain inc+dec floor in primitive "ref_pair".
+ *
+ * Placement (bench_util.h): every thread count is run with threads pinned
+ * in "compact" order (fill NUMA node 0's CPUs first, then node 1's...) and
+ * in "spread" order (round-robin over the nodes), using numa/'s topology.
+ * Where both orders put the threads on the same CPUs -- always on a
+ * one-node machine -- the spread run is skipped and the output says so.
  *
  * ns/op is PER THREAD (wall / ops per thread): with more threads than
  * CPUs it rises because threads share CPUs.  Mops/s is the TOTAL of all
@@ -46,11 +57,19 @@
  * takes about --ms.
  *
  * Every run is checked: the counters' sums must grow by exactly
- * threads * ops.  A mismatch prints an error and exits with status 1.
+ * threads * ops; a localcount must read exactly 0 and drain; a percpu_ref
+ * must call release() exactly once, after its kill.  A mismatch prints an
+ * error and exits with status 1.
  *
- * Also measured: percpu_fence() latency (median of --fence-calls calls)
- * with no other thread running, and with nproc - 1 threads spinning on
- * percpu_add on the other CPUs (the IPI round trip a mode switch pays).
+ * Then: memory per counter per CPU (facility_memory) and latencies of the
+ * slow operations, idle and with the other CPUs busy (facility_latency.h:
+ * percpu_fence, counter_u64_fetch/zero, localcount_drain, percpu_ref kill
+ * to confirm, switch_to_atomic_sync / switch_to_percpu).
+ *
+ * Output: the table, a summary of ratios, a CSV (--csv; by default
+ * bench-out/scaling.csv in the workspace under `bazel run`) and PNG plots
+ * next to it drawn by plot_scaling.py (skipped, with a message, where
+ * matplotlib is missing; --no-plot).
  *
  * Checking what is timed: each loop is a noinline bench_loop_* function,
  *   objdump -d --no-show-raw-insn bazel-bin/benchmarks/scaling |
@@ -87,7 +106,10 @@
 #define HAVE_RSEQ_SYMBOLS 0
 #endif
 
+#include "bench_output.h"
 #include "bench_util.h"
+#include "facility_latency.h"
+#include "facility_workloads.h"
 
 #define SPREAD 1024u
 #define BLOCK 128 /* two cache lines: adjacent-line prefetch cannot pair them */
@@ -118,11 +140,6 @@ static int g_unregistered_threads;     /* rseq workers without rseq */
  * shows each one as it runs (bench_loop_rseq must contain `addq $0x1,(%reg)`
  * and no call).
  */
-#if defined(__clang__)
-#define BENCH_LOOP __attribute__((noinline))
-#else
-#define BENCH_LOOP __attribute__((noinline, noclone))
-#endif
 BENCH_LOOP void bench_loop_plain(int64_t *w, uint64_t n);
 BENCH_LOOP void bench_loop_plain_spread(int64_t *arr, uint64_t n, unsigned start);
 BENCH_LOOP void bench_loop_rseq(void *h, uint64_t n);
@@ -297,6 +314,7 @@ static uint64_t total_shared_spread(int n)
 	return t;
 }
 
+/* The rows of this file; facility_workloads() appends its own. */
 enum impl_id {
 	I_PLAIN,
 	I_RSEQ,
@@ -306,29 +324,77 @@ enum impl_id {
 	I_PLAIN_SPREAD,
 	I_RSEQ_SPREAD,
 	I_ATOMIC_SPREAD,
-	NR_IMPLS
+	NR_CORE_IMPLS
 };
 
-static const struct impl {
-	const char *name;
-	const char *primitive;
-	bench_worker_fn worker;
-	uint64_t (*total)(int nthreads);
-} impls[NR_IMPLS] = {
-	[I_PLAIN] = { "plain add floor", "add", w_plain, total_private },
-	[I_RSEQ] = { "percpu_add rseq", "add", w_rseq, total_counter },
-	[I_ATOMIC_PRIVATE] = { "per-thread atomic", "add", w_atomic_private,
-	                       total_private },
-	[I_FALLBACK] = { "percpu_add fallback", "add", w_fallback, total_counter },
-	[I_ATOMIC_SHARED] = { "shared atomic", "add", w_atomic_shared,
-	                      total_shared },
-	[I_PLAIN_SPREAD] = { "plain add floor spread1024", "add_spread1024",
-	                     w_plain_spread, total_private_spread },
-	[I_RSEQ_SPREAD] = { "percpu_add rseq spread1024", "add_spread1024",
-	                    w_rseq_spread, total_spread },
-	[I_ATOMIC_SPREAD] = { "shared atomic spread1024", "add_spread1024",
-	                      w_atomic_spread, total_shared_spread },
+static const struct bench_workload core_impls[NR_CORE_IMPLS] = {
+	[I_PLAIN] = { "add", "plain add floor", w_plain, BENCH_FLOOR,
+	              total_private, NULL, NULL },
+	[I_RSEQ] = { "add", "percpu_add rseq", w_rseq, 0, total_counter, NULL,
+	             NULL },
+	[I_ATOMIC_PRIVATE] = { "add", "per-thread atomic", w_atomic_private, 0,
+	                       total_private, NULL, NULL },
+	[I_FALLBACK] = { "add", "percpu_add fallback", w_fallback, 0,
+	                 total_counter, NULL, NULL },
+	[I_ATOMIC_SHARED] = { "add", "shared atomic", w_atomic_shared,
+	                      BENCH_SHARED, total_shared, NULL, NULL },
+	[I_PLAIN_SPREAD] = { "add_spread1024", "plain add floor spread1024",
+	                     w_plain_spread, BENCH_FLOOR, total_private_spread,
+	                     NULL, NULL },
+	[I_RSEQ_SPREAD] = { "add_spread1024", "percpu_add rseq spread1024",
+	                    w_rseq_spread, 0, total_spread, NULL, NULL },
+	[I_ATOMIC_SPREAD] = { "add_spread1024", "shared atomic spread1024",
+	                      w_atomic_spread, BENCH_SHARED, total_shared_spread,
+	                      NULL, NULL },
 };
+
+#define MAX_IMPLS 32
+static struct bench_workload impls[MAX_IMPLS];
+static int nr_impls;
+
+static void build_impl_table(void)
+{
+	int nf;
+	const struct bench_workload *f = facility_workloads(&nf);
+
+	memcpy(impls, core_impls, sizeof(core_impls));
+	nr_impls = NR_CORE_IMPLS;
+	/* Each facility row after the last row of its primitive, so that a
+	 * primitive's rows stay together (counter_u64_add and mutex among the
+	 * "add" rows); a new primitive goes at the end. */
+	for (int i = 0; i < nf && nr_impls < MAX_IMPLS; i++) {
+		int at = nr_impls;
+
+		for (int j = 0; j < nr_impls; j++)
+			if (strcmp(impls[j].primitive, f[i].primitive) == 0)
+				at = j + 1;
+		memmove(&impls[at + 1], &impls[at],
+		        (size_t)(nr_impls - at) * sizeof(impls[0]));
+		impls[at] = f[i];
+		nr_impls++;
+	}
+}
+
+static int impl_index(const char *name)
+{
+	for (int i = 0; i < nr_impls; i++)
+		if (strcmp(impls[i].name, name) == 0)
+			return i;
+	bench_die("no workload named '%s'", name);
+}
+
+/* The row of impl i's primitive carrying `flag` (BENCH_FLOOR/SHARED), or -1. */
+static int peer_of(int i, unsigned flag)
+{
+	for (int j = 0; j < nr_impls; j++)
+		if ((impls[j].flags & flag) &&
+		    strcmp(impls[j].primitive, impls[i].primitive) == 0)
+			return j;
+	return -1;
+}
+
+/* Where the rows of this file ended up in impls[] (build_impl_table). */
+static int ix[NR_CORE_IMPLS];
 
 /* ---------------------------------------------------------------------
  * Options.
@@ -339,31 +405,44 @@ static struct {
 	uint64_t ops;     /* 0: calibrate to ms */
 	double ms;
 	int reps;
-	int fence_calls;
-	const char *csv;
+	int lat_samples;
+	long mem_counters;
+	const char *csv;  /* NULL: default path; "" (--no-csv): none */
+	bool plot;
 	bool quick;
 	bool strict;
-} opt = { .ms = 100, .reps = 5, .fence_calls = 200 };
+	const char *inject;  /* --inject-mismatch: negative control */
+} opt = { .ms = 100, .reps = 5, .lat_samples = 200, .mem_counters = 200000,
+          .plot = true };
 
 static int g_cpus[CPU_SETSIZE];
 static int g_ncpus;
+static int g_order[BENCH_NR_PLACEMENTS][CPU_SETSIZE]; /* CPU order per policy */
+static int g_nodes;                                   /* among g_cpus */
 static bool g_all_pinned = true;
 static bool g_progress_tty;
-static FILE *g_csv;
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: scaling [options]\n"
-	        "  --threads=LIST   thread counts, e.g. 1,2,4 or 1-8 (default: 1..2*nproc;\n"
-	        "                   above 8 CPUs: powers of two, nproc and 2*nproc)\n"
-	        "  --ops=N          ops per thread per run (default: calibrated to --ms)\n"
-	        "  --ms=N           target duration of one run in ms (default 100)\n"
-	        "  --reps=N         runs per measurement, interleaved, median reported (default 5)\n"
-	        "  --fence-calls=N  percpu_fence() calls per fence measurement (default 200)\n"
-	        "  --csv=PATH       also write CSV: primitive,impl,threads,placement,ns_per_op,mops_total\n"
-	        "  --quick          smoke run: --ms=15 --reps=1 --fence-calls=50, fewer thread counts\n"
-	        "  --strict         exit 3 if a performance target is not met\n");
+	        "  --threads=LIST     thread counts, e.g. 1,2,4 or 1-8 (default: 1..2*nproc;\n"
+	        "                     above 8 CPUs: powers of two, nproc and 2*nproc)\n"
+	        "  --ops=N            ops per thread per run (default: calibrated to --ms)\n"
+	        "  --ms=N             target duration of one run in ms (default 100)\n"
+	        "  --reps=N           runs per measurement, interleaved, median reported (default 5)\n"
+	        "  --lat-samples=N    samples per latency (default 200; --fence-calls is the same)\n"
+	        "  --mem-counters=N   counters allocated for the memory figure (default 200000)\n"
+	        "  --csv=PATH         CSV: primitive,impl,threads,placement,ns_per_op,mops_total\n"
+	        "                     (default: bench-out/scaling.csv, in the workspace under bazel run)\n"
+	        "  --no-csv           write no CSV (and no plots)\n"
+	        "  --no-plot          do not run plot_scaling.py after the run\n"
+	        "  --quick            smoke run: --ms=15 --reps=1 --lat-samples=20\n"
+	        "                     --mem-counters=20000, fewer thread counts\n"
+	        "  --strict           exit 3 if a performance target is not met\n"
+	        "  --inject-mismatch=IMPL  negative control: after each run of IMPL (a row\n"
+	        "                     checked by its sum) do one op more than counted, so the\n"
+	        "                     exactness check must fail and exit 1\n");
 }
 
 static uint64_t parse_count(const char *s, const char *what)
@@ -448,15 +527,20 @@ static void parse_args(int argc, char **argv)
 		{ "ops", required_argument, NULL, 'o' },
 		{ "ms", required_argument, NULL, 'm' },
 		{ "reps", required_argument, NULL, 'r' },
+		{ "lat-samples", required_argument, NULL, 'f' },
 		{ "fence-calls", required_argument, NULL, 'f' },
+		{ "mem-counters", required_argument, NULL, 'M' },
 		{ "csv", required_argument, NULL, 'c' },
+		{ "no-csv", no_argument, NULL, 'C' },
+		{ "no-plot", no_argument, NULL, 'P' },
 		{ "quick", no_argument, NULL, 'q' },
 		{ "strict", no_argument, NULL, 's' },
+		{ "inject-mismatch", required_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *threads = NULL;
-	bool ms_set = false, reps_set = false, fence_set = false;
+	bool ms_set = false, reps_set = false, lat_set = false, mem_set = false;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -474,14 +558,27 @@ static void parse_args(int argc, char **argv)
 			reps_set = true;
 			break;
 		case 'f':
-			opt.fence_calls = (int)parse_count(optarg, "--fence-calls");
-			if (opt.fence_calls > 100000)
-				bench_die("--fence-calls is at most 100000");
-			fence_set = true;
+			opt.lat_samples = (int)parse_count(optarg, "--lat-samples");
+			if (opt.lat_samples > 100000)
+				bench_die("--lat-samples is at most 100000");
+			lat_set = true;
 			break;
-		case 'c': opt.csv = optarg; break;
+		case 'M':
+			opt.mem_counters = (long)parse_count(optarg, "--mem-counters");
+			if (opt.mem_counters > 10000000)
+				bench_die("--mem-counters is at most 10000000");
+			mem_set = true;
+			break;
+		case 'c':
+			if (!*optarg)
+				bench_die("empty --csv path (use --no-csv)");
+			opt.csv = optarg;
+			break;
+		case 'C': opt.csv = ""; break;
+		case 'P': opt.plot = false; break;
 		case 'q': opt.quick = true; break;
 		case 's': opt.strict = true; break;
+		case 'I': opt.inject = optarg; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
 		}
@@ -495,8 +592,10 @@ static void parse_args(int argc, char **argv)
 			opt.ms = 15;
 		if (!reps_set)
 			opt.reps = 1;
-		if (!fence_set)
-			opt.fence_calls = 50;
+		if (!lat_set)
+			opt.lat_samples = 20;
+		if (!mem_set)
+			opt.mem_counters = 20000;
 	}
 	if (threads)
 		parse_thread_list(threads);
@@ -517,40 +616,62 @@ struct result {
 	double spread_pct;  /* (max - min) / median wall over the reps */
 };
 
-static struct result results[BENCH_MAX_THREADS][NR_IMPLS];
+static struct result results[BENCH_NR_PLACEMENTS][BENCH_MAX_THREADS][MAX_IMPLS];
+
+static void count_mismatch(const char *name, int nthreads, uint64_t ops,
+                           const char *why)
+{
+	fflush(stdout);
+	fprintf(stderr,
+	        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+	        "!!! COUNT MISMATCH: %s, %d threads x %" PRIu64 " ops\n"
+	        "!!! %s\n"
+	        "!!! an operation was lost or doubled: this is a correctness bug.\n"
+	        "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n",
+	        name, nthreads, ops, why);
+	if (opt.inject)
+		fprintf(stderr, "(--inject-mismatch=%s was given: expected)\n",
+		        opt.inject);
+	exit(1);
+}
 
 /* One run of `nthreads` x `ops`, verified exactly.  Returns the wall ns. */
-static double run_checked(enum impl_id id, int nthreads, uint64_t ops)
+static double run_checked(int id, enum bench_placement pl, int nthreads,
+                          uint64_t ops)
 {
-	const struct impl *im = &impls[id];
-	uint64_t before, after, want = (uint64_t)nthreads * ops;
+	const struct bench_workload *im = &impls[id];
+	uint64_t before = 0, after, want = (uint64_t)nthreads * ops;
 	struct bench_team_result r;
+	char why[256];
 
 	g_team_size = nthreads;
-	before = im->total(nthreads);
-	r = bench_team_run(nthreads, g_cpus, g_ncpus, im->worker, NULL, ops);
-	after = im->total(nthreads);
+	if (im->prepare)
+		im->prepare(nthreads);
+	if (im->total)
+		before = im->total(nthreads);
+	r = bench_team_run(nthreads, g_order[pl], g_ncpus, im->worker, NULL, ops);
 	if (!r.pinned)
 		g_all_pinned = false;
-	if (after - before != want) {
-		fflush(stdout);
-		fprintf(stderr,
-		        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-		        "!!! COUNT MISMATCH: %s, %d threads x %" PRIu64 " ops\n"
-		        "!!! expected +%" PRIu64 ", counted +%" PRIu64 " (%+" PRId64 ")\n"
-		        "!!! an add was lost or doubled: this is a correctness bug.\n"
-		        "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n",
-		        im->name, nthreads, ops, want, after - before,
-		        (int64_t)(after - before - want));
-		exit(1);
+	if (opt.inject && im->total && strcmp(opt.inject, im->name) == 0)
+		im->worker(NULL, 0, 1); /* one op nobody counted */
+	if (im->total) {
+		after = im->total(nthreads);
+		if (after - before != want) {
+			snprintf(why, sizeof(why),
+			         "expected +%" PRIu64 ", counted +%" PRIu64 " (%+" PRId64 ")",
+			         want, after - before, (int64_t)(after - before - want));
+			count_mismatch(im->name, nthreads, ops, why);
+		}
 	}
+	if (im->verify && im->verify(nthreads, ops, why, sizeof(why)) != 0)
+		count_mismatch(im->name, nthreads, ops, why);
 	if (r.wall_ns < 1)
 		r.wall_ns = 1;
 	return r.wall_ns;
 }
 
 /* Grow a pilot run until it lasts ~1/16 of the target, then extrapolate. */
-static uint64_t calibrate(enum impl_id id, int nthreads)
+static uint64_t calibrate(int id, enum bench_placement pl, int nthreads)
 {
 	double target = opt.ms * 1e6, pilot = target / 16, wall;
 	uint64_t ops = 4096;
@@ -558,7 +679,7 @@ static uint64_t calibrate(enum impl_id id, int nthreads)
 	if (pilot < 1e6)
 		pilot = 1e6;
 	for (;;) {
-		wall = run_checked(id, nthreads, ops);
+		wall = run_checked(id, pl, nthreads, ops);
 		if (wall >= pilot || ops >= (uint64_t)1 << 40)
 			break;
 		double grow = pilot * 1.2 / wall;
@@ -583,6 +704,11 @@ static void progress(const char *fmt, ...)
 	fflush(stderr);
 }
 
+static void progress_str(const char *what)
+{
+	progress("%s", what);
+}
+
 static void progress_clear(void)
 {
 	if (g_progress_tty) {
@@ -592,29 +718,31 @@ static void progress_clear(void)
 }
 
 /*
- * All impls at one thread count.  The reps are interleaved (round r runs
- * every impl once) so that a slow phase of a shared host hits all impls
- * alike and the ratios stay fair; each impl's median is then reported.
+ * All impls at one thread count and placement.  The reps are interleaved
+ * (round r runs every impl once) so that a slow phase of a shared host
+ * hits all impls alike and the ratios stay fair; each impl's median is
+ * then reported.
  */
-static void measure_group(int ti, int *step, int total_steps)
+static void measure_group(enum bench_placement pl, int ti, int *step,
+                          int total_steps)
 {
 	int n = opt.threads[ti];
-	double walls[NR_IMPLS][64];
+	struct result *res = results[pl][ti];
+	static double walls[MAX_IMPLS][64];
+	const char *pn = bench_placement_name[pl];
 
-	for (int i = 0; i < NR_IMPLS; i++) {
-		progress("[%d/%d] %d thread%s: calibrating %s", *step + 1,
-		         total_steps, n, n == 1 ? "" : "s", impls[i].name);
-		results[ti][i].ops = opt.ops ? opt.ops : calibrate((enum impl_id)i, n);
+	for (int i = 0; i < nr_impls; i++) {
+		progress("[%d/%d] %d thread%s, %s: calibrating %s", *step + 1,
+		         total_steps, n, n == 1 ? "" : "s", pn, impls[i].name);
+		res[i].ops = opt.ops ? opt.ops : calibrate(i, pl, n);
 	}
 	for (int r = 0; r < opt.reps; r++) {
-		progress("[%d/%d] %d thread%s: round %d of %d", *step + 1,
-		         total_steps, n, n == 1 ? "" : "s", r + 1, opt.reps);
-		for (int i = 0; i < NR_IMPLS; i++)
-			walls[i][r] = run_checked((enum impl_id)i, n,
-			                          results[ti][i].ops);
+		progress("[%d/%d] %d thread%s, %s: round %d of %d", *step + 1,
+		         total_steps, n, n == 1 ? "" : "s", pn, r + 1, opt.reps);
+		for (int i = 0; i < nr_impls; i++)
+			walls[i][r] = run_checked(i, pl, n, res[i].ops);
 	}
-	for (int i = 0; i < NR_IMPLS; i++) {
-		struct result *res = &results[ti][i];
+	for (int i = 0; i < nr_impls; i++) {
 		double med = bench_median(walls[i], opt.reps), lo, hi;
 
 		lo = hi = walls[i][0];
@@ -622,133 +750,36 @@ static void measure_group(int ti, int *step, int total_steps)
 			lo = walls[i][r] < lo ? walls[i][r] : lo;
 			hi = walls[i][r] > hi ? walls[i][r] : hi;
 		}
-		res->done = true;
-		res->ns_per_op = med / (double)res->ops;
-		res->mops_total = (double)n * (double)res->ops / med * 1e3;
-		res->best_ns = lo / (double)res->ops;
-		res->spread_pct = (hi - lo) / med * 100;
+		res[i].done = true;
+		res[i].ns_per_op = med / (double)res[i].ops;
+		res[i].mops_total = (double)n * (double)res[i].ops / med * 1e3;
+		res[i].best_ns = lo / (double)res[i].ops;
+		res[i].spread_pct = (hi - lo) / med * 100;
 	}
 	(*step)++;
 }
 
-static void csv_row(const char *primitive, const char *impl, int threads,
-                    const char *placement, double ns, double mops)
-{
-	if (!g_csv)
-		return;
-	fprintf(g_csv, "%s,%s,%d,%s,%.4f,%.3f\n", primitive, impl, threads,
-	        placement, ns, mops);
-	fflush(g_csv);
-}
-
-static void describe_cpus(int nthreads, char *out, size_t size)
+static void describe_cpus(enum bench_placement pl, int nthreads, char *out,
+                          size_t size)
 {
 	size_t len = 0;
 	int shown = nthreads < g_ncpus ? nthreads : g_ncpus;
 
 	out[0] = '\0';
-	for (int i = 0; i < shown && len + 16 < size; i++)
+	for (int i = 0; i < shown && len + 24 < size; i++)
 		len += (size_t)snprintf(out + len, size - len, "%s%d",
-		                        i ? "," : "", g_cpus[i]);
+		                        i ? "," : "", g_order[pl][i]);
+	if (g_nodes > 1 && len + 32 < size)
+		len += (size_t)snprintf(out + len, size - len, " on node%s",
+		                        shown > 1 ? "s" : "");
+	for (int i = 0; g_nodes > 1 && i < shown && len + 8 < size; i++)
+		len += (size_t)snprintf(out + len, size - len, "%s%d", i ? "," : " ",
+		                        bench_node_of_cpu(g_order[pl][i]));
 	if (shown < nthreads && len + 32 < size)
 		snprintf(out + len, size - len, "; %.1f threads per cpu",
 		         (double)nthreads / g_ncpus);
 	else if (shown < nthreads)
 		snprintf(out + len, size - len, "...");
-}
-
-/* ---------------------------------------------------------------------
- * Fence latency.
- */
-struct fence_result {
-	bool done;
-	int busy;
-	double median_us, p10_us, p90_us, min_us, max_us;
-};
-
-static volatile int g_spin_stop;
-static int g_spinners_ready;
-
-struct spinner {
-	pthread_t thread;
-	int cpu;
-	uint64_t ops;
-};
-
-static void *spin_main(void *p)
-{
-	struct spinner *s = p;
-
-	bench_pin_self(s->cpu);
-	__atomic_fetch_add(&g_spinners_ready, 1, __ATOMIC_RELEASE);
-	while (!__atomic_load_n(&g_spin_stop, __ATOMIC_RELAXED)) {
-		bench_loop_rseq(g_counter, 256);
-		s->ops += 256;
-	}
-	return NULL;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static struct fence_result measure_fence(int busy)
-{
-	struct fence_result res = { .done = true, .busy = busy };
-	struct spinner *sp = calloc((size_t)busy + 1, sizeof(*sp));
-	double *lat = calloc((size_t)opt.fence_calls, sizeof(double));
-	uint64_t before = (uint64_t)percpu_sum(g_counter), spun = 0;
-	int rc;
-
-	if (!sp || !lat)
-		bench_die("out of memory");
-	g_spin_stop = 0;
-	g_spinners_ready = 0;
-	for (int i = 0; i < busy; i++) {
-		sp[i].cpu = g_cpus[1 + i];
-		if (pthread_create(&sp[i].thread, NULL, spin_main, &sp[i]))
-			bench_die("pthread_create failed");
-	}
-	while (__atomic_load_n(&g_spinners_ready, __ATOMIC_ACQUIRE) < busy)
-		sched_yield();
-	if (busy) {
-		uint64_t t = bench_now_ns();
-
-		while (bench_now_ns() - t < 5000000) /* let them get going */
-			;
-	}
-	for (int i = 0; i < opt.fence_calls; i++) {
-		uint64_t t0 = bench_now_ns();
-
-		rc = percpu_fence();
-		lat[i] = (double)(bench_now_ns() - t0) / 1e3;
-		if (rc != 0)
-			bench_die("percpu_fence() failed: %s", strerror(-rc));
-	}
-	__atomic_store_n(&g_spin_stop, 1, __ATOMIC_RELAXED);
-	for (int i = 0; i < busy; i++) {
-		pthread_join(sp[i].thread, NULL);
-		spun += sp[i].ops;
-	}
-	if ((uint64_t)percpu_sum(g_counter) - before != spun) {
-		fprintf(stderr,
-		        "\n!!! COUNT MISMATCH during fence measurement: spinners "
-		        "added %" PRIu64 ", counter grew %" PRIu64 "\n",
-		        spun, (uint64_t)percpu_sum(g_counter) - before);
-		exit(1);
-	}
-	qsort(lat, (size_t)opt.fence_calls, sizeof(double), cmp_double);
-	res.median_us = lat[opt.fence_calls / 2];
-	res.p10_us = lat[opt.fence_calls / 10];
-	res.p90_us = lat[(opt.fence_calls * 9) / 10];
-	res.min_us = lat[0];
-	res.max_us = lat[opt.fence_calls - 1];
-	free(lat);
-	free(sp);
-	return res;
 }
 
 /* ---------------------------------------------------------------------
@@ -762,15 +793,22 @@ static int thread_index(int n)
 	return -1;
 }
 
-static void print_header(const struct bench_sysinfo *si)
+static void list_cpus(const int *cpus, int n, char *out, size_t size)
 {
-	char cpus[256];
 	size_t len = 0;
 
-	cpus[0] = '\0';
-	for (int i = 0; i < g_ncpus && len + 16 < sizeof(cpus); i++)
-		len += (size_t)snprintf(cpus + len, sizeof(cpus) - len, "%s%d",
-		                        i ? "," : "", g_cpus[i]);
+	out[0] = '\0';
+	for (int i = 0; i < n && len + 16 < size; i++)
+		len += (size_t)snprintf(out + len, size - len, "%s%d", i ? "," : "",
+		                        cpus[i]);
+}
+
+static void print_header(const struct bench_sysinfo *si)
+{
+	char cpus[256], spread[256];
+	const char *note = facility_workloads_mode_note();
+
+	list_cpus(g_cpus, g_ncpus, cpus, sizeof(cpus));
 	printf("percpu scaling benchmark\n");
 	printf("  cpu model      %s%s\n", si->cpu_model,
 	       si->hypervisor ? "  (virtual machine: hypervisor flag set)" : "");
@@ -788,49 +826,74 @@ static void print_header(const struct bench_sysinfo *si)
 	printf("  rseq           %s (main thread); no <sys/rseq.h>\n",
 	       percpu_rseq_thread_registered() ? "registered" : "NOT REGISTERED");
 #endif
-	printf("  fence          %s (membarrier PRIVATE_EXPEDITED_RSEQ)\n",
-	       percpu_fence_available() ? "available" : "UNAVAILABLE");
-	printf("  method         threads pinned round-robin (compact), barrier start, "
+	printf("  fence          %s (membarrier PRIVATE_EXPEDITED_RSEQ); "
+	       "fast mode %s\n",
+	       percpu_fence_available() ? "available" : "UNAVAILABLE",
+	       percpu_fast_mode_available() ? "available" : "UNAVAILABLE");
+	list_cpus(g_order[BENCH_COMPACT], g_ncpus, cpus, sizeof(cpus));
+	list_cpus(g_order[BENCH_SPREAD], g_ncpus, spread, sizeof(spread));
+	printf("  numa           %d node%s among the usable cpus; compact order %s, "
+	       "spread order %s\n",
+	       g_nodes, g_nodes == 1 ? "" : "s", cpus, spread);
+	if (g_nodes == 1)
+		printf("                 ONE node: compact and spread are the same "
+		       "placement, measured once (labelled compact)\n");
+	printf("  method         threads pinned in placement order, barrier start, "
 	       "wall = slowest thread;\n"
-	       "                 %s, median of %d interleaved run%s; every run's sum verified exact\n",
+	       "                 %s, median of %d interleaved run%s; every run "
+	       "checked exact\n",
 	       opt.ops ? "fixed ops per thread" : "ops calibrated per run",
 	       opt.reps, opt.reps == 1 ? "" : "s");
 	if (opt.ops)
 		printf("                 %" PRIu64 " ops per thread\n", opt.ops);
 	else
 		printf("                 ~%.0f ms per run\n", opt.ms);
-	printf("  columns        ns/op = median wall / ops, PER THREAD; best = fastest run; "
-	       "Mops/s = TOTAL of all threads;\n"
-	       "                 x floor = ns/op / ns/op of the plain floor of the same primitive; spread = (max-min)/median "
-	       "wall of the runs\n");
+	printf("  columns        ns/op = median wall / ops, PER THREAD (ref_pair: "
+	       "one get+put); best = fastest run;\n"
+	       "                 Mops/s = TOTAL of all threads; x floor = ns/op / "
+	       "ns/op of the primitive's plain floor;\n"
+	       "                 x shared = Mops/s / Mops/s of the primitive's "
+	       "shared atomic; spread = (max-min)/median wall\n");
 	if (!percpu_rseq_thread_registered())
 		printf("\n  WARNING: rseq is not registered: the \"percpu_add rseq\" "
 		       "rows measure the fallback path.\n");
+	if (note)
+		printf("\n  WARNING: %s.\n", note);
 	fflush(stdout);
 }
 
-static void print_group(int ti)
+static void print_group(enum bench_placement pl, int ti)
 {
 	int n = opt.threads[ti];
+	const struct result *res = results[pl][ti];
 	char cpus[256];
 
-	describe_cpus(n, cpus, sizeof(cpus));
-	printf("\n%d thread%s (compact: cpu %s)\n", n, n == 1 ? "" : "s", cpus);
-	printf("  %-28s %9s %9s %10s %9s %8s %12s\n", "impl", "ns/op", "best",
-	       "Mops/s", "x floor", "spread", "ops/thread");
-	for (int i = 0; i < NR_IMPLS; i++) {
-		const struct result *r = &results[ti][i];
-		/* Each row against the floor of its own primitive. */
-		const struct result *floor =
-			&results[ti][strcmp(impls[i].primitive, "add") == 0
-			                     ? I_PLAIN
-			                     : I_PLAIN_SPREAD];
+	describe_cpus(pl, n, cpus, sizeof(cpus));
+	printf("\n%d thread%s (%s: cpu %s)\n", n, n == 1 ? "" : "s",
+	       bench_placement_name[pl], cpus);
+	printf("  %-28s %9s %9s %10s %9s %9s %8s %12s\n", "impl", "ns/op", "best",
+	       "Mops/s", "x floor", "x shared", "spread", "ops/thread");
+	for (int i = 0; i < nr_impls; i++) {
+		const struct result *r = &res[i];
+		int fl = peer_of(i, BENCH_FLOOR), sh = peer_of(i, BENCH_SHARED);
 
 		if (!r->done)
 			continue;
-		printf("  %-28s %9.3f %9.3f %10.1f %8.2fx %7.0f%% %12" PRIu64 "\n",
-		       impls[i].name, r->ns_per_op, r->best_ns, r->mops_total,
-		       r->ns_per_op / floor->ns_per_op, r->spread_pct, r->ops);
+		if (i > 0 && strcmp(impls[i].primitive, impls[i - 1].primitive))
+			printf("  %s\n", impls[i].primitive);
+		else if (i == 0)
+			printf("  %s\n", impls[i].primitive);
+		printf("    %-26s %9.3f %9.3f %10.1f", impls[i].name, r->ns_per_op,
+		       r->best_ns, r->mops_total);
+		if (fl >= 0)
+			printf(" %8.2fx", r->ns_per_op / res[fl].ns_per_op);
+		else
+			printf(" %9s", "-");
+		if (sh >= 0)
+			printf(" %8.2fx", r->mops_total / res[sh].mops_total);
+		else
+			printf(" %9s", "-");
+		printf(" %7.0f%% %12" PRIu64 "\n", r->spread_pct, r->ops);
 	}
 	fflush(stdout);
 }
@@ -840,127 +903,262 @@ static int g_targets_missed;
 static void target_line(const char *what, double v, const char *unit,
                         const char *cmp, double target, bool met)
 {
-	printf("  %-50s %8.2f%s   target %s %.1f%s: %s\n", what, v, unit, cmp,
+	printf("  %-56s %8.2f%s   target %s %.1f%s: %s\n", what, v, unit, cmp,
 	       target, unit, met ? "MET" : "NOT MET");
 	if (!met)
 		g_targets_missed++;
 }
 
-static void print_summary(const struct fence_result *idle,
-                          const struct fence_result *busy)
+static void ratio_line(const char *what, double v)
 {
-	int t1 = thread_index(1), t2 = thread_index(2);
-	int tmax = opt.nthreads - 1;
-	int nmax = opt.threads[tmax];
+	printf("  %-56s %8.2fx\n", what, v);
+}
+
+/* Total-Mops/s ratio a/b of two impls (by name) at thread index ti. */
+static double mops_ratio(int ti, const char *a, const char *b)
+{
+	const struct result *r = results[BENCH_COMPACT][ti];
+
+	return r[impl_index(a)].mops_total / r[impl_index(b)].mops_total;
+}
+
+static double ns_ratio(int ti, const char *a, const char *b)
+{
+	const struct result *r = results[BENCH_COMPACT][ti];
+
+	return r[impl_index(a)].ns_per_op / r[impl_index(b)].ns_per_op;
+}
+
+static void print_summary_core(int t1, int t2)
+{
 	char what[128];
 
-	printf("\nsummary (ratios)\n");
-	if (!percpu_rseq_thread_registered())
-		printf("  (rseq NOT registered: \"rseq\" figures are the fallback path)\n");
 	if (t1 >= 0) {
-		const struct result *r = results[t1];
+		const struct result *r = results[BENCH_COMPACT][t1];
 
 		target_line("rseq add / plain floor, ns per op, 1 thread",
-		            r[I_RSEQ].ns_per_op / r[I_PLAIN].ns_per_op, "x", "<=",
-		            TARGET_FLOOR_RATIO,
-		            r[I_RSEQ].ns_per_op <= TARGET_FLOOR_RATIO * r[I_PLAIN].ns_per_op);
-		printf("  %-50s %8.2fx\n", "  same, best runs",
-		       r[I_RSEQ].best_ns / r[I_PLAIN].best_ns);
-		printf("  %-50s %8.2fx\n", "fallback / rseq, ns per op, 1 thread",
-		       r[I_FALLBACK].ns_per_op / r[I_RSEQ].ns_per_op);
-		printf("  %-50s %8.2fx\n", "per-thread atomic / rseq, ns per op, 1 thread",
-		       r[I_ATOMIC_PRIVATE].ns_per_op / r[I_RSEQ].ns_per_op);
-		printf("  %-50s %8.2fx\n", "rseq spread1024 / plain spread1024, 1 thread",
-		       r[I_RSEQ_SPREAD].ns_per_op / r[I_PLAIN_SPREAD].ns_per_op);
-		printf("  %-50s %8.2fx\n", "rseq spread1024 / rseq, ns per op, 1 thread",
-		       r[I_RSEQ_SPREAD].ns_per_op / r[I_RSEQ].ns_per_op);
+		            r[ix[I_RSEQ]].ns_per_op / r[ix[I_PLAIN]].ns_per_op, "x",
+		            "<=", TARGET_FLOOR_RATIO,
+		            r[ix[I_RSEQ]].ns_per_op <=
+		                    TARGET_FLOOR_RATIO * r[ix[I_PLAIN]].ns_per_op);
+		ratio_line("  same, best runs",
+		           r[ix[I_RSEQ]].best_ns / r[ix[I_PLAIN]].best_ns);
+		ratio_line("counter_u64_add / plain floor, ns per op, 1 thread",
+		           ns_ratio(t1, "counter_u64_add", "plain add floor"));
+		ratio_line("fallback / rseq, ns per op, 1 thread",
+		           ns_ratio(t1, "percpu_add fallback", "percpu_add rseq"));
+		ratio_line("per-thread atomic / rseq, ns per op, 1 thread",
+		           ns_ratio(t1, "per-thread atomic", "percpu_add rseq"));
+		ratio_line("mutex / counter_u64_add, ns per op, 1 thread",
+		           ns_ratio(t1, "mutex", "counter_u64_add"));
+		ratio_line("rseq spread1024 / plain spread1024, 1 thread",
+		           ns_ratio(t1, "percpu_add rseq spread1024",
+		                    "plain add floor spread1024"));
 	} else {
 		printf("  (1 thread not measured: no per-op ratios)\n");
 	}
 	if (t2 >= 0) {
-		const struct result *r = results[t2];
-		double ratio = r[I_RSEQ].mops_total / r[I_ATOMIC_SHARED].mops_total;
+		double ratio = mops_ratio(t2, "percpu_add rseq", "shared atomic");
 
 		target_line("rseq / shared atomic, total Mops/s, 2 threads", ratio,
 		            "x", ">=", TARGET_SHARED_RATIO, ratio >= TARGET_SHARED_RATIO);
-		printf("  %-50s %8.2fx\n", "  same, best runs",
-		       r[I_ATOMIC_SHARED].best_ns / r[I_RSEQ].best_ns);
-		printf("  %-50s %8.2fx\n", "rseq / fallback, total Mops/s, 2 threads",
-		       r[I_RSEQ].mops_total / r[I_FALLBACK].mops_total);
-		printf("  %-50s %8.2fx\n",
-		       "rseq / per-thread atomic, total Mops/s, 2 threads",
-		       r[I_RSEQ].mops_total / r[I_ATOMIC_PRIVATE].mops_total);
-		printf("  %-50s %8.2fx\n",
-		       "spread1024: rseq / shared atomic, Mops/s, 2 thr",
-		       r[I_RSEQ_SPREAD].mops_total / r[I_ATOMIC_SPREAD].mops_total);
 	} else {
 		printf("  (2 threads not measured: no 2-thread target)\n");
 	}
-	if (nmax != 2 && nmax != 1) {
-		const struct result *r = results[tmax];
-
+	for (int ti = 0; ti < opt.nthreads; ti++) {
 		snprintf(what, sizeof(what),
-		         "rseq / shared atomic, total Mops/s, %d threads", nmax);
-		printf("  %-50s %8.2fx\n", what,
-		       r[I_RSEQ].mops_total / r[I_ATOMIC_SHARED].mops_total);
-		snprintf(what, sizeof(what),
-		         "spread1024: rseq / shared atomic, Mops/s, %d thr", nmax);
-		printf("  %-50s %8.2fx\n", what,
-		       r[I_RSEQ_SPREAD].mops_total / r[I_ATOMIC_SPREAD].mops_total);
+		         "counter_u64_add / shared atomic, Mops/s, %d thr",
+		         opt.threads[ti]);
+		ratio_line(what, mops_ratio(ti, "counter_u64_add", "shared atomic"));
+	}
+	for (int ti = 0; ti < opt.nthreads; ti++) {
+		snprintf(what, sizeof(what), "counter_u64_add / mutex, Mops/s, %d thr",
+		         opt.threads[ti]);
+		ratio_line(what, mops_ratio(ti, "counter_u64_add", "mutex"));
+	}
+	if (t2 >= 0) {
+		ratio_line("rseq / per-thread atomic, total Mops/s, 2 threads",
+		           mops_ratio(t2, "percpu_add rseq", "per-thread atomic"));
+		ratio_line("spread1024: rseq / shared atomic, Mops/s, 2 thr",
+		           mops_ratio(t2, "percpu_add rseq spread1024",
+		                      "shared atomic spread1024"));
 	}
 	if (t1 >= 0) {
-		/* Scaling of the rseq add itself: total at nproc vs 1 thread. */
 		int tn = thread_index(g_ncpus);
 
 		if (tn >= 0 && g_ncpus > 1) {
 			snprintf(what, sizeof(what),
-			         "rseq total Mops/s, %d threads / 1 thread", g_ncpus);
-			printf("  %-50s %8.2fx  (ideal %d)\n", what,
-			       results[tn][I_RSEQ].mops_total /
-			               results[t1][I_RSEQ].mops_total,
-			       g_ncpus);
+			         "counter_u64_add Mops/s, %d threads / 1 thread (ideal %d)",
+			         g_ncpus, g_ncpus);
+			ratio_line(what,
+			           results[BENCH_COMPACT][tn][impl_index("counter_u64_add")]
+			                           .mops_total /
+			                   results[BENCH_COMPACT][t1][impl_index("counter_u64_add")]
+			                           .mops_total);
 		}
 	}
-	if (idle->done)
-		printf("  %-50s %8.2f us  (min %.2f, p10 %.2f, p90 %.2f, max %.1f)\n",
-		       "percpu_fence() median, no busy sibling", idle->median_us,
-		       idle->min_us, idle->p10_us, idle->p90_us, idle->max_us);
-	if (busy->done) {
-		snprintf(what, sizeof(what),
-		         "percpu_fence() median, %d busy sibling%s", busy->busy,
-		         busy->busy == 1 ? "" : "s");
-		printf("  %-50s %8.2f us  (min %.2f, p10 %.2f, p90 %.2f, max %.1f)\n",
-		       what, busy->median_us, busy->min_us, busy->p10_us,
-		       busy->p90_us, busy->max_us);
+}
+
+static void print_summary_refs(int t1)
+{
+	char what[128];
+
+	if (t1 >= 0) {
+		ratio_line("localcount pair / plain pair floor, ns, 1 thread",
+		           ns_ratio(t1, "localcount acquire+release",
+		                    "plain inc+dec floor"));
+		ratio_line("percpu_ref pair / plain pair floor, ns, 1 thread",
+		           ns_ratio(t1, "percpu_ref get+put percpu",
+		                    "plain inc+dec floor"));
 	}
-	if (!g_all_pinned)
-		printf("  NOTE: some threads could not be pinned (placement is not "
-		       "what the label says)\n");
-	if (g_unregistered_threads)
-		printf("  WARNING: %d rseq worker runs had no rseq registration "
-		       "(they used the fallback)\n",
-		       g_unregistered_threads);
+	for (int ti = 0; ti < opt.nthreads; ti++) {
+		int n = opt.threads[ti];
+
+		snprintf(what, sizeof(what),
+		         "percpu_ref percpu / atomic mode, Mops/s, %d thr", n);
+		ratio_line(what, mops_ratio(ti, "percpu_ref get+put percpu",
+		                            "percpu_ref get+put atomic"));
+		snprintf(what, sizeof(what),
+		         "percpu_ref percpu / shared atomic pair, Mops/s, %d thr", n);
+		ratio_line(what, mops_ratio(ti, "percpu_ref get+put percpu",
+		                            "shared atomic inc+dec"));
+		snprintf(what, sizeof(what),
+		         "localcount / shared atomic pair, Mops/s, %d thr", n);
+		ratio_line(what, mops_ratio(ti, "localcount acquire+release",
+		                            "shared atomic inc+dec"));
+	}
+}
+
+/* Where spread was measured (it differs from compact): spread / compact. */
+static void print_summary_placement(void)
+{
+	static const char *const rows[][2] = {
+		{ "counter_u64_add", "counter_u64_add" },
+		{ "shared atomic", "shared atomic" },
+		{ "percpu_ref get+put percpu", "percpu_ref percpu" },
+		{ "shared atomic inc+dec", "shared atomic pair" },
+	};
+	char what[128];
+	int shown = 0;
+
+	for (int ti = 0; ti < opt.nthreads; ti++) {
+		if (!results[BENCH_SPREAD][ti][0].done)
+			continue;
+		for (size_t k = 0; k < sizeof(rows) / sizeof(rows[0]); k++) {
+			int i = impl_index(rows[k][0]);
+
+			snprintf(what, sizeof(what), "%s spread / compact, Mops/s, %d thr",
+			         rows[k][1], opt.threads[ti]);
+			ratio_line(what, results[BENCH_SPREAD][ti][i].mops_total /
+			                         results[BENCH_COMPACT][ti][i].mops_total);
+			shown++;
+		}
+	}
+	if (!shown)
+		printf("  (%s: spread = compact, no placement ratio)\n",
+		       g_nodes == 1 ? "one NUMA node" : "no thread count where they differ");
+}
+
+/* A duration in a unit that keeps 3-4 significant digits. */
+static const char *fmt_ns(double ns, char *buf, size_t size)
+{
+	if (ns < 1e3)
+		snprintf(buf, size, "%.1f ns", ns);
+	else if (ns < 1e6)
+		snprintf(buf, size, "%.2f us", ns / 1e3);
+	else
+		snprintf(buf, size, "%.2f ms", ns / 1e6);
+	return buf;
+}
+
+static void print_latency(const struct latency_row *rows, int n)
+{
+	char a[32], b[32], c[32], d[32];
+
+	printf("\nlatency of the slow operations (median of %d; the calling "
+	       "thread on cpu %d; busy = other cpus spinning on percpu_add)\n",
+	       n ? rows[0].samples : 0, g_cpus[0]);
+	printf("  %-34s %5s %11s %11s %11s %11s %8s\n", "operation", "busy",
+	       "median", "p10", "p90", "max", "busy ran");
+	for (int i = 0; i < n; i++) {
+		const struct latency_row *r = &rows[i];
+
+		printf("  %-34s %5d %11s %11s %11s %11s", r->op, r->busy,
+		       fmt_ns(r->ns.median, a, sizeof(a)),
+		       fmt_ns(r->ns.p10, b, sizeof(b)),
+		       fmt_ns(r->ns.p90, c, sizeof(c)),
+		       fmt_ns(r->ns.max, d, sizeof(d)));
+		if (r->busy)
+			printf(" %7.0f%%\n", r->busy_share * 100);
+		else
+			printf(" %8s\n", "-");
+	}
+	printf("  (busy ran: share of the time the busy threads were on their "
+	       "CPUs; well below 100%% means\n"
+	       "   other processes held those CPUs, and the busy rows then "
+	       "measure partly idle CPUs)\n");
+}
+
+static const struct latency_row *find_latency(const struct latency_row *rows,
+                                              int n, const char *op, int busy)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(rows[i].op, op) == 0 && rows[i].busy == busy)
+			return &rows[i];
+	return NULL;
+}
+
+static void print_summary_latency(const struct latency_row *rows, int n,
+                                  int busy)
+{
+	const struct latency_row *f0 = find_latency(rows, n, "percpu_fence", 0);
+	const struct latency_row *d0 = find_latency(rows, n, "localcount_drain", 0);
+	const struct latency_row *db = find_latency(rows, n, "localcount_drain", busy);
+	const struct latency_row *fb = find_latency(rows, n, "percpu_fence", busy);
+	const struct latency_row *k0 =
+		find_latency(rows, n, "percpu_ref_kill -> confirm", 0);
+
+	if (f0 && d0)
+		ratio_line("localcount_drain / percpu_fence, idle", d0->ns.median /
+		                                                         f0->ns.median);
+	if (f0 && k0)
+		ratio_line("percpu_ref kill->confirm / percpu_fence, idle",
+		           k0->ns.median / f0->ns.median);
+	if (busy && fb && f0)
+		ratio_line("percpu_fence busy / idle", fb->ns.median / f0->ns.median);
+	if (busy && db && d0)
+		ratio_line("localcount_drain busy / idle", db->ns.median / d0->ns.median);
 }
 
 int main(int argc, char **argv)
 {
 	struct bench_sysinfo si;
-	struct fence_result fidle = { 0 }, fbusy = { 0 };
-	int total_steps, step = 0;
+	struct memory_result mem;
+	struct latency_row lat[FACILITY_LATENCY_MAX_ROWS];
+	bool skip_spread[BENCH_MAX_THREADS];
+	int total_steps = 0, step = 0, nlat, busy, t1, t2;
 
 	g_ncpus = bench_usable_cpus(g_cpus, CPU_SETSIZE);
 	if (g_ncpus < 1)
 		bench_die("no usable CPU");
 	parse_args(argc, argv);
 	g_progress_tty = isatty(STDERR_FILENO);
+	g_nodes = bench_placement_order(BENCH_COMPACT, g_cpus, g_ncpus,
+	                                g_order[BENCH_COMPACT]);
+	bench_placement_order(BENCH_SPREAD, g_cpus, g_ncpus, g_order[BENCH_SPREAD]);
+	if (!(opt.csv && !*opt.csv)) /* not --no-csv */
+		bench_csv_open(opt.csv);
 
-	if (opt.csv) {
-		g_csv = fopen(opt.csv, "w");
-		if (!g_csv)
-			bench_die("cannot write %s: %s", opt.csv, strerror(errno));
-		fprintf(g_csv, "primitive,impl,threads,placement,ns_per_op,mops_total\n");
-	}
+	/* Memory first, while the slab holds nothing else. */
+	progress("memory: %ld counters", opt.mem_counters);
+	facility_memory(opt.mem_counters, &mem);
 
+	build_impl_table();
+	for (int i = 0; i < NR_CORE_IMPLS; i++)
+		ix[i] = impl_index(core_impls[i].name);
+	if (opt.inject && !impls[impl_index(opt.inject)].total)
+		bench_die("--inject-mismatch: '%s' is not checked by its sum",
+		          opt.inject);
 	g_counter = percpu_slab_alloc(sizeof(int64_t), 0);
 	g_spread = percpu_slab_alloc(SPREAD * sizeof(int64_t), 64);
 	g_private = aligned_alloc(BLOCK, BENCH_MAX_THREADS * sizeof(*g_private));
@@ -978,44 +1176,77 @@ int main(int argc, char **argv)
 	bench_sysinfo_get(&si);
 	print_header(&si);
 
-	total_steps = opt.nthreads;
+	for (int ti = 0; ti < opt.nthreads; ti++) {
+		skip_spread[ti] = bench_same_cpus(g_order[BENCH_COMPACT],
+		                                  g_order[BENCH_SPREAD], g_ncpus,
+		                                  opt.threads[ti]);
+		total_steps += skip_spread[ti] ? 1 : 2;
+	}
 	for (int ti = 0; ti < opt.nthreads; ti++) {
 		int n = opt.threads[ti];
 
-		measure_group(ti, &step, total_steps);
-		for (int i = 0; i < NR_IMPLS; i++)
-			csv_row(impls[i].primitive, impls[i].name, n, "compact",
-			        results[ti][i].ns_per_op, results[ti][i].mops_total);
-		progress_clear();
-		print_group(ti);
-	}
-
-	if (percpu_fence_available()) {
-		int busy = g_ncpus - 1;
-
-		progress("fence latency, idle");
-		bench_pin_self(g_cpus[0]);
-		(void)percpu_fence(); /* first call registers */
-		fidle = measure_fence(0);
-		if (busy > 0) {
-			progress("fence latency, %d busy sibling%s", busy,
-			         busy == 1 ? "" : "s");
-			fbusy = measure_fence(busy);
+		for (int p = 0; p < BENCH_NR_PLACEMENTS; p++) {
+			if (p == BENCH_SPREAD && skip_spread[ti]) {
+				if (g_nodes > 1)
+					printf("  (spread: same cpus as compact at %d "
+					       "thread%s, not measured again)\n",
+					       n, n == 1 ? "" : "s");
+				continue;
+			}
+			measure_group((enum bench_placement)p, ti, &step, total_steps);
+			for (int i = 0; i < nr_impls; i++)
+				bench_csv_row(impls[i].primitive, impls[i].name, n,
+				              bench_placement_name[p],
+				              results[p][ti][i].ns_per_op,
+				              results[p][ti][i].mops_total);
+			progress_clear();
+			print_group((enum bench_placement)p, ti);
 		}
-		progress_clear();
-		csv_row("fence", "percpu_fence idle", 1, "compact",
-		        fidle.median_us * 1e3, 1.0 / fidle.median_us);
-		if (fbusy.done)
-			csv_row("fence", "percpu_fence busy", busy + 1, "compact",
-			        fbusy.median_us * 1e3, 1.0 / fbusy.median_us);
-	} else {
-		printf("\nfence unavailable: no fence latency\n");
 	}
 
-	print_summary(&fidle, &fbusy);
-	if (g_csv) {
-		fclose(g_csv);
-		printf("\nCSV written to %s\n", opt.csv);
+	busy = g_ncpus - 1;
+	nlat = facility_latencies(g_cpus[0], g_cpus + 1, busy, opt.lat_samples,
+	                          progress_str, lat);
+	progress_clear();
+	for (int i = 0; i < nlat; i++)
+		bench_csv_row(strcmp(lat[i].op, "percpu_fence") == 0 ? "fence" : "latency",
+		        lat[i].op, lat[i].busy + 1,
+		        lat[i].busy ? "busy" : "idle", lat[i].ns.median,
+		        1e3 / lat[i].ns.median);
+	print_latency(lat, nlat);
+	if (!percpu_fence_available())
+		printf("  (fence unavailable: no fence latency)\n");
+
+	printf("\nmemory\n");
+	printf("  %ld counters x %u possible CPUs: VmRSS +%ld KiB = %.2f bytes per "
+	       "counter per CPU (slab: %zu bytes per CPU in use)\n",
+	       mem.counters, mem.possible_cpus, mem.rss_kib,
+	       mem.bytes_per_counter_cpu, mem.slab_bytes_per_cpu);
+	if (mem.counters < 100000)
+		printf("  (few counters: the slab maps whole chunks of 8192 counters "
+		       "per CPU, which inflates this; default 200000)\n");
+
+	t1 = thread_index(1);
+	t2 = thread_index(2);
+	printf("\nsummary (ratios; compact placement)\n");
+	if (!percpu_rseq_thread_registered())
+		printf("  (rseq NOT registered: \"rseq\" figures are the fallback path)\n");
+	print_summary_core(t1, t2);
+	print_summary_refs(t1);
+	print_summary_latency(lat, nlat, busy);
+	ratio_line("memory: bytes per counter per CPU / 8", mem.bytes_per_counter_cpu / 8);
+	print_summary_placement();
+	if (!g_all_pinned)
+		printf("  NOTE: some threads could not be pinned (placement is not "
+		       "what the label says)\n");
+	if (g_unregistered_threads)
+		printf("  WARNING: %d rseq worker runs had no rseq registration "
+		       "(they used the fallback)\n",
+		       g_unregistered_threads);
+	if (bench_csv_close()) {
+		printf("\nCSV written to %s\n", bench_csv_path());
+		if (opt.plot)
+			bench_plot(bench_csv_path(), g_ncpus);
 	}
 	if (opt.strict && g_targets_missed)
 		return 3;

@@ -14,7 +14,8 @@ packages=(
 	numactl           # numactl --hardware, for humans and the NUMA tests
 	python3           # /usr/bin/python3 for Bazel's Python rules
 	python3-dev       # Python headers for the SWIG/CFFI modules
-	python3-mypy      # checks the .pyi stubs (tests/pip)
+	python3-mypy       # checks the .pyi stubs (tests/pip)
+	python3-matplotlib # the benchmark's PNG plots (benchmarks/plot_scaling.py)
 	python3-cffi      # the CFFI binding
 	python3-pip       # pip install of the package (docs/python.md)
 	python3-pytest    # the Python test suite

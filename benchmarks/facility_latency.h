@@ -1,0 +1,71 @@
+/*
+ * facility_latency.h -- the slow side of the facilities: latency of their
+ * rare operations, and memory per counter.
+ *
+ * Latency (medians over --lat-samples samples, each op measured with no
+ * other thread running and again with every other usable CPU busy --
+ * spinning on percpu_add, so a fence has to interrupt a running rseq
+ * thread there).  The calling thread is pinned to one CPU; samples are at
+ * least 50 us apart, so that they do not all fall in one scheduler slice
+ * of the busy CPUs.
+ *
+ *   percpu_fence                     one membarrier fence
+ *   counter_u64_fetch                one fetch (batches of 64, averaged);
+ *                                    busy: the spinners add to that counter
+ *   counter_u64_zero                 one zero (batches of 16, averaged)
+ *   localcount_drain                 drain of a live localcount whose
+ *                                    references are all released (a fence,
+ *                                    close, fold)
+ *   percpu_ref_kill -> confirm       from percpu_ref_kill_and_confirm() to
+ *                                    its confirm_kill callback (runs on the
+ *                                    switch worker after its fence)
+ *   percpu_ref_switch_to_atomic_sync the call, percpu mode -> atomic
+ *   percpu_ref_switch_to_percpu      the call, atomic -> percpu, right
+ *                                    after the previous row's switch
+ *
+ * Exactness: the spinners' adds must all be in their counter; every
+ * sampled localcount must read 0 before its drain; every sampled
+ * percpu_ref must call release() exactly once after its kill.  A mismatch
+ * prints why and exits 1.
+ */
+#ifndef PERCPU_BENCH_FACILITY_LATENCY_H
+#define PERCPU_BENCH_FACILITY_LATENCY_H
+
+#include <stddef.h>
+
+#include "bench_util.h"
+
+#define FACILITY_LATENCY_MAX_ROWS 32
+
+struct latency_row {
+	const char *op;
+	int busy;               /* busy sibling CPUs during the samples */
+	int samples;
+	double busy_share;      /* fraction of the time the busy CPUs ran */
+	struct bench_dist ns;   /* per call, nanoseconds */
+};
+
+/*
+ * Measure every op above: idle, then (nbusy > 0) with busy_cpus[0..nbusy)
+ * spinning.  The caller is pinned to self_cpu first.  progress(what) is
+ * called before each op.  Returns the number of rows written (at most
+ * FACILITY_LATENCY_MAX_ROWS).  Ops needing the fence are skipped without
+ * it.
+ */
+int facility_latencies(int self_cpu, const int *busy_cpus, int nbusy,
+                       int samples, void (*progress)(const char *what),
+                       struct latency_row *rows);
+
+struct memory_result {
+	long counters;               /* allocated */
+	unsigned possible_cpus;      /* percpu_nr_cpus() */
+	long rss_kib;                /* VmRSS growth while allocating them */
+	double bytes_per_counter_cpu;  /* rss / (counters * possible cpus) */
+	size_t slab_bytes_per_cpu;   /* slab bytes in use per CPU for them */
+};
+
+/* Allocate n counters (adding 1 to each), measure, check each reads 1,
+ * free them. */
+void facility_memory(long n, struct memory_result *out);
+
+#endif /* PERCPU_BENCH_FACILITY_LATENCY_H */

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Smoke test of //benchmarks:scaling: a --quick run with tiny runs must
+# finish, pass every exactness check (the binary exits 1 on a mismatch),
+# and write the CSV: the exact header, one row per impl x thread count
+# (placement compact, plus spread where it differs), and the latency rows.
+# A negative control then makes the check fail on purpose.  Output format
+# and exactness only: no speed is asserted.
+set -euo pipefail
+bin=$1
+out=${TEST_TMPDIR:-$(mktemp -d)}
+csv=$out/scaling.csv
+log=$out/scaling.log
+
+fail() { echo "FAIL: $*"; echo "--- output ---"; cat "$log"; exit 1; }
+
+"$bin" --quick --threads=1,2 --ms=1 --reps=2 --lat-samples=3 \
+	--mem-counters=2000 --csv="$csv" --no-plot >"$log" 2>&1 ||
+	fail "scaling exited with status $?"
+
+header=$(head -n 1 "$csv")
+[[ "$header" == "primitive,impl,threads,placement,ns_per_op,mops_total" ]] ||
+	fail "CSV header is '$header'"
+
+# Every row: 6 fields, integer threads, positive numbers.
+awk -F, 'NR > 1 && (NF != 6 || $3 !~ /^[0-9]+$/ || !($5 > 0) || !($6 > 0)) {
+	print "bad row " NR ": " $0; bad = 1 } END { exit bad }' "$csv" ||
+	fail "malformed CSV rows"
+
+# Thread sweeps: each (primitive, impl) compact at both thread counts;
+# spread only where it puts threads on other CPUs than compact (never on
+# one node; at 2 threads only, on a multi-node machine), so at most as
+# often.
+awk -F, 'NR > 1 && $1 != "fence" && $1 != "latency" {
+	if ($4 != "compact" && $4 != "spread") { print "placement " $4; bad = 1 }
+	n[$1 "," $2 "," $4]++; t[$3] = 1 }
+	END { for (k in n) if (k ~ /,compact$/ ? n[k] != 2 : n[k] > 2) {
+	          print k ": " n[k] " rows"; bad = 1 }
+	      if (!(1 in t) || !(2 in t)) { print "thread counts missing"; bad = 1 }
+	      exit bad }' "$csv" || fail "thread sweep rows incomplete"
+
+for impl in "plain add floor" "percpu_add rseq" "per-thread atomic" \
+	"shared atomic" "counter_u64_add" "mutex" "shared atomic inc+dec" \
+	"localcount acquire+release" "percpu_ref get+put percpu" \
+	"percpu_ref get+put atomic"; do
+	n=$(awk -F, -v i="$impl" '$2 == i && $4 == "compact"' "$csv" | wc -l)
+	[[ $n == 2 ]] || fail "impl '$impl': $n compact rows, want 2"
+done
+
+for op in counter_u64_fetch counter_u64_zero localcount_drain \
+	"percpu_ref_kill -> confirm" percpu_ref_switch_to_atomic_sync \
+	percpu_ref_switch_to_percpu; do
+	grep -q "^latency,$op,1,idle," "$csv" || fail "no idle latency row for $op"
+done
+
+grep -q "^summary (ratios" "$log" || fail "no summary"
+grep -q "bytes per counter per CPU" "$log" || fail "no memory figure"
+grep -q "^CSV written to $csv" "$log" || fail "CSV path not reported"
+echo "PASS: $(($(wc -l <"$csv") - 1)) CSV rows"
+
+# Negative control: one op more than counted must fail the run (exit 1).
+for impl in "percpu_add rseq" "counter_u64_add" "mutex"; do
+	rc=0
+	"$bin" --threads=1 --ms=1 --reps=1 --no-csv --inject-mismatch="$impl" \
+		>"$log" 2>&1 || rc=$?
+	[[ $rc == 1 ]] || fail "--inject-mismatch='$impl' exited $rc, want 1"
+	grep -q "COUNT MISMATCH: $impl" "$log" ||
+		fail "--inject-mismatch='$impl' did not report the mismatch"
+done
+echo "PASS: injected mismatches detected"
