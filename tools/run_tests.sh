@@ -18,8 +18,10 @@
 # usage: tools/run_tests.sh [--leg=NAME[,NAME...]]... [bazel args...]
 #   --leg=tsan, --leg=default,asan, or PERCPU_TEST_LEGS=default,asan:
 #   run only those legs (default: all four, in the order above).
-#   Anything else is passed to every leg's `bazel test`, e.g.
-#   `tools/run_tests.sh --leg=default //tests/c:all` or `... -k`.
+#   Target patterns (//..., @..., :..., or anything after --) replace
+#   //...; anything else is passed to every leg's `bazel test` as a flag
+#   (use the --flag=value form), e.g.
+#   `tools/run_tests.sh --leg=default //tests/c:all --test_output=all`.
 #   PERCPU_TEST_SCALE=0.1 (the C harness's iteration scale) is passed on
 #   to the tests if set.
 # Prints one line per leg and ends with one line "N passed, N failed",
@@ -50,13 +52,20 @@ declare -A LEG_SKIPS=(
 )
 
 legs_spec=${PERCPU_TEST_LEGS:-}
-bazel_args=()
+bazel_args=() targets=() after_dashes=false
 for arg in "$@"; do
+	if $after_dashes; then
+		targets+=("$arg")
+		continue
+	fi
 	case "$arg" in
 	--leg=*) legs_spec="${legs_spec:+$legs_spec,}${arg#--leg=}" ;;
+	--) after_dashes=true ;;
+	//* | @* | :*) targets+=("$arg") ;;   # target patterns replace //...
 	*) bazel_args+=("$arg") ;;
 	esac
 done
+((${#targets[@]})) || targets=(//...)
 legs=()
 if [[ -z "$legs_spec" ]]; then
 	legs=("${ALL_LEGS[@]}")
@@ -87,7 +96,7 @@ for leg in "${legs[@]}"; do
 	start=$SECONDS
 	leg_rc=0
 	# shellcheck disable=SC2086  # LEG_ARGS are words by design
-	bazel test //... ${LEG_ARGS[$leg]} ${bazel_args[@]+"${bazel_args[@]}"} 2>&1 |
+	bazel test ${LEG_ARGS[$leg]} ${bazel_args[@]+"${bazel_args[@]}"} -- "${targets[@]}" 2>&1 |
 		tee "$log" || leg_rc=$?
 	secs=$((SECONDS - start))
 	passed=$(grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' "$log" || true)
