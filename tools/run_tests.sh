@@ -92,7 +92,7 @@ total_passed=0 total_failed=0 rc=0
 summary=()
 for leg in "${legs[@]}"; do
 	echo "==== leg $leg: ${LEG_WHAT[$leg]}"
-	[[ -z "${LEG_SKIPS[$leg]}" ]] || echo "==== leg $leg skips: ${LEG_SKIPS[$leg]}"
+	[[ -z "${LEG_SKIPS[$leg]}" ]] || echo "==== leg $leg skips, by design: ${LEG_SKIPS[$leg]}"
 	start=$SECONDS
 	leg_rc=0
 	# shellcheck disable=SC2086  # LEG_ARGS are words by design
@@ -102,6 +102,10 @@ for leg in "${legs[@]}"; do
 	passed=$(grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' "$log" || true)
 	failed=$(grep -cE '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|FLAKY|INCOMPLETE)' "$log" || true)
 	skipped=$(grep -cE '^//[^ ]+ +SKIPPED' "$log" || true)
+	if ((skipped)); then
+		echo "==== leg $leg skipped (incompatible with this leg's configuration):" \
+			$(grep -oE '^//[^ ]+ +SKIPPED' "$log" | awk '{ print $1 }')
+	fi
 	note=""
 	if ((leg_rc != 0 && failed == 0)); then
 		# Nothing ran to a result (a build or analysis error): count it.
