@@ -13,7 +13,8 @@
 #
 # Each sanitizer leg builds in its own output tree (.bazelrc), so legs do
 # not evict each other from Bazel's cache.  What a leg cannot run is
-# skipped by Bazel (target_compatible_with) and listed with the reason.
+# skipped by Bazel (target_compatible_with) or left out by tag (no_asan,
+# no_tsan), and listed with the reason.
 #
 # usage: tools/run_tests.sh [--leg=NAME[,NAME...]]... [bazel args...]
 #   --leg=tsan, --leg=default,asan, or PERCPU_TEST_LEGS=default,asan:
@@ -34,9 +35,14 @@ ALL_LEGS=(default valgrind asan tsan)
 declare -A LEG_ARGS=(
 	[default]="--test_tag_filters=-valgrind"
 	[valgrind]="--test_tag_filters=valgrind --build_tests_only"
-	[asan]="--config=asan_ubsan --test_tag_filters=-valgrind"
-	[tsan]="--config=tsan --test_tag_filters=-valgrind"
+	[asan]="--config=asan_ubsan --test_tag_filters=-valgrind,-no_asan"
+	[tsan]="--config=tsan --test_tag_filters=-valgrind,-no_tsan"
 )
+# A test that cannot work under a sanitizer (a deliberate race, say, that
+# cannot be confined to a no_sanitize function) opts out of that leg with
+# the tag no_asan or no_tsan, and says why next to the tag; each leg lists
+# the tests it leaves out this way.  Prefer select() on //tools:asan etc.
+# where only part of a test must change.
 declare -A LEG_WHAT=(
 	[default]="full suite: C on rseq/tunable/seccomp(/nosysfs), Python x2 bindings x3 paths, NUMA VM, dist"
 	[valgrind]="C suite under valgrind memcheck (fallback path; errors and leaks fatal)"
@@ -93,6 +99,16 @@ summary=()
 for leg in "${legs[@]}"; do
 	echo "==== leg $leg: ${LEG_WHAT[$leg]}"
 	[[ -z "${LEG_SKIPS[$leg]}" ]] || echo "==== leg $leg skips, by design: ${LEG_SKIPS[$leg]}"
+	if [[ "$leg" == asan || "$leg" == tsan ]]; then
+		universe=""
+		for t in "${targets[@]}"; do
+			[[ "$t" == -* ]] || universe="${universe:+$universe + }$t"
+		done
+		optouts=$(bazel query --noshow_progress \
+			"attr(tags, '\\bno_$leg\\b', tests($universe))" 2>/dev/null || true)
+		[[ -z "$optouts" ]] ||
+			echo "==== leg $leg leaves out (tag no_$leg; reason at the tag):" $optouts
+	fi
 	start=$SECONDS
 	leg_rc=0
 	# shellcheck disable=SC2086  # LEG_ARGS are words by design
