@@ -10,6 +10,9 @@ packages=(
 	build-essential   # gcc, libc headers, make
 	busybox-static    # the NUMA VM test's initramfs userland (tests/vm)
 	cpio              # packs the NUMA VM test's initramfs
+	libasan8          # ASan runtime (the asan leg; also preloaded into python3)
+	libtsan2          # TSan runtime (the tsan leg)
+	libubsan1         # UBSan runtime (the asan leg is ASan+UBSan)
 	libnuma-dev       # NUMA placement of per-CPU units (libnuma)
 	numactl           # numactl --hardware, for humans and the NUMA tests
 	python3           # /usr/bin/python3 for Bazel's Python rules
@@ -24,6 +27,7 @@ packages=(
 	python3-wheel     # pip's wheel build, offline
 	qemu-system-x86   # boots multi-node NUMA guests, TCG (tests/vm)
 	swig              # the SWIG binding
+	valgrind          # the valgrind leg: the C suite under memcheck
 )
 
 missing=()

@@ -1,15 +1,144 @@
 #!/usr/bin/env bash
-# The whole test suite: install what is missing, then bazel test //...
-# Extra arguments go to bazel (e.g. --config=asan).  Ends with one line
-# "N passed, N failed" counted from Bazel's per-target results.
+# The whole test suite, as a matrix of legs: install what is missing, then
+# one `bazel test //...` per leg.
+#
+#   default   bazel test //...: every C test on the rseq, tunable
+#             (GLIBC_TUNABLES=glibc.pthread.rseq=0) and seccomp paths, the
+#             Python suite for both bindings on the same three paths, the
+#             QEMU NUMA VM test, the install-tree test
+#   valgrind  the C suite under valgrind memcheck (<name>_valgrind targets,
+#             tag "valgrind"): the fallback path, every error or leak fatal
+#   asan      everything again with ASan + UBSan (--config=asan_ubsan)
+#   tsan      everything again with TSan (--config=tsan)
+#
+# Each sanitizer leg builds in its own output tree (.bazelrc), so legs do
+# not evict each other from Bazel's cache.  What a leg cannot run is
+# skipped by Bazel (target_compatible_with) or left out by tag (no_asan,
+# no_tsan), and listed with the reason.
+#
+# usage: tools/run_tests.sh [--leg=NAME[,NAME...]]... [bazel args...]
+#   --leg=tsan, --leg=default,asan, or PERCPU_TEST_LEGS=default,asan:
+#   run only those legs (default: all four, in the order above).
+#   Target patterns (//..., @..., :..., or anything after --) replace
+#   //...; anything else is passed to every leg's `bazel test` as a flag
+#   (use the --flag=value form), e.g.
+#   `tools/run_tests.sh --leg=default //tests/c:all --test_output=all`.
+#   PERCPU_TEST_SCALE=0.1 (the C harness's iteration scale) is passed on
+#   to the tests if set.
+# Prints one line per leg and ends with one line "N passed, N failed",
+# counted from Bazel's per-target results over all legs; the exit status
+# is non-zero if any leg failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+ALL_LEGS=(default valgrind asan tsan)
+declare -A LEG_ARGS=(
+	[default]="--test_tag_filters=-valgrind"
+	[valgrind]="--test_tag_filters=valgrind --build_tests_only"
+	[asan]="--config=asan_ubsan --test_tag_filters=-valgrind,-no_asan"
+	[tsan]="--config=tsan --test_tag_filters=-valgrind,-no_tsan"
+)
+# A test that cannot work under a sanitizer (a deliberate race, say, that
+# cannot be confined to a no_sanitize function) opts out of that leg with
+# the tag no_asan or no_tsan, and says why next to the tag; each leg lists
+# the tests it leaves out this way.  Prefer select() on //tools:asan etc.
+# where only part of a test must change.
+declare -A LEG_WHAT=(
+	[default]="full suite: C on rseq/tunable/seccomp(/nosysfs), Python x2 bindings x3 paths, NUMA VM, dist"
+	[valgrind]="C suite under valgrind memcheck (fallback path; errors and leaks fatal)"
+	[asan]="full suite under ASan+UBSan (--config=asan_ubsan)"
+	[tsan]="full suite under TSan (--config=tsan)"
+)
+# Why Bazel skips what it skips in a leg (target_compatible_with).
+declare -A LEG_SKIPS=(
+	[default]=""
+	[valgrind]="everything but the C suite's *_valgrind targets: the Python suite is not run under valgrind (memcheck on CPython is slow and mostly about CPython's allocator; the Python suite's memory checking is the asan leg)"
+	[asan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes)"
+	[tsan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes); the Python stress run's negative control gil_released still runs but need not observe an overlap (TSan's slow thread start-up often serialises the two loops)"
+)
+
+legs_spec=${PERCPU_TEST_LEGS:-}
+bazel_args=() targets=() after_dashes=false
+for arg in "$@"; do
+	if $after_dashes; then
+		targets+=("$arg")
+		continue
+	fi
+	case "$arg" in
+	--leg=*) legs_spec="${legs_spec:+$legs_spec,}${arg#--leg=}" ;;
+	--) after_dashes=true ;;
+	//* | @* | :*) targets+=("$arg") ;;   # target patterns replace //...
+	*) bazel_args+=("$arg") ;;
+	esac
+done
+((${#targets[@]})) || targets=(//...)
+legs=()
+if [[ -z "$legs_spec" ]]; then
+	legs=("${ALL_LEGS[@]}")
+else
+	IFS=', ' read -r -a wanted <<<"$legs_spec"
+	for leg in "${wanted[@]}"; do
+		[[ -n "$leg" ]] || continue
+		if [[ -z "${LEG_ARGS[$leg]+set}" ]]; then
+			echo "run_tests.sh: unknown leg '$leg' (legs: ${ALL_LEGS[*]})" >&2
+			exit 2
+		fi
+		legs+=("$leg")
+	done
+fi
+if [[ -n "${PERCPU_TEST_SCALE:-}" ]]; then
+	bazel_args+=("--test_env=PERCPU_TEST_SCALE=$PERCPU_TEST_SCALE")
+fi
+
 tools/bootstrap.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-rc=0
-bazel test //... "$@" 2>&1 | tee "$log" || rc=$?
-passed=$(grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' "$log" || true)
-failed=$(grep -cE '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|FLAKY|INCOMPLETE)' "$log" || true)
-echo "${passed} passed, ${failed} failed"
+
+total_passed=0 total_failed=0 rc=0
+summary=()
+for leg in "${legs[@]}"; do
+	echo "==== leg $leg: ${LEG_WHAT[$leg]}"
+	[[ -z "${LEG_SKIPS[$leg]}" ]] || echo "==== leg $leg skips, by design: ${LEG_SKIPS[$leg]}"
+	if [[ "$leg" == asan || "$leg" == tsan ]]; then
+		universe=""
+		for t in "${targets[@]}"; do
+			[[ "$t" == -* ]] || universe="${universe:+$universe + }$t"
+		done
+		optouts=$(bazel query --noshow_progress \
+			"attr(tags, '\\bno_$leg\\b', tests($universe))" 2>/dev/null || true)
+		[[ -z "$optouts" ]] ||
+			echo "==== leg $leg leaves out (tag no_$leg; reason at the tag):" $optouts
+	fi
+	start=$SECONDS
+	leg_rc=0
+	# shellcheck disable=SC2086  # LEG_ARGS are words by design
+	bazel test ${LEG_ARGS[$leg]} ${bazel_args[@]+"${bazel_args[@]}"} -- "${targets[@]}" 2>&1 |
+		tee "$log" || leg_rc=$?
+	secs=$((SECONDS - start))
+	passed=$(grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' "$log" || true)
+	failed=$(grep -cE '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|FLAKY|INCOMPLETE)' "$log" || true)
+	skipped=$(grep -cE '^//[^ ]+ +SKIPPED' "$log" || true)
+	if ((skipped)); then
+		echo "==== leg $leg skipped (incompatible with this leg's configuration):" \
+			$(grep -oE '^//[^ ]+ +SKIPPED' "$log" | awk '{ print $1 }')
+	fi
+	note=""
+	if ((leg_rc != 0 && failed == 0)); then
+		# Nothing ran to a result (a build or analysis error): count it.
+		failed=1
+		note=" (bazel exited $leg_rc before any test failed: see above)"
+	fi
+	((leg_rc == 0)) || rc=1
+	total_passed=$((total_passed + passed))
+	total_failed=$((total_failed + failed))
+	line="leg $leg: $passed passed, $failed failed, $skipped skipped in ${secs}s$note"
+	summary+=("$line")
+	echo "==== $line"
+done
+
+echo
+for line in "${summary[@]}"; do
+	echo "$line"
+done
+echo "${total_passed} passed, ${total_failed} failed"
 exit "$rc"

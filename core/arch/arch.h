@@ -31,6 +31,9 @@
  * Memory order: a committed add is ordered after the load of *mode (the
  * add is control-dependent on it, and on x86 loads are not reordered with
  * later stores).  Weaker architectures must make that load an acquire.
+ * The commit is asm, so ThreadSanitizer never sees it: <percpu/ops.h>
+ * annotates every attempt (PERCPU_TSAN_RELEASE) once, for every
+ * architecture, so these files need no TSan code of their own.
  *
  * Test builds (-DPERCPU_TEST_INJECT) spin percpu_test_inject_spins times
  * inside every section, between the checks and the commit, so signals and

@@ -51,19 +51,27 @@ void counter_u64_free(counter_u64_t c)
 	percpu_slab_free(c);
 }
 
+/* Each read of the words acquires the adds it saw (for TSan: <percpu/ops.h>). */
 uint64_t counter_u64_fetch(counter_u64_t c)
 {
-	return (uint64_t)percpu_sum(c);
+	uint64_t v = (uint64_t)percpu_sum(c);
+
+	PERCPU_TSAN_ACQUIRE(c);
+	return v;
 }
 
 void counter_u64_zero(counter_u64_t c)
 {
 	(void)percpu_fetch_and_zero(c);
+	PERCPU_TSAN_ACQUIRE(c);
 }
 
 uint64_t counter_u64_fetch_and_zero(counter_u64_t c)
 {
-	return (uint64_t)percpu_fetch_and_zero(c);
+	uint64_t v = (uint64_t)percpu_fetch_and_zero(c);
+
+	PERCPU_TSAN_ACQUIRE(c);
+	return v;
 }
 
 /* Defined in every build: see counter_enter() in the header. */

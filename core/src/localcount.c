@@ -296,7 +296,7 @@ void localcount_drain(struct localcount *lc, pthread_cond_t *cv,
 			           (void *)lc, (void *)interlock, rc);
 	}
 
-	LOCALCOUNT_TSAN_ACQUIRE(lc);
+	PERCPU_TSAN_ACQUIRE(lc->lc_percpu); /* the folded releases: <percpu/ops.h> */
 	/* Under the interlock, so a late release reports "already drained";
 	 * the state last, as it is what fini checks. */
 	set_mode(lc, MODE_DRAINED);
@@ -332,7 +332,7 @@ bool localcount_trydrain(struct localcount *lc)
 	 * per-CPU commit is an x86 store, and x86 orders our loads of it
 	 * before anything after them -- the compiler must not either. */
 	__asm__ __volatile__("" ::: "memory");
-	LOCALCOUNT_TSAN_ACQUIRE(lc);
+	PERCPU_TSAN_ACQUIRE(lc->lc_percpu); /* as the fence would: <percpu/ops.h> */
 	/* Final.  With no reference left, nothing may move the word now;
 	 * if something did, a release was made without an acquire. */
 	closed = __atomic_fetch_or(&lc->lc_central, CENTRAL_CLOSED, __ATOMIC_ACQ_REL);

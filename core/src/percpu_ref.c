@@ -206,7 +206,11 @@ static void fold_locked(struct percpu_ref_data *d)
 {
 	struct percpu_ref *ref = d->ref;
 	uint64_t sum = (uint64_t)percpu_sum(ref->percpu_count);
-	int64_t count = count_add(d, (int64_t)(sum - (uint64_t)PERCPU_COUNT_BIAS),
+	int64_t count;
+
+	/* The puts folded happen before the release (TSan: <percpu/ops.h>). */
+	PERCPU_TSAN_ACQUIRE(ref->percpu_count);
+	count = count_add(d, (int64_t)(sum - (uint64_t)PERCPU_COUNT_BIAS),
 	                          __ATOMIC_SEQ_CST);
 
 	d->folded = true;

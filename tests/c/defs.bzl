@@ -7,12 +7,31 @@ critical sections) and run three times:
   <name>_seccomp    rseq and membarrier denied by seccomp before exec
 and, where asked for, <name>_nosysfs: the rseq path with the possible-CPU
 list unreadable (PERCPU_TEST_NO_SYSFS=1), so 4096 CPUs are provided for.
+
+Every binary is also run under valgrind (unless valgrind = False):
+  <name>_valgrind   valgrind --error-exitcode=99 --leak-check=full: any
+                    memory error or leak fails the test; valgrind has no
+                    rseq (ENOSYS), so the fallback path must be taken
+                    automatically, and the harness checks that it was.
+                    Tagged "valgrind": tools/run_tests.sh runs these in
+                    their own leg (--test_tag_filters=valgrind) and keeps
+                    them out of the others (-valgrind).  Not built under
+                    the sanitizer configs (valgrind cannot run their
+                    runtimes).
 run_on_path.sh sets the expectations the harness verifies.
 """
 
 PATHS = ["rseq", "tunable", "seccomp"]
 
-def percpu_c_test(name, srcs, deps = [], size = "medium", tags = [], paths = PATHS):
+# What valgrind cannot run: binaries built with a sanitizer runtime.
+_NOT_UNDER_SANITIZERS = select({
+    "//tools:asan": ["@platforms//:incompatible"],
+    "//tools:tsan": ["@platforms//:incompatible"],
+    "//tools:ubsan": ["@platforms//:incompatible"],
+    "//conditions:default": [],
+})
+
+def percpu_c_test(name, srcs, deps = [], size = "medium", tags = [], paths = PATHS, valgrind = True):
     native.cc_binary(
         name = name + "_bin",
         srcs = srcs,
@@ -20,7 +39,15 @@ def percpu_c_test(name, srcs, deps = [], size = "medium", tags = [], paths = PAT
         deps = deps + ["//tests/c:harness"],
         testonly = True,
     )
-    for path in paths:
+    runs = [(path, size, tags, None) for path in paths]
+    if valgrind:
+        # Serialised threads and ~30x slower code: one size up.
+        bigger = {"small": "medium", "medium": "large"}.get(size, size)
+        runs.append(("valgrind", bigger, tags + ["valgrind"], _NOT_UNDER_SANITIZERS))
+    for path, test_size, test_tags, compat in runs:
+        kwargs = {}
+        if compat != None:
+            kwargs["target_compatible_with"] = compat
         native.sh_test(
             name = name + "_" + path,
             srcs = ["//tests/c:run_on_path.sh"],
@@ -33,6 +60,7 @@ def percpu_c_test(name, srcs, deps = [], size = "medium", tags = [], paths = PAT
                 ":" + name + "_bin",
                 "//tests/tools:seccomp_exec",
             ],
-            size = size,
-            tags = tags,
+            size = test_size,
+            tags = test_tags,
+            **kwargs
         )

@@ -110,7 +110,9 @@
  * is a store after a compiler barrier (x86 orders it after all earlier
  * accesses) and is made visible by the fence or read by trydrain; central
  * releases are release RMWs read by acquire operations; draining releases
- * go through the interlock.  TSan builds are told so (below).
+ * go through the interlock.  TSan builds are told so by <percpu/ops.h>
+ * (PERCPU_TSAN_RELEASE at every per-CPU commit, PERCPU_TSAN_ACQUIRE in
+ * drain and trydrain).
  *
  * Misuse (docs/localcount.md lists each case and its message).  Always
  * checked, at no cost to the fast paths (the state tests sit on slow paths
@@ -145,30 +147,6 @@
 
 #ifdef __cplusplus
 extern "C" {
-#endif
-
-/*
- * ThreadSanitizer cannot see the rseq commit, so it would not know that a
- * release happens before the drain that counts it.  Tell it, in TSan builds
- * only: each release "releases" &lc->lc_percpu, a drain or successful
- * trydrain "acquires" it.  (Not lc itself: that is &lc->lc_mode, whose
- * release *stores* would replace, not join, what the releases left.)
- */
-#if defined(__SANITIZE_THREAD__)
-#define LOCALCOUNT_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define LOCALCOUNT_TSAN 1
-#endif
-#endif
-#ifdef LOCALCOUNT_TSAN
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-#define LOCALCOUNT_TSAN_RELEASE(lc) __tsan_release(&(lc)->lc_percpu)
-#define LOCALCOUNT_TSAN_ACQUIRE(lc) __tsan_acquire(&(lc)->lc_percpu)
-#else
-#define LOCALCOUNT_TSAN_RELEASE(lc) ((void)0)
-#define LOCALCOUNT_TSAN_ACQUIRE(lc) ((void)0)
 #endif
 
 struct localcount {
@@ -246,7 +224,6 @@ localcount_release(struct localcount *lc, pthread_cond_t *cv,
 	 * store; the asm's "memory" clobber keeps the compiler from moving
 	 * them past it.  The slow paths use release atomics or the interlock.
 	 */
-	LOCALCOUNT_TSAN_RELEASE(lc);
 	if (__builtin_expect(!percpu_add_if_zero(percpu, &lc->lc_mode, -1), 0))
 		localcount_release_slow(lc, cv, interlock);
 }

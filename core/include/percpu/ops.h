@@ -74,6 +74,58 @@ int64_t percpu_fetch_and_zero(void *handle);
  */
 void percpu_reset(void *handle);
 
+/*
+ * ThreadSanitizer and the rseq commit.  TSan cannot see the commit: it is
+ * an `addq` inside inline asm (<percpu/arch/x86_64.h>), so it knows
+ * neither the write nor that x86 makes it a release store, and a fold or
+ * drain that reads the words (percpu_sum, percpu_read_cpu,
+ * percpu_fetch_and_zero) would not happen after what the adder did
+ * before its add -- every "the last put frees the object" would look
+ * like a race.  TSan builds only, these tell it what the hardware gives:
+ *
+ *   PERCPU_TSAN_RELEASE(handle)  before each rseq attempt on the word:
+ *                                in percpu_add and percpu_add_if_zero
+ *                                below, so in every facility's fast path
+ *   PERCPU_TSAN_ACQUIRE(handle)  after a fold or drain read the words:
+ *                                counter fetch/zero, the localcount drain
+ *                                and trydrain, the percpu_ref fold
+ *
+ * One sync address per word, the handle (CPU 0's primary word): it is
+ * never written by an atomic release store, which in TSan would replace
+ * rather than join the adders' clocks.  The release comes before the
+ * attempt because after a commit the adder may no longer touch the object
+ * (the drainer may have freed it); an attempt that aborts or finds the
+ * mode set is still a release -- conservative, and harmless, as those
+ * callers go on to release atomically on their slow path anyway.  The
+ * atomic fallback add needs nothing: TSan sees it.  NULL handles (a ref
+ * used after exit, which the mode check rejects) are not annotated.
+ * The one annotation for all three facilities: none has a private one.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define PERCPU_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PERCPU_TSAN 1
+#endif
+#endif
+#ifdef PERCPU_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define PERCPU_TSAN_RELEASE(handle)                                            \
+	do {                                                                   \
+		if (handle)                                                    \
+			__tsan_release((void *)(handle));                      \
+	} while (0)
+#define PERCPU_TSAN_ACQUIRE(handle)                                            \
+	do {                                                                   \
+		if (handle)                                                    \
+			__tsan_acquire((void *)(handle));                      \
+	} while (0)
+#else
+#define PERCPU_TSAN_RELEASE(handle) ((void)0)
+#define PERCPU_TSAN_ACQUIRE(handle) ((void)0)
+#endif
+
 #ifdef PERCPU_TEST_INJECT
 /* Called between preparing the CPU and entering the section (may migrate). */
 extern void (*volatile percpu_test_inject_hook)(void);
@@ -106,6 +158,7 @@ percpu_add(void *handle, int64_t delta)
 		if (__builtin_expect(cpu >= PERCPU_MAX_CPUS, 0))
 			break;
 		PERCPU_TEST_BEFORE_SECTION();
+		PERCPU_TSAN_RELEASE(handle);
 		if (__builtin_expect(percpu_arch_rseq_add(
 			    percpu_slab_ptr(handle, cpu), cpu, delta) == 0, 1))
 			return;
@@ -134,6 +187,7 @@ percpu_add_if_zero(void *handle, const uintptr_t *mode, int64_t delta)
 		if (__builtin_expect(cpu >= PERCPU_MAX_CPUS, 0))
 			break;
 		PERCPU_TEST_BEFORE_SECTION();
+		PERCPU_TSAN_RELEASE(handle);
 		rc = percpu_arch_rseq_add_if_zero(percpu_slab_ptr(handle, cpu),
 		                                  cpu, mode, delta);
 		if (__builtin_expect(rc == 0, 1))
