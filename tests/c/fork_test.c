@@ -32,6 +32,7 @@
 
 #include <percpu/counter.h>
 #include <percpu/counter_sysctl.h>
+#include <percpu/fence.h>
 #include <percpu/localcount.h>
 #include <percpu/percpu_ref.h>
 #include <percpu/slab.h>
@@ -674,4 +675,63 @@ TEST(ratecheck_lock_held_by_a_parent_thread_is_taken_over_in_the_child)
 	__atomic_store_n(&rate.cr_lock, 0, __ATOMIC_SEQ_CST);
 	CHECK(counter_ratecheck(&rate, 0) > 0);
 	counter_u64_free(rate.cr_rate);
+}
+
+/* ---- a release running on the parent's percpu_ref worker -------------- */
+
+static pid_t block_release_in;
+static int release_blocking;
+static struct percpu_ref owed_ref;
+
+static void blocking_release(struct percpu_ref *ref)
+{
+	(void)ref;
+	if (getpid() == block_release_in) {
+		__atomic_store_n(&release_blocking, 1, __ATOMIC_SEQ_CST);
+		while (__atomic_load_n(&release_blocking, __ATOMIC_SEQ_CST) == 1)
+			usleep(100);
+	}
+	__atomic_fetch_add(&released_in_child, 1, __ATOMIC_SEQ_CST);
+}
+
+/* The child's worker (started by its first locked call) runs it again. */
+static int child_gets_the_owed_release(void *arg)
+{
+	(void)arg;
+	if (released_in_child != 0)
+		return 1;
+	(void)percpu_ref_is_zero(&owed_ref);
+	for (double end = now_s() + 5; now_s() < end;)
+		if (__atomic_load_n(&released_in_child, __ATOMIC_SEQ_CST))
+			break;
+	return released_in_child == 1 && percpu_ref_is_zero(&owed_ref) ? 0 : 2;
+}
+
+TEST(release_running_on_the_parents_worker_at_fork_runs_in_the_child)
+{
+	released_in_child = 0;
+	release_blocking = 0;
+	block_release_in = getpid();
+	CHECK_EQ(percpu_ref_init(&owed_ref, blocking_release, 0), 0);
+	if (!percpu_fast_mode_available()) {
+		/* Atomic refs release in the killing thread, not the worker. */
+		printf("# no fast mode: kill releases inline; nothing owed\n");
+		block_release_in = 0;
+		percpu_ref_kill(&owed_ref);
+		CHECK_EQ(released_in_child, 1);
+		percpu_ref_exit(&owed_ref);
+		return;
+	}
+	/* The switch's own reference is the last: the worker releases. */
+	percpu_ref_kill(&owed_ref);
+	for (double end = now_s() + 5; now_s() < end;)
+		if (__atomic_load_n(&release_blocking, __ATOMIC_SEQ_CST))
+			break;
+	CHECK_EQ(release_blocking, 1);
+	CHECK_EQ(fork_and_run(child_gets_the_owed_release, NULL), 0);
+	__atomic_store_n(&release_blocking, 0, __ATOMIC_SEQ_CST);
+	for (double end = now_s() + 5; now_s() < end && !released_in_child;)
+		usleep(100);
+	CHECK_EQ(released_in_child, 1);
+	percpu_ref_exit(&owed_ref);
 }
