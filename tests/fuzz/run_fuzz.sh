@@ -59,7 +59,11 @@ set -e
 grep -E "MODEL MISMATCH|ERROR: AddressSanitizer|runtime error" "$log" | head -5 || true
 execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)
 speed=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)
-echo "run_fuzz.sh: ${execs} inputs in ${seconds} s, ${speed} exec/s (log: $log)"
+if grep -qE "MODEL MISMATCH|ERROR: AddressSanitizer|runtime error" "$log"; then
+	echo "run_fuzz.sh: stopped at the first failure, after ${execs} inputs (log: $log)"
+else
+	echo "run_fuzz.sh: ${execs} inputs in ${seconds} s, ${speed} exec/s (log: $log)"
+fi
 
 if [[ $negative != 0 ]]; then
 	if grep -q "MODEL MISMATCH" "$log"; then
