@@ -610,15 +610,21 @@ static void fork_parent(void)
 }
 
 /*
- * The old lock may count readers that are threads of the parent only: a
- * fresh one, read-locked again if this thread forked from a visitor (its
+ * Not an unlock: glibc's rwlock recorded the writer's tid, which is not
+ * this thread's tid in the child, and the lock may count readers that are
+ * threads of the parent only.  A fresh lock (of the same kind), read-
+ * locked again if this thread forked from a visitor (its
  * counter_sysctl_list() will unlock it on return).
  */
 static void fork_child(void)
 {
-	pthread_rwlock_t fresh = TREE_LOCK_INITIALIZER;
+	pthread_rwlockattr_t attr;
 
-	tree_lock = fresh;
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr,
+	                              PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&tree_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
 	fork_write_locked = false;
 	if (list_depth > 0)
 		pthread_rwlock_rdlock(&tree_lock);

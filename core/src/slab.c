@@ -423,9 +423,7 @@ void percpu_slab_fork_parent(void)
 
 void percpu_slab_fork_child(void)
 {
-	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-
-	slab_lock = fresh;
+	pthread_mutex_unlock(&slab_lock);
 }
 
 /* Everything that allocates per-CPU memory comes through here. */

@@ -40,6 +40,9 @@
 #include "harness.h"
 #include "stress.h"
 
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_SEQ_CST)
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_SEQ_CST)
+
 /* glibc: the child of a fork with abort()s in it must not dump core. */
 const char *__asan_default_options(void)
 {
@@ -128,7 +131,7 @@ static int child_uses_everything(void *unused)
 	int rc = 0;
 
 	(void)unused;
-	released_in_child = 0;
+	STORE(released_in_child, 0);
 	if (localcount_init(&lc) || percpu_ref_init(&ref, count_release, 0))
 		return 1;
 	adds = (struct child_adds){ c, &lc, &ref };
@@ -149,7 +152,7 @@ static int child_uses_everything(void *unused)
 	for (double end = now_s() + 5; now_s() < end;)
 		if (__atomic_load_n(&released_in_child, __ATOMIC_SEQ_CST))
 			break;
-	if (released_in_child != 1 || !percpu_ref_is_zero(&ref))
+	if (LOAD(released_in_child) != 1 || !percpu_ref_is_zero(&ref))
 		rc |= 64;
 	percpu_ref_exit(&ref);
 	pthread_mutex_lock(&interlock);
@@ -168,7 +171,7 @@ static const char *const kind_name[H_KINDS] = {
 	"percpu_ref switch", "unprotected test lock",
 };
 
-static volatile int hammer_stop;
+static int hammer_stop;
 static int inside[H_KINDS];        /* a hammer thread is inside that call */
 static pthread_mutex_t unprotected = PTHREAD_MUTEX_INITIALIZER;
 static counter_u64_t hammered;
@@ -176,7 +179,7 @@ static int hammer_fail;
 
 static void hammer_zero(void)
 {
-	while (!hammer_stop) {
+	while (!LOAD(hammer_stop)) {
 		__atomic_store_n(&inside[H_ZERO], 1, __ATOMIC_SEQ_CST);
 		counter_u64_add(hammered, 3);
 		(void)counter_u64_fetch_and_zero(hammered);
@@ -200,7 +203,7 @@ static void hammer_sysctl(int index)
 	char name[32];
 
 	snprintf(name, sizeof(name), "h%d", index);
-	while (!hammer_stop) {
+	while (!LOAD(hammer_stop)) {
 		char full[64];
 		uint64_t v;
 		size_t len = 1;
@@ -221,7 +224,7 @@ static void hammer_slab(void)
 {
 	void *held[16] = { 0 };
 
-	for (unsigned i = 0; !hammer_stop; i++) {
+	for (unsigned i = 0; !LOAD(hammer_stop); i++) {
 		__atomic_store_n(&inside[H_SLAB], 1, __ATOMIC_SEQ_CST);
 		percpu_slab_free(held[i % 16]);
 		held[i % 16] = percpu_slab_alloc(8 + 8 * (i % 5), 8);
@@ -239,7 +242,7 @@ static void hammer_ref(void)
 		__atomic_store_n(&hammer_fail, 1, __ATOMIC_SEQ_CST);
 		return;
 	}
-	while (!hammer_stop) {
+	while (!LOAD(hammer_stop)) {
 		__atomic_store_n(&inside[H_REF], 1, __ATOMIC_SEQ_CST);
 		percpu_ref_get(ref);
 		percpu_ref_switch_to_atomic_sync(ref);
@@ -254,7 +257,7 @@ static void hammer_ref(void)
 
 static void hammer_unprotected(void)
 {
-	while (!hammer_stop) {
+	while (!LOAD(hammer_stop)) {
 		pthread_mutex_lock(&unprotected);
 		for (volatile int spin = 0; spin < 20000; spin++)
 			;
@@ -309,7 +312,7 @@ static void hammer_thread(void *arg, int index)
 				st->landed_inside[k] += rc >> k & 1;
 			st->unprotected_held += rc >> H_UNPROTECTED & 1;
 		}
-		hammer_stop = 1;
+		STORE(hammer_stop, 1);
 		break;
 	case 1: hammer_zero(); break;
 	case 2: case 3: hammer_sysctl(index); break;
@@ -335,7 +338,7 @@ TEST(fork_while_every_lock_is_hammered_child_neither_deadlocks_nor_miscounts)
 	return;
 #endif
 	hammered = counter_u64_alloc(M_WAITOK);
-	hammer_stop = 0;
+	STORE(hammer_stop, 0);
 	stress_run_threads(7, hammer_thread, &st);
 	for (int k = 0; k < H_UNPROTECTED; k++)
 		printf("# %d/%d forks landed while another thread was inside %s\n",
@@ -396,7 +399,7 @@ static counter_u64_t shared;
 static struct localcount shared_lc;
 static struct percpu_ref shared_ref;
 static uint64_t adds_done[ADDERS];
-static volatile int adders_stop;
+static int adders_stop;
 
 static void adder(void *arg, int index)
 {
@@ -405,7 +408,7 @@ static void adder(void *arg, int index)
 		/* The forker: checks bounds in the child, while others add. */
 		return;
 	}
-	while (!adders_stop) {
+	while (!LOAD(adders_stop)) {
 		counter_u64_add(shared, 1);
 		__atomic_store_n(&adds_done[index], adds_done[index] + 1, __ATOMIC_RELEASE);
 	}
@@ -452,7 +455,7 @@ static void adders_and_forker(void *arg, int index)
 		if (fork_and_run(child_checks_bounds, NULL) != 0)
 			r->failed++;
 	}
-	adders_stop = 1;
+	STORE(adders_stop, 1);
 }
 
 TEST(counter_in_child_is_exact_at_fork_and_independent_after)
@@ -462,7 +465,7 @@ TEST(counter_in_child_is_exact_at_fork_and_independent_after)
 
 	shared = counter_u64_alloc(M_WAITOK);
 	memset(adds_done, 0, sizeof(adds_done));
-	adders_stop = 0;
+	STORE(adders_stop, 0);
 	stress_run_threads(ADDERS + 1, adders_and_forker, &r);
 	for (int i = 0; i < ADDERS; i++)
 		done += adds_done[i];
@@ -483,7 +486,7 @@ static int child_finishes_ref_and_lc(void *arg)
 	pthread_mutex_t interlock = PTHREAD_MUTEX_INITIALIZER;
 	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 
-	released_in_child = 0;
+	STORE(released_in_child, 0);
 	if (percpu_ref_is_dying(&shared_ref) || localcount_debug_refcnt(&shared_lc) != held)
 		return 1;
 	percpu_ref_kill(&shared_ref);
@@ -492,7 +495,7 @@ static int child_finishes_ref_and_lc(void *arg)
 	for (double end = now_s() + 5; now_s() < end;)
 		if (__atomic_load_n(&released_in_child, __ATOMIC_SEQ_CST))
 			break;
-	if (released_in_child != 1)
+	if (LOAD(released_in_child) != 1)
 		return 2;
 	percpu_ref_exit(&shared_ref);
 	for (int i = 0; i < held; i++)
@@ -517,7 +520,7 @@ TEST(percpu_ref_kill_and_localcount_drain_work_in_the_child)
 	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 	int held = 6;
 
-	released_in_child = 0;
+	STORE(released_in_child, 0);
 	CHECK_EQ(percpu_ref_init(&shared_ref, count_release, 0), 0);
 	CHECK_EQ(localcount_init(&shared_lc), 0);
 	stress_run_threads(held, take_refs, NULL);
@@ -525,15 +528,15 @@ TEST(percpu_ref_kill_and_localcount_drain_work_in_the_child)
 	/* The parent's are as they were: live, with `held` references. */
 	CHECK(!percpu_ref_is_dying(&shared_ref));
 	CHECK_EQ(localcount_debug_refcnt(&shared_lc), held);
-	CHECK_EQ(released_in_child, 0);
+	CHECK_EQ(LOAD(released_in_child), 0);
 	percpu_ref_kill(&shared_ref);
 	for (int i = 0; i < held; i++) {
 		percpu_ref_put(&shared_ref);
 		localcount_release(&shared_lc, &cv, &interlock);
 	}
-	for (double end = now_s() + 5; now_s() < end && !released_in_child;)
+	for (double end = now_s() + 5; now_s() < end && !LOAD(released_in_child);)
 		usleep(100);
-	CHECK_EQ(released_in_child, 1);
+	CHECK_EQ(LOAD(released_in_child), 1);
 	percpu_ref_exit(&shared_ref);
 	pthread_mutex_lock(&interlock);
 	localcount_drain(&shared_lc, &cv, &interlock);
@@ -705,22 +708,38 @@ static void blocking_release(struct percpu_ref *ref)
 	__atomic_fetch_add(&released_in_child, 1, __ATOMIC_SEQ_CST);
 }
 
+/*
+ * Hold the worker in confirm until the killing thread has dropped the
+ * initial reference: then the worker's put (of the switch's own
+ * reference) is the last one, and the release runs on the worker.
+ */
+static int kill_returned;
+
+static void confirm_after_kill_returned(struct percpu_ref *ref)
+{
+	(void)ref;
+	if (getpid() != block_release_in)
+		return;
+	while (!LOAD(kill_returned))
+		usleep(100);
+}
+
 /* The child's worker (started by its first locked call) runs it again. */
 static int child_gets_the_owed_release(void *arg)
 {
 	(void)arg;
-	if (released_in_child != 0)
+	if (LOAD(released_in_child) != 0)
 		return 1;
 	(void)percpu_ref_is_zero(&owed_ref);
 	for (double end = now_s() + 5; now_s() < end;)
 		if (__atomic_load_n(&released_in_child, __ATOMIC_SEQ_CST))
 			break;
-	return released_in_child == 1 && percpu_ref_is_zero(&owed_ref) ? 0 : 2;
+	return LOAD(released_in_child) == 1 && percpu_ref_is_zero(&owed_ref) ? 0 : 2;
 }
 
 TEST(release_running_on_the_parents_worker_at_fork_runs_in_the_child)
 {
-	released_in_child = 0;
+	STORE(released_in_child, 0);
 	release_blocking = 0;
 	block_release_in = getpid();
 	CHECK_EQ(percpu_ref_init(&owed_ref, blocking_release, 0), 0);
@@ -729,20 +748,22 @@ TEST(release_running_on_the_parents_worker_at_fork_runs_in_the_child)
 		printf("# no fast mode: kill releases inline; nothing owed\n");
 		block_release_in = 0;
 		percpu_ref_kill(&owed_ref);
-		CHECK_EQ(released_in_child, 1);
+		CHECK_EQ(LOAD(released_in_child), 1);
 		percpu_ref_exit(&owed_ref);
 		return;
 	}
 	/* The switch's own reference is the last: the worker releases. */
-	percpu_ref_kill(&owed_ref);
+	STORE(kill_returned, 0);
+	percpu_ref_kill_and_confirm(&owed_ref, confirm_after_kill_returned);
+	STORE(kill_returned, 1);
 	for (double end = now_s() + 5; now_s() < end;)
 		if (__atomic_load_n(&release_blocking, __ATOMIC_SEQ_CST))
 			break;
 	CHECK_EQ(release_blocking, 1);
 	CHECK_EQ(fork_and_run(child_gets_the_owed_release, NULL), 0);
 	__atomic_store_n(&release_blocking, 0, __ATOMIC_SEQ_CST);
-	for (double end = now_s() + 5; now_s() < end && !released_in_child;)
+	for (double end = now_s() + 5; now_s() < end && !LOAD(released_in_child);)
 		usleep(100);
-	CHECK_EQ(released_in_child, 1);
+	CHECK_EQ(LOAD(released_in_child), 1);
 	percpu_ref_exit(&owed_ref);
 }
