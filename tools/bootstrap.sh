@@ -9,10 +9,12 @@ packages=(
 	bazel-platforms   # @platforms for Bazel, used offline
 	build-essential   # gcc, libc headers, make
 	busybox-static    # the NUMA VM test's initramfs userland (tests/vm)
+	clang             # clang 14: the libFuzzer build (tests/fuzz/run_fuzz.sh)
 	cpio              # packs the NUMA VM test's initramfs
 	libasan8          # ASan runtime (the asan leg; also preloaded into python3)
 	libtsan2          # TSan runtime (the tsan leg)
 	libubsan1         # UBSan runtime (the asan leg is ASan+UBSan)
+	libclang-rt-14-dev # libFuzzer and clang's sanitizer runtimes (tests/fuzz)
 	libnuma-dev       # NUMA placement of per-CPU units (libnuma)
 	numactl           # numactl --hardware, for humans and the NUMA tests
 	python3           # /usr/bin/python3 for Bazel's Python rules

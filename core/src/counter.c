@@ -128,14 +128,23 @@ static int64_t monotonic_ns(void)
 
 #define RATE_PERIOD_NS 1000000000
 
+/*
+ * cr_lock is 0 or the pid of the process one of whose threads holds it.
+ * A child of fork() whose parent's thread held it would otherwise never
+ * start a new second again: a lock recorded under another pid is stale in
+ * this process (its holder does not exist here) and is taken over, by
+ * one compare-and-swap, so by one thread.  Only tried once a second.
+ */
 static bool rate_trylock(struct counter_rate *cr)
 {
-	int unlocked = 0;
+	int holder = __atomic_load_n(&cr->cr_lock, __ATOMIC_RELAXED);
+	int self = (int)getpid();
 
 	/* Read first: while one thread resets, the others do not bounce the
 	 * line with failing compare-and-swaps. */
-	return __atomic_load_n(&cr->cr_lock, __ATOMIC_RELAXED) == 0 &&
-	       __atomic_compare_exchange_n(&cr->cr_lock, &unlocked, 1, false,
+	if (holder == self)
+		return false;
+	return __atomic_compare_exchange_n(&cr->cr_lock, &holder, self, false,
 	                                   __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 

@@ -43,7 +43,14 @@ struct sysctl_ctx_entry {
 	(CTLFLAG_RW | CTLFLAG_ANYBODY | CTLFLAG_SKIP | CTLFLAG_MPSAFE |        \
 	 CTLFLAG_STATS)
 
-static pthread_rwlock_t tree_lock = PTHREAD_RWLOCK_INITIALIZER;
+/*
+ * Writer-preferring: with glibc's default (readers first) a steady stream
+ * of readers starves registration -- and fork(), whose prepare handler
+ * takes the write lock.  Safe because a thread never read-locks twice
+ * (list_depth below).
+ */
+#define TREE_LOCK_INITIALIZER PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP
+static pthread_rwlock_t tree_lock = TREE_LOCK_INITIALIZER;
 
 struct leaf_index {
 	struct sysctl_oid **at;
@@ -572,4 +579,62 @@ int counter_sysctl_list(const char *prefix,
 	list_depth--;
 	tree_read_unlock();
 	return rc;
+}
+
+/* ---- fork() ------------------------------------------------------------ */
+
+/*
+ * fork.c calls these first (prepare) and last (parent, child): a reader
+ * takes the zero lock, and a list visitor may take any other, under the
+ * tree lock.  The write lock keeps every change out of the fork; a
+ * thread forking from inside a counter_sysctl_list() visitor holds a
+ * read lock already (which keeps writers out just as well) and must not
+ * wait for itself.
+ */
+static bool fork_write_locked;
+
+static void fork_prepare(void)
+{
+	if (list_depth == 0) {
+		pthread_rwlock_wrlock(&tree_lock);
+		fork_write_locked = true;
+	}
+}
+
+static void fork_parent(void)
+{
+	if (fork_write_locked) {
+		fork_write_locked = false;
+		pthread_rwlock_unlock(&tree_lock);
+	}
+}
+
+/*
+ * Not an unlock: glibc's rwlock recorded the writer's tid, which is not
+ * this thread's tid in the child, and the lock may count readers that are
+ * threads of the parent only.  A fresh lock (of the same kind), read-
+ * locked again if this thread forked from a visitor (its
+ * counter_sysctl_list() will unlock it on return).
+ */
+static void fork_child(void)
+{
+	pthread_rwlockattr_t attr;
+
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr,
+	                              PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&tree_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	fork_write_locked = false;
+	if (list_depth > 0)
+		pthread_rwlock_rdlock(&tree_lock);
+}
+
+__attribute__((constructor)) static void sysctl_fork_init(void)
+{
+	static const struct percpu_fork_handlers h = {
+		fork_prepare, fork_parent, fork_child,
+	};
+
+	percpu_fork_add(PERCPU_FORK_SYSCTL, &h);
 }

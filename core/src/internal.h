@@ -39,4 +39,32 @@ void percpu_warn(const char *fmt, ...);
 	} while (0)
 #endif
 
+/*
+ * fork() (fork.c): one pthread_atfork registration takes every internal
+ * lock in a fixed order.  The core's own handlers are called directly;
+ * modules that a static link may leave out (counter_sysctl, percpu_ref)
+ * fill their slot from a constructor, so linking the slab alone does not
+ * pull them in.  The slot says where in the order they run.
+ */
+#define PERCPU_HIDDEN __attribute__((visibility("hidden")))
+enum percpu_fork_slot {
+	PERCPU_FORK_SYSCTL,     /* outermost: taken first */
+	PERCPU_FORK_REF,
+	PERCPU_FORK_SLOTS,
+};
+struct percpu_fork_handlers {
+	void (*prepare)(void);
+	void (*parent)(void);
+	void (*child)(void);
+};
+PERCPU_HIDDEN void percpu_fork_register(void);
+PERCPU_HIDDEN void percpu_fork_add(enum percpu_fork_slot slot,
+                                   const struct percpu_fork_handlers *h);
+PERCPU_HIDDEN void percpu_ops_fork_prepare(void);
+PERCPU_HIDDEN void percpu_ops_fork_parent(void);
+PERCPU_HIDDEN void percpu_ops_fork_child(void);
+PERCPU_HIDDEN void percpu_slab_fork_prepare(void);
+PERCPU_HIDDEN void percpu_slab_fork_parent(void);
+PERCPU_HIDDEN void percpu_slab_fork_child(void);
+
 #endif /* PERCPU_SRC_INTERNAL_H */

@@ -11,6 +11,8 @@
 #include <percpu/ops.h>
 #include <percpu/slab.h>
 
+#include "internal.h"
+
 /*
  * Which CPU's twin word a fallback add goes to.  Any CPU's is correct (the
  * add is atomic); the current one keeps the cache line local.  Without rseq,
@@ -103,4 +105,27 @@ int64_t percpu_fetch_and_zero(void *handle)
 	}
 	pthread_mutex_unlock(&zero_lock);
 	return (int64_t)taken;
+}
+
+/*
+ * fork(): fork.c takes this lock (after the sysctl tree's and the switch
+ * lock, before the slab's), so the child never inherits a compensation
+ * half done -- a twin emptied but not yet credited -- nor a lock held by a
+ * thread it does not have.
+ */
+void percpu_ops_fork_prepare(void)
+{
+	pthread_mutex_lock(&zero_lock);
+}
+
+void percpu_ops_fork_parent(void)
+{
+	pthread_mutex_unlock(&zero_lock);
+}
+
+/* This thread took it in prepare: a normal mutex, so unlocking in the
+ * child is valid (and tells sanitizers what happened). */
+void percpu_ops_fork_child(void)
+{
+	pthread_mutex_unlock(&zero_lock);
 }

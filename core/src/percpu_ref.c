@@ -28,9 +28,10 @@
  * percpu_ref_switch_lock) serialises mode changes, init/exit bookkeeping,
  * data->confirm_switch (non-NULL: a switch to atomic mode is in flight)
  * and the worker's queue.  switch_done is broadcast whenever a switch
- * completes.  No other lock is taken under it -- per-CPU words are freed
- * after unlocking -- so its fork handler and the slab's cannot deadlock,
- * whatever order they run in.  Gets, puts and trygets take no lock: they are atomics on
+ * completes.  The only lock of ours taken under it is the slab's (the
+ * worker frees per-CPU words under it, so that a fork() cannot split the
+ * free from the bookkeeping); fork.c takes them in that order.  Gets,
+ * puts and trygets take no lock: they are atomics on
  * data->count.  Callbacks (confirm, release) are never called with the
  * lock held, so they may use percpu_ref freely -- except wait for a
  * switch while on the worker, which could never end.
@@ -75,6 +76,13 @@ static pthread_cond_t work_queued = PTHREAD_COND_INITIALIZER;
 /* Under switch_lock: refs waiting for the fence, and the batch past it. */
 static struct percpu_ref_data *queue_head, **queue_tail = &queue_head;
 static struct percpu_ref_data *in_progress;
+/*
+ * The release the worker owes (its put took the count to zero) while it
+ * runs it with the lock dropped; a child of fork() whose parent was in
+ * that window runs it again on its own worker (docs/fork.md).
+ */
+static struct percpu_ref *owed_release_ref;
+static percpu_ref_func_t *owed_release;
 static bool worker_running;
 static __thread bool on_worker;
 
@@ -178,7 +186,7 @@ static void ensure_worker_locked(void)
 static void lock_switch(void)
 {
 	pthread_mutex_lock(&switch_lock);
-	if (!worker_running && (queue_head || in_progress))
+	if (!worker_running && (queue_head || in_progress || owed_release))
 		ensure_worker_locked();
 }
 
@@ -245,6 +253,9 @@ static void finish_switch_locked(struct percpu_ref_data *d)
 		words_to_free = ref->percpu_count;
 		d->percpu_freed = true;
 	}
+	/* Under the lock: a child of fork() sees the words freed or not,
+	 * with percpu_freed saying which. */
+	percpu_slab_free(words_to_free);
 	pthread_cond_broadcast(&switch_done);
 	/*
 	 * Put after confirmation.  Once unlocked, d is not ours: release may
@@ -252,10 +263,28 @@ static void finish_switch_locked(struct percpu_ref_data *d)
 	 */
 	release = d->release;
 	count = count_add(d, -1, __ATOMIC_ACQ_REL);
+	if (refs_of(count) == 0 && release) {
+		owed_release_ref = ref;
+		owed_release = release;
+	}
 	pthread_mutex_unlock(&switch_lock);
-	percpu_slab_free(words_to_free); /* never under switch_lock: see top */
 	settle_put(ref, release, count, "percpu_ref switch worker");
 	pthread_mutex_lock(&switch_lock);
+	owed_release = NULL;
+	owed_release_ref = NULL;
+}
+
+/* In a child of fork(): the release its parent's worker was running. */
+static void run_owed_release_locked(void)
+{
+	struct percpu_ref *ref = owed_release_ref;
+	percpu_ref_func_t *release = owed_release;
+
+	pthread_mutex_unlock(&switch_lock);
+	release(ref);
+	pthread_mutex_lock(&switch_lock);
+	owed_release = NULL;
+	owed_release_ref = NULL;
 }
 
 static void fence_for_batch(void)
@@ -279,6 +308,8 @@ static void *worker_main(void *arg)
 	pthread_setname_np(pthread_self(), "percpu_ref");
 	pthread_mutex_lock(&switch_lock);
 	for (;;) {
+		if (owed_release) /* a child's first worker */
+			run_owed_release_locked();
 		while (!queue_head)
 			pthread_cond_wait(&work_queued, &switch_lock);
 		/* Every ref taken here stored its mode before it was queued,
@@ -640,12 +671,12 @@ bool percpu_ref_is_zero(struct percpu_ref *ref)
 
 /* ---- fork() ------------------------------------------------------------- */
 
-static void before_fork(void)
+static void fork_prepare(void)
 {
 	pthread_mutex_lock(&switch_lock);
 }
 
-static void after_fork_parent(void)
+static void fork_parent(void)
 {
 	pthread_mutex_unlock(&switch_lock);
 }
@@ -655,8 +686,11 @@ static void after_fork_parent(void)
  * (a fold already done is not repeated: folds happen under the lock, so
  * d->folded is exact), then the queue, by a worker started on the child's
  * next locked call.  Nobody waits on the condition variables in the child.
+ * A release the parent's worker owed (owed_release: its put reached zero
+ * and the lock was dropped to call it) is run by that worker too, first --
+ * from the start, even if the parent's thread had begun it.
  */
-static void after_fork_child(void)
+static void fork_child(void)
 {
 	pthread_cond_init(&work_queued, NULL);
 	pthread_cond_init(&switch_done, NULL);
@@ -681,7 +715,12 @@ static void after_fork_child(void)
 	pthread_mutex_unlock(&switch_lock);
 }
 
-__attribute__((constructor)) static void percpu_ref_register_fork_handlers(void)
+
+__attribute__((constructor)) static void percpu_ref_fork_init(void)
 {
-	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+	static const struct percpu_fork_handlers h = {
+		fork_prepare, fork_parent, fork_child,
+	};
+
+	percpu_fork_add(PERCPU_FORK_REF, &h);
 }

@@ -407,11 +407,27 @@ void percpu_slab_inject_failure(long countdown)
 	pthread_mutex_unlock(&slab_lock);
 }
 
-/* A child of fork() must not inherit the lock held by a parent thread. */
-static void slab_prepare_fork(void) { pthread_mutex_lock(&slab_lock); }
-static void slab_after_fork(void) { pthread_mutex_unlock(&slab_lock); }
+/*
+ * fork(): fork.c takes this lock last (it is the innermost), so the child
+ * inherits no half-made chunk and no lock held by a thread it lacks.
+ */
+void percpu_slab_fork_prepare(void)
+{
+	pthread_mutex_lock(&slab_lock);
+}
 
+void percpu_slab_fork_parent(void)
+{
+	pthread_mutex_unlock(&slab_lock);
+}
+
+void percpu_slab_fork_child(void)
+{
+	pthread_mutex_unlock(&slab_lock);
+}
+
+/* Everything that allocates per-CPU memory comes through here. */
 __attribute__((constructor)) static void slab_init(void)
 {
-	pthread_atfork(slab_prepare_fork, slab_after_fork, slab_after_fork);
+	percpu_fork_register();
 }

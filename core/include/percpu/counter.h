@@ -218,7 +218,9 @@ void counter_u64_array_copy(counter_u64_t *a, uint64_t *dst, size_t n);
  */
 struct counter_rate {
 	counter_u64_t cr_rate;
-	int cr_lock;          /* held by the thread starting a new second */
+	int cr_lock;          /* 0, or the pid of the process whose thread is
+	                         starting a new second (stale after fork():
+	                         the child takes it over) */
 	int64_t cr_start_ns;  /* CLOCK_MONOTONIC start of the current second */
 	int64_t cr_over_ns;   /* cr_start_ns of a second found over the limit */
 };
