@@ -10,6 +10,10 @@
 #             tag "valgrind"): the fallback path, every error or leak fatal
 #   asan      everything again with ASan + UBSan (--config=asan_ubsan)
 #   tsan      everything again with TSan (--config=tsan)
+#   fuzz      the API-sequence fuzzer (clang libFuzzer + ASan/UBSan, outside
+#             Bazel: tests/fuzz/run_fuzz.sh) for PERCPU_FUZZ_SECONDS
+#             (default 60) from the committed corpus, then one injected
+#             bug that the fuzzer's model must catch (negative control)
 #
 # Each sanitizer leg builds in its own output tree (.bazelrc), so legs do
 # not evict each other from Bazel's cache.  What a leg cannot run is
@@ -18,7 +22,7 @@
 #
 # usage: tools/run_tests.sh [--leg=NAME[,NAME...]]... [bazel args...]
 #   --leg=tsan, --leg=default,asan, or PERCPU_TEST_LEGS=default,asan:
-#   run only those legs (default: all four, in the order above).
+#   run only those legs (default: all five, in the order above).
 #   Target patterns (//..., @..., :..., or anything after --) replace
 #   //...; anything else is passed to every leg's `bazel test` as a flag
 #   (use the --flag=value form), e.g.
@@ -31,12 +35,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_LEGS=(default valgrind asan tsan)
+ALL_LEGS=(default valgrind asan tsan fuzz)
 declare -A LEG_ARGS=(
 	[default]="--test_tag_filters=-valgrind"
 	[valgrind]="--test_tag_filters=valgrind --build_tests_only"
 	[asan]="--config=asan_ubsan --test_tag_filters=-valgrind,-no_asan"
 	[tsan]="--config=tsan --test_tag_filters=-valgrind,-no_tsan"
+	[fuzz]=""  # not a bazel leg: run_fuzz_leg below
 )
 # A test that cannot work under a sanitizer (a deliberate race, say, that
 # cannot be confined to a no_sanitize function) opts out of that leg with
@@ -48,10 +53,12 @@ declare -A LEG_WHAT=(
 	[valgrind]="C suite under valgrind memcheck (fallback path; errors and leaks fatal)"
 	[asan]="full suite under ASan+UBSan (--config=asan_ubsan)"
 	[tsan]="full suite under TSan (--config=tsan)"
+	[fuzz]="API-sequence fuzzer, ${PERCPU_FUZZ_SECONDS:-60} s, + a negative control it must catch"
 )
 # Why Bazel skips what it skips in a leg (target_compatible_with).
 declare -A LEG_SKIPS=(
 	[default]=""
+	[fuzz]="bazel target patterns and flags (the fuzzer is built by clang directly)"
 	[valgrind]="everything but the C suite's *_valgrind targets: the Python suite is not run under valgrind (memcheck on CPython is slow and mostly about CPython's allocator; the Python suite's memory checking is the asan leg)"
 	[asan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes)"
 	[tsan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes); the Python stress run's negative control gil_released still runs but need not observe an overlap (TSan's slow thread start-up often serialises the two loops)"
@@ -94,6 +101,21 @@ tools/bootstrap.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
+# The fuzz leg: two checks, each a "test" in the counts.  Sets passed/failed.
+run_fuzz_leg() {
+	passed=0 failed=0
+	if tests/fuzz/run_fuzz.sh --seconds="${PERCPU_FUZZ_SECONDS:-60}"; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+	fi
+	if tests/fuzz/run_fuzz.sh --negative-control=1 --seconds=30; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+	fi
+}
+
 total_passed=0 total_failed=0 rc=0
 summary=()
 for leg in "${legs[@]}"; do
@@ -111,6 +133,15 @@ for leg in "${legs[@]}"; do
 	fi
 	start=$SECONDS
 	leg_rc=0
+	if [[ "$leg" == fuzz ]]; then
+		run_fuzz_leg
+		((failed == 0)) || rc=1
+		total_passed=$((total_passed + passed))
+		total_failed=$((total_failed + failed))
+		summary+=("leg fuzz: $passed passed, $failed failed, 0 skipped in $((SECONDS - start))s")
+		echo "==== ${summary[-1]}"
+		continue
+	fi
 	# shellcheck disable=SC2086  # LEG_ARGS are words by design
 	bazel test ${LEG_ARGS[$leg]} ${bazel_args[@]+"${bazel_args[@]}"} -- "${targets[@]}" 2>&1 |
 		tee "$log" || leg_rc=$?
