@@ -352,20 +352,6 @@ uint64_t bench_spinners_stop(struct bench_spinners *t, double *cpu_share)
 	return ops;
 }
 
-long bench_rss_kib(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long kib = -1;
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld", &kib) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kib;
-}
-
 /* Copy the value after "key<spaces>:<space>" from a /proc/cpuinfo line. */
 static bool cpuinfo_value(const char *line, const char *key, char *out,
                           size_t size)

@@ -122,9 +122,6 @@ struct bench_spinners *bench_spinners_start(const int *cpus, int n,
                                             void *arg);
 uint64_t bench_spinners_stop(struct bench_spinners *s, double *cpu_share);
 
-/* Resident memory of this process in KiB (VmRSS), or -1. */
-long bench_rss_kib(void);
-
 /* ---- workloads ---------------------------------------------------------
  * One row of the scaling table: `worker` runs on every thread of a team.
  * Exactness (checked after every run, outside the timed window):

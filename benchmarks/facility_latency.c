@@ -3,6 +3,7 @@
  */
 #define _GNU_SOURCE
 #include "facility_latency.h"
+#include "tools/procfs/procfs.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -316,14 +317,14 @@ void facility_memory(long n, struct memory_result *out)
 	/* The handle array is resident before the baseline is taken. */
 	memset(c, 0xa5, (size_t)n * sizeof(*c));
 	percpu_slab_get_stats(&before);
-	rss0 = bench_rss_kib();
+	rss0 = procfs_vmrss_kib();
 	for (long i = 0; i < n; i++) {
 		c[i] = counter_u64_alloc(M_NOWAIT);
 		if (!c[i])
 			bench_die("counter %ld of %ld: allocation failed", i, n);
 		counter_u64_add(c[i], 1);
 	}
-	out->rss_kib = bench_rss_kib() - rss0;
+	out->rss_kib = procfs_vmrss_kib() - rss0;
 	percpu_slab_get_stats(&during);
 	out->counters = n;
 	out->possible_cpus = percpu_nr_cpus();

@@ -24,6 +24,7 @@
 #include <percpu/counter_sysctl.h>
 
 #include "harness.h"
+#include "tools/procfs/procfs.h"
 #include "stress.h"
 
 static int oversubscribed(void)
@@ -523,7 +524,7 @@ TEST(a_million_counters_cost_8_bytes_per_cpu_each)
 	 * the compiler would turn malloc + memset 0 into an untouched calloc). */
 	memset(c, 0xa5, N * sizeof(*c));
 	percpu_slab_get_stats(&before);
-	rss0 = harness_rss_kib();
+	rss0 = procfs_vmrss_kib();
 	for (long i = 0; i < N; i++) {
 		c[i] = counter_u64_alloc(M_NOWAIT);
 		if (!c[i]) {
@@ -533,7 +534,7 @@ TEST(a_million_counters_cost_8_bytes_per_cpu_each)
 		}
 		counter_u64_add(c[i], 1);
 	}
-	grown = harness_rss_kib() - rss0;
+	grown = procfs_vmrss_kib() - rss0;
 	percpu_slab_get_stats(&during);
 	per = (double)grown * 1024 / N / percpu_nr_cpus();
 	printf("# %d counters x %u possible CPUs: RSS +%ld KiB = %.2f bytes per counter "

@@ -69,20 +69,6 @@ long harness_scaled(long n)
 	return v > 0 ? v : 1;
 }
 
-long harness_rss_kib(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long kib = -1;
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld", &kib) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kib;
-}
-
 /* Run fn in a forked child; its wait status, and its stderr into buf. */
 static int run_in_child(void (*fn)(void), char *buf, size_t size)
 {

@@ -39,9 +39,6 @@ long harness_scaled(long n);
 bool harness_dies_with(void (*fn)(void), const char *needle);
 bool harness_warns_with(void (*fn)(void), const char *needle);
 
-/* Resident memory of this process in KiB (VmRSS), or -1. */
-long harness_rss_kib(void);
-
 #define TEST(name)                                                             \
 	static void name(void);                                                \
 	__attribute__((constructor)) static void register_##name(void)         \

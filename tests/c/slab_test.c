@@ -15,6 +15,7 @@
 #include <percpu/slab.h>
 
 #include "harness.h"
+#include "tools/procfs/procfs.h"
 
 static bool all_zero(const void *handle, size_t size)
 {
@@ -237,7 +238,7 @@ TEST(twin_pages_stay_unpopulated_on_the_rseq_path)
 {
 	enum { N = 200000 };
 	void **h = calloc(N, sizeof(*h));
-	long before = harness_rss_kib(), grown;
+	long before = procfs_vmrss_kib(), grown;
 	double per_counter_per_cpu;
 
 	for (int i = 0; i < N; i++) {
@@ -245,7 +246,7 @@ TEST(twin_pages_stay_unpopulated_on_the_rseq_path)
 		percpu_add(h[i], 1);
 		CHECK_EQ(percpu_sum(h[i]), 1); /* reads twins: maps the zero page only */
 	}
-	grown = harness_rss_kib() - before;
+	grown = procfs_vmrss_kib() - before;
 	per_counter_per_cpu = (double)grown * 1024 / N / percpu_nr_cpus();
 	printf("# %d counters: RSS +%ld KiB = %.1f bytes per counter per CPU\n",
 	       N, grown, per_counter_per_cpu);

@@ -343,6 +343,34 @@ static void note_ref_count(void)
 	}
 }
 
+/* References are counted, not owned: main drops every thread's. */
+static void put_all_refs(void)
+{
+	for (int i = 0; i < MAX_THREADS; i++)
+		while (threads[i].ref_hold > 0) {
+			threads[i].ref_hold--;
+			percpu_ref_put(&ref->ref);
+		}
+}
+
+/* The end of a life: kill, put everything, check the one release, then
+ * exit and free the ref (unless its release already did).  ref is NULL
+ * afterwards. */
+static void end_ref_life(void)
+{
+	if (!ref_dead) {
+		ref_dead = true;
+		percpu_ref_kill(&ref->ref);
+	}
+	put_all_refs();
+	note_ref_count();
+	if (ref) {
+		percpu_ref_exit(&ref->ref);
+		free(ref);
+		ref = NULL;
+	}
+}
+
 static void check_model(void)
 {
 	for (int c = 0; c < NR_COUNTERS; c++) {
@@ -442,21 +470,8 @@ static void global_op(uint8_t b)
 			ref_released = false;
 		}
 		break;
-	case 7: /* the end of a life: put everything, kill, exit, a new ref */
-		if (!ref_dead) {
-			ref_dead = true;
-			percpu_ref_kill(&ref->ref);
-		}
-		for (int i = 0; i < MAX_THREADS; i++)
-			while (threads[i].ref_hold > 0) {
-				threads[i].ref_hold--;
-				percpu_ref_put(&ref->ref);
-			}
-		note_ref_count();
-		if (ref) {
-			percpu_ref_exit(&ref->ref);
-			free(ref);
-		}
+	case 7: /* the end of a life, and a new ref */
+		end_ref_life();
 		new_ref(arg);
 		break;
 	case 8:
@@ -472,12 +487,8 @@ static void global_op(uint8_t b)
 			localcount_acquire(&lc);
 		threads[0].lc_hold += arg + 1;
 		break;
-	case 11: /* references are counted, not owned: main drops them */
-		for (int i = 0; i < MAX_THREADS; i++)
-			while (threads[i].ref_hold > 0) {
-				threads[i].ref_hold--;
-				percpu_ref_put(&ref->ref);
-			}
+	case 11:
+		put_all_refs();
 		break;
 	}
 	check_model();
@@ -505,23 +516,8 @@ static void teardown_input(void)
 	pthread_mutex_unlock(&lc_interlock);
 	pthread_join(t, NULL);
 	lc_reinit();
-	if (ref) {
-		if (!ref_dead) {
-			ref_dead = true;
-			percpu_ref_kill(&ref->ref);
-		}
-		for (int i = 0; i < MAX_THREADS; i++)
-			while (threads[i].ref_hold > 0) {
-				threads[i].ref_hold--;
-				percpu_ref_put(&ref->ref);
-			}
-		note_ref_count();
-		if (ref) {
-			percpu_ref_exit(&ref->ref);
-			free(ref);
-			ref = NULL;
-		}
-	}
+	if (ref)
+		end_ref_life();
 	for (int c = 0; c < NR_COUNTERS; c++) {
 		counter_u64_zero(counters[c]);
 		counter_model[c] = 0;
