@@ -614,11 +614,25 @@ static void fork_parent(void)
  * this thread's tid in the child, and the lock may count readers that are
  * threads of the parent only.  A fresh lock (of the same kind), read-
  * locked again if this thread forked from a visitor (its
- * counter_sysctl_list() will unlock it on return).
+ * counter_sysctl_list() will unlock it on return).  TSan keeps its own
+ * record of the lock, which pthread_rwlock_init() does not reset: it
+ * still has it write-locked by this thread (the prepare handler) and
+ * would report the child's next read lock; it is told of the unlock the
+ * re-initialisation amounts to.
  */
 static void fork_child(void)
 {
 	pthread_rwlockattr_t attr;
+
+#ifdef PERCPU_TSAN /* from <percpu/ops.h> */
+	void __tsan_mutex_pre_unlock(void *addr, unsigned flags);
+	void __tsan_mutex_post_unlock(void *addr, unsigned flags);
+
+	if (fork_write_locked) {
+		__tsan_mutex_pre_unlock(&tree_lock, 0);
+		__tsan_mutex_post_unlock(&tree_lock, 0);
+	}
+#endif
 
 	pthread_rwlockattr_init(&attr);
 	pthread_rwlockattr_setkind_np(&attr,

@@ -18,6 +18,11 @@ Every binary is also run under valgrind (unless valgrind = False):
                     them out of the others (-valgrind).  Not built under
                     the sanitizer configs (valgrind cannot run their
                     runtimes).
+valgrind_suppressions: a suppression file for the valgrind run, for what
+only valgrind's view of a process makes an error (fork_test: a fork
+child's leak check sees the parent's other threads' blocks, unreachable
+once those threads are gone).  Each entry must say why.
+
 run_on_path.sh sets the expectations the harness verifies.
 """
 
@@ -31,7 +36,8 @@ _NOT_UNDER_SANITIZERS = select({
     "//conditions:default": [],
 })
 
-def percpu_c_test(name, srcs, deps = [], size = "medium", tags = [], paths = PATHS, valgrind = True):
+def percpu_c_test(name, srcs, deps = [], size = "medium", tags = [], paths = PATHS, valgrind = True,
+                  valgrind_suppressions = None):
     native.cc_binary(
         name = name + "_bin",
         srcs = srcs,
@@ -40,14 +46,19 @@ def percpu_c_test(name, srcs, deps = [], size = "medium", tags = [], paths = PAT
         testonly = True,
     )
     runs = [(path, size, tags, None) for path in paths]
+    supp = [valgrind_suppressions] if valgrind_suppressions else []
     if valgrind:
         # Serialised threads and ~30x slower code: one size up.
         bigger = {"small": "medium", "medium": "large"}.get(size, size)
         runs.append(("valgrind", bigger, tags + ["valgrind"], _NOT_UNDER_SANITIZERS))
     for path, test_size, test_tags, compat in runs:
         kwargs = {}
+        data = []
         if compat != None:
             kwargs["target_compatible_with"] = compat
+        if path == "valgrind" and supp:
+            data = supp
+            kwargs["env"] = {"PERCPU_VALGRIND_SUPPRESSIONS": "$(location %s)" % supp[0]}
         native.sh_test(
             name = name + "_" + path,
             srcs = ["//tests/c:run_on_path.sh"],
@@ -59,7 +70,7 @@ def percpu_c_test(name, srcs, deps = [], size = "medium", tags = [], paths = PAT
             data = [
                 ":" + name + "_bin",
                 "//tests/tools:seccomp_exec",
-            ],
+            ] + data,
             size = test_size,
             tags = test_tags,
             **kwargs

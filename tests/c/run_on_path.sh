@@ -14,6 +14,8 @@
 #             one it waits for (percpu_ref's ordering test: 115 s -> 12 s).
 #             Full iteration counts by default; PERCPU_TEST_SCALE (the
 #             harness's scale, e.g. 0.1) shrinks them, never the checks.
+#             PERCPU_VALGRIND_SUPPRESSIONS (set by percpu_c_test's
+#             valgrind_suppressions) adds a suppression file.
 # The harness checks the run really is on that path (PERCPU_EXPECT_*).
 # usage: run_on_path.sh MODE TEST_BINARY SECCOMP_EXEC [test names...]
 set -euo pipefail
@@ -40,7 +42,10 @@ valgrind)
 		exit 2
 	fi
 	export PERCPU_EXPECT_PATH=fallback PERCPU_EXPECT_FENCE=auto
-	exec valgrind -q --fair-sched=yes --error-exitcode=99 --leak-check=full \
+	supp=()
+	[[ -z "${PERCPU_VALGRIND_SUPPRESSIONS:-}" ]] ||
+		supp=(--suppressions="$PERCPU_VALGRIND_SUPPRESSIONS")
+	exec valgrind -q --fair-sched=yes --error-exitcode=99 --leak-check=full "${supp[@]}" \
 		--errors-for-leak-kinds=definite,possible --show-leak-kinds=definite,possible \
 		--child-silent-after-fork=no "$bin" "$@" ;;
 *)
