@@ -415,11 +415,24 @@ static void lc_reinit(void)
 		mismatch("localcount_init failed");
 }
 
+/* Drain while another thread drops every reference held, then fini and
+ * init again: drain must wait for all of those releases. */
+static void drain_racing_releases(void)
+{
+	pthread_t t;
+
+	pthread_create(&t, NULL, release_all_lc, NULL);
+	pthread_mutex_lock(&lc_interlock);
+	localcount_drain(&lc, &lc_cv, &lc_interlock);
+	pthread_mutex_unlock(&lc_interlock);
+	pthread_join(t, NULL);
+	lc_reinit();
+}
+
 static void global_op(uint8_t b)
 {
 	unsigned kind = b % 12, arg = b >> 4;
 	int c = (int)(arg % NR_COUNTERS);
-	pthread_t t;
 
 	api_fuzz_calls++;
 	if (!ref)
@@ -431,13 +444,8 @@ static void global_op(uint8_t b)
 		counter_u64_zero(counters[c]);
 		counter_model[c] = 0;
 		break;
-	case 2: /* drain with racing releases, fini, init */
-		pthread_create(&t, NULL, release_all_lc, NULL);
-		pthread_mutex_lock(&lc_interlock);
-		localcount_drain(&lc, &lc_cv, &lc_interlock);
-		pthread_mutex_unlock(&lc_interlock);
-		pthread_join(t, NULL);
-		lc_reinit();
+	case 2:
+		drain_racing_releases();
 		break;
 	case 3: {
 		bool drained = localcount_trydrain(&lc);
@@ -508,14 +516,7 @@ static void setup(void)
 /* Leave everything at zero for the next input: drop all, drain, reset. */
 static void teardown_input(void)
 {
-	pthread_t t;
-
-	pthread_create(&t, NULL, release_all_lc, NULL);
-	pthread_mutex_lock(&lc_interlock);
-	localcount_drain(&lc, &lc_cv, &lc_interlock);
-	pthread_mutex_unlock(&lc_interlock);
-	pthread_join(t, NULL);
-	lc_reinit();
+	drain_racing_releases();
 	if (ref)
 		end_ref_life();
 	for (int c = 0; c < NR_COUNTERS; c++) {
