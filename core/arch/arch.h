@@ -5,7 +5,7 @@
  * An architecture supplies *one attempt* at each restartable per-CPU
  * operation; the retry loop, the bounds check and the fallback live once,
  * in C, in <percpu/ops.h>.  This is the only directory with asm in it.
- * Adding aarch64 means adding aarch64.h with the same five definitions:
+ * Adding aarch64 means adding aarch64.h with the same six definitions:
  *
  *   PERCPU_ARCH_HAS_RSEQ            1 if the functions below are real
  *   uint32_t percpu_arch_rseq_cpu_start(void)
@@ -13,7 +13,12 @@
  *        the thread is not registered).  Read it to *prepare* a section.
  *   int32_t  percpu_arch_rseq_cpu_id(void)
  *        rseq cpu_id: < 0 when the thread is not registered (-2: glibc
- *        registration failed or disabled).
+ *        registration failed or disabled; -1: RSEQ_CPU_ID_UNINITIALIZED,
+ *        what percpu_thread_init_raw() stores in a raw clone()'s area).
+ *   void *percpu_arch_thread_pointer(void)
+ *        the calling thread's thread pointer as the kernel knows it (the
+ *        rseq area is at it + __rseq_offset), or NULL; slow paths only --
+ *        the registration probe of <percpu/cpu.h>.
  *   int percpu_arch_rseq_add(void *slot, uint32_t cpu, int64_t delta)
  *        In one rseq critical section: if the thread still runs on `cpu`,
  *        *(int64_t *)slot += delta with a single committing instruction.

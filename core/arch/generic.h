@@ -23,6 +23,11 @@ static inline int32_t percpu_arch_rseq_cpu_id(void)
 	return -2;
 }
 
+static inline void *percpu_arch_thread_pointer(void)
+{
+	return (void *)0;
+}
+
 static inline int percpu_arch_rseq_add(void *slot, uint32_t cpu, int64_t delta)
 {
 	(void)slot, (void)cpu, (void)delta;

@@ -108,6 +108,26 @@ percpu_arch_rseq_cpu_id(void)
 	return cpu;
 }
 
+/*
+ * The thread pointer (the %fs base), asked of the kernel with
+ * arch_prctl(ARCH_GET_FS): %fs:0, the ABI's copy of it, reads 0 in a raw
+ * clone() thread's zero-filled TLS block.  Slow paths only (a syscall):
+ * the registration probe of <percpu/cpu.h> needs the rseq area's address.
+ */
+static inline void *
+percpu_arch_thread_pointer(void)
+{
+	unsigned long base = 0;
+	long rc;
+
+	__asm__ __volatile__("syscall"
+	                     : "=a"(rc)
+	                     : "0"(158L /* SYS_arch_prctl */),
+	                       "D"(0x1003L /* ARCH_GET_FS */), "S"(&base)
+	                     : "rcx", "r11", "memory");
+	return rc == 0 ? (void *)base : (void *)0;
+}
+
 static inline __attribute__((always_inline)) int
 percpu_arch_rseq_add(void *slot, uint32_t cpu, int64_t delta)
 {

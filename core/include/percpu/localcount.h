@@ -134,7 +134,12 @@
  *   release made with the interlock held while no drain runs goes unseen.
  * Not detectable: an acquire racing a drain that has not yet changed the
  * mode (the caller's unpublish-and-wait is what prevents it); any use of a
- * localcount never initialised.
+ * localcount never initialised. *
+ * Threads: any thread glibc created, and a raw clone() thread on a TLS
+ * block of its own once it called percpu_thread_init_raw(); a clone()
+ * without CLONE_SETTLS is not supported (its operations land on its
+ * parent's CPU and counts are lost): <percpu/cpu.h>, "Which threads are
+ * supported", and percpu_thread_path() to check a thread.
  */
 #ifndef PERCPU_LOCALCOUNT_H
 #define PERCPU_LOCALCOUNT_H

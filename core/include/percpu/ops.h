@@ -12,14 +12,20 @@
  *            doubled even though the add is not atomic.
  *   twin     written only with atomic adds, by threads that cannot use
  *            rseq (valgrind, GLIBC_TUNABLES=glibc.pthread.rseq=0, seccomp,
- *            glibc < 2.35, a raw clone() thread).  Keeping them apart is
+ *            glibc < 2.35, a raw clone() thread on its own TLS once it
+ *            called percpu_thread_init_raw()).  Keeping them apart is
  *            what makes mixing the two safe: a plain add committed by rseq
  *            would lose a concurrent remote `lock add` to the same word.
  *
  * The choice is automatic and per call: the section compares the CPU it
  * prepared for with rseq's cpu_id, which is negative for an unregistered
  * thread, so the rseq path carries no extra test; the fallback is taken
- * from the abort path.
+ * from the abort path.  That holds for every thread <percpu/cpu.h> lists
+ * as supported ("Which threads are supported"): glibc's threads, and raw
+ * clone() threads on a TLS block of their own after
+ * percpu_thread_init_raw().  A raw clone() sharing its parent's thread
+ * pointer (no CLONE_SETTLS) is not supported: it would add on its
+ * parent's CPU and lose counts; percpu_thread_path() detects it.
  *
  * percpu_add_if_zero() is the conditional form used for mode switches
  * (see <percpu/fence.h> for the protocol): the mode word is loaded inside
