@@ -18,6 +18,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1082,6 +1083,134 @@ TEST(fork_while_switches_are_in_flight_completes_them_in_the_child)
 	percpu_ref_exit(&b);
 }
 
+/* ---- no thread for the switch worker (issue 13, bug 3) ----------------- */
+
+static void *no_op_thread(void *arg)
+{
+	return arg;
+}
+
+/*
+ * This process may start no thread any more: RLIMIT_NPROC 0, which the
+ * kernel enforces on every user but root (INIT_USER is exempt whatever
+ * its capabilities), so root first becomes nobody (setresuid also drops
+ * every capability).  Returns false unless a pthread_create() then really
+ * fails -- a test that could not impose the limit must fail, not pass
+ * without having tested anything.
+ */
+static bool forbid_new_threads(void)
+{
+	struct rlimit none = { 0, 0 };
+	pthread_t thread;
+	int rc;
+
+	if (geteuid() == 0 && setresuid(65534, 65534, 65534) != 0)
+		return false;
+	if (setrlimit(RLIMIT_NPROC, &none) != 0)
+		return false;
+	rc = pthread_create(&thread, NULL, no_op_thread, NULL);
+	if (rc == 0) {
+		pthread_join(thread, NULL);
+		return false;
+	}
+	return true;
+}
+
+/* In the child: returns 0, or the number of the first step that failed. */
+#define STEP(n, cond)                                                          \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			printf("# no-thread child: step %d failed: %s\n", (n), \
+			       #cond);                                         \
+			fflush(stdout);                                        \
+			return (n);                                            \
+		}                                                              \
+	} while (0)
+
+/*
+ * Every call that queues work for the worker, with no thread to be had:
+ * each must do the switch itself, with confirm before release and each
+ * release exactly once.
+ */
+static int switch_without_a_thread(void)
+{
+	struct percpu_ref a, b, c;
+
+	releases = 0;
+	confirms = 0;
+	STEP(1, forbid_new_threads());
+	/* kill with a reference held: confirmed when kill returns (there is
+	 * no one else to confirm it), released at the last put. */
+	STEP(2, percpu_ref_init(&a, count_release, 0) == 0);
+	percpu_ref_get(&a);
+	percpu_ref_kill_and_confirm(&a, count_confirm);
+	STEP(3, confirms == 1 && nr_releases() == 0);
+	STEP(4, !percpu_ref_tryget_live(&a));
+	percpu_ref_put(&a);
+	STEP(5, nr_releases() == 1 && percpu_ref_is_zero(&a));
+	percpu_ref_exit(&a);
+	/* kill of the last reference: released inside kill, once. */
+	STEP(6, percpu_ref_init(&b, count_release, 0) == 0);
+	percpu_ref_kill(&b);
+	STEP(7, nr_releases() == 2 && percpu_ref_is_zero(&b));
+	percpu_ref_exit(&b);
+	/* switch_to_atomic, _sync, back to percpu, reinit, resurrect. */
+	STEP(8, percpu_ref_init(&c, count_release, PERCPU_REF_ALLOW_REINIT) == 0);
+	percpu_ref_switch_to_atomic(&c, count_confirm);
+	STEP(9, confirms == 2 && !in_percpu_mode(&c));
+	percpu_ref_switch_to_percpu(&c);
+	STEP(10, in_percpu_mode(&c) == fast());
+	percpu_ref_switch_to_atomic_sync(&c);
+	STEP(11, !in_percpu_mode(&c));
+	percpu_ref_switch_to_percpu(&c);
+	percpu_ref_get(&c);
+	percpu_ref_kill(&c);
+	STEP(12, nr_releases() == 2 && percpu_ref_is_dying(&c));
+	percpu_ref_resurrect(&c);
+	percpu_ref_put(&c);
+	STEP(13, nr_releases() == 2 && !percpu_ref_is_dying(&c));
+	percpu_ref_kill(&c);
+	STEP(14, nr_releases() == 3 && percpu_ref_is_zero(&c));
+	percpu_ref_reinit(&c);
+	STEP(15, in_percpu_mode(&c) == fast() && !percpu_ref_is_zero(&c));
+	percpu_ref_kill(&c);
+	STEP(16, nr_releases() == 4 && percpu_ref_is_zero(&c));
+	percpu_ref_exit(&c);
+	return 0;
+}
+
+/* Fork; run fn in the child under a 10 s alarm; 0 if it exited 0. */
+static int in_child(int (*fn)(void))
+{
+	int status;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		alarm(10);
+		_exit(fn());
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return -1;
+	if (WIFSIGNALED(status)) {
+		printf("# child killed by signal %d (%s)\n", WTERMSIG(status),
+		       strsignal(WTERMSIG(status)));
+		return 256 + WTERMSIG(status);
+	}
+	return WEXITSTATUS(status);
+}
+
+/*
+ * Issue 13, bug 3: with the switch worker impossible to start, kill (and
+ * every other switch) aborted the process ("cannot start the switch
+ * worker thread").  Now the calling thread does the switch itself.
+ */
+TEST(kill_and_switches_work_when_no_thread_can_be_started)
+{
+	CHECK_EQ(in_child(switch_without_a_thread), 0);
+}
+
 /* ---- misuse ------------------------------------------------------------- */
 
 
@@ -1213,6 +1342,27 @@ static void callback_waits_on_the_worker(void)
 	sleep(5); /* the worker aborts the process */
 }
 
+static void exit_in_own_confirm_cb(struct percpu_ref *ref)
+{
+	percpu_ref_exit(ref);
+}
+
+/* Issue 13, bug 5: aborted, but without saying why. */
+static void exit_in_own_switch_confirm(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, 0);
+	percpu_ref_switch_to_atomic(&misuse_ref, exit_in_own_confirm_cb);
+	sleep(5); /* the worker aborts the process */
+}
+
+static void exit_in_own_kill_confirm(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, 0);
+	percpu_ref_get(&misuse_ref);
+	percpu_ref_kill_and_confirm(&misuse_ref, exit_in_own_confirm_cb);
+	sleep(5);
+}
+
 TEST(misuse_is_reported)
 {
 	CHECK(harness_dies_with(put_below_zero_atomic, "percpu_ref underflow"));
@@ -1229,6 +1379,12 @@ TEST(misuse_is_reported)
 	if (fast()) {
 		CHECK(harness_warns_with(exit_during_switch, "a mode switch is in flight"));
 		CHECK(harness_dies_with(callback_waits_on_the_worker,
+		                        "it would wait for itself"));
+		CHECK(harness_dies_with(exit_in_own_switch_confirm,
+		                        "percpu_ref_exit"));
+		CHECK(harness_dies_with(exit_in_own_switch_confirm,
+		                        "it would wait for itself"));
+		CHECK(harness_dies_with(exit_in_own_kill_confirm,
 		                        "it would wait for itself"));
 	}
 }
