@@ -1211,6 +1211,73 @@ TEST(kill_and_switches_work_when_no_thread_can_be_started)
 	CHECK_EQ(in_child(switch_without_a_thread), 0);
 }
 
+/*
+ * The same tests again with a worker that cannot be started (the test
+ * hook percpu_ref_test_fail_worker_start, set at load when
+ * PERCPU_REF_TEST_NO_WORKER is in the environment): every switch is done
+ * inline by the thread that asked for it, or by the one already doing
+ * them -- with gets, puts and trygets racing, many lives, signals, and the
+ * fence ordering test with its negative control.  Tests that hold the
+ * worker inside a confirm from the test's own thread cannot run this way
+ * (the confirm would block the very thread that must release it).
+ */
+__attribute__((constructor)) static void no_worker_from_the_environment(void)
+{
+	if (getenv("PERCPU_REF_TEST_NO_WORKER"))
+		percpu_ref_test_fail_worker_start = EAGAIN;
+}
+
+TEST(no_worker_thread_was_started)
+{
+	/* Only meaningful in the run below; elsewhere the worker may exist. */
+	if (getenv("PERCPU_REF_TEST_NO_WORKER"))
+		CHECK_EQ(switch_worker_tid(), 0);
+}
+
+TEST(the_switch_tests_pass_with_no_worker_thread)
+{
+	static char *const argv[] = {
+		"percpu_ref_test (no worker)",
+		"init_get_put_kill_release_exit",
+		"kill_with_references_held_releases_on_the_last_put",
+		"init_atomic_starts_atomic_and_switches_to_percpu",
+		"init_dead_starts_dead_and_reinit_brings_it_to_life",
+		"resurrect_brings_a_dying_ref_back",
+		"atomic_mode_is_sticky_across_kill_and_reinit",
+		"release_without_allow_reinit_frees_the_words_at_the_switch",
+		"release_may_exit_the_ref_even_on_the_worker",
+		"release_may_reinit_the_ref_on_the_worker",
+		"mode_switches_racing_gets_and_puts_lose_nothing",
+		"release_exactly_once_per_life_over_many_lives",
+		"confirm_runs_only_after_every_cpu_sees_atomic_mode",
+		"negative_control_confirm_without_fence_is_caught",
+		"tryget_live_always_fails_once_the_kill_is_confirmed",
+		"threads_without_rseq_take_the_atomic_path_in_percpu_mode",
+		"no_worker_thread_was_started",
+		NULL,
+	};
+	int status;
+	pid_t pid;
+
+	if (getenv("PERCPU_REF_TEST_NO_WORKER"))
+		return; /* we are that run */
+	if (!fast()) {
+		printf("# no percpu mode on this path: refs are atomic, no worker\n");
+		return;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		setenv("PERCPU_REF_TEST_NO_WORKER", "1", 1);
+		execv("/proc/self/exe", argv);
+		_exit(127);
+	}
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	          "the switch tests failed with no worker thread (status %#x)",
+	          status);
+}
+
 /* ---- misuse ------------------------------------------------------------- */
 
 
@@ -1363,6 +1430,19 @@ static void exit_in_own_kill_confirm(void)
 	sleep(5);
 }
 
+/* The same, with no worker thread: the switch runs inline in the caller. */
+static void callback_waits_inline(void)
+{
+	percpu_ref_test_fail_worker_start = EAGAIN;
+	callback_waits_on_the_worker();
+}
+
+static void exit_in_own_confirm_inline(void)
+{
+	percpu_ref_test_fail_worker_start = EAGAIN;
+	exit_in_own_kill_confirm();
+}
+
 TEST(misuse_is_reported)
 {
 	CHECK(harness_dies_with(put_below_zero_atomic, "percpu_ref underflow"));
@@ -1385,6 +1465,10 @@ TEST(misuse_is_reported)
 		CHECK(harness_dies_with(exit_in_own_switch_confirm,
 		                        "it would wait for itself"));
 		CHECK(harness_dies_with(exit_in_own_kill_confirm,
+		                        "it would wait for itself"));
+		CHECK(harness_dies_with(callback_waits_inline,
+		                        "it would wait for itself"));
+		CHECK(harness_dies_with(exit_in_own_confirm_inline,
 		                        "it would wait for itself"));
 	}
 }
