@@ -35,6 +35,16 @@
  * data->count.  Callbacks (confirm, release) are never called with the
  * lock held, so they may use percpu_ref freely -- except wait for a
  * switch while on the worker, which could never end.
+ *
+ * Who processes the queue.  The worker, or -- when it cannot be started
+ * (pthread_create fails) -- the thread whose unlock_switch() finds work
+ * queued and nobody to do it (inline_process_locked: the worker's loop
+ * without the wait).  worker_running and inline_running exclude each
+ * other, since both take the whole queue as in_progress; a thread that
+ * queues while another processes inline leaves its switch to that one.
+ * lock_switch() does the same check on entry, so work orphaned by fork()
+ * is finished before a caller can wait for it; so does a put in such a
+ * child (kick_after_fork), which may be the child's only call.
  */
 #define _GNU_SOURCE
 #include <errno.h>

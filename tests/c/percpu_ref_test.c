@@ -18,7 +18,13 @@
 #include <string.h>
 #include <dirent.h>
 #include <stdio.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1091,25 +1097,62 @@ static void *no_op_thread(void *arg)
 }
 
 /*
+ * What the kernel does to clone() under RLIMIT_NPROC, done by a seccomp
+ * filter: thread creation (clone with CLONE_THREAD, and clone3, which
+ * glibc uses first) fails with EAGAIN; fork() still works.  x86-64 only.
+ */
+static bool deny_threads_by_seccomp(void)
+{
+	struct sock_filter code[] = {
+		/* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		/* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 6),
+		/* 2 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		/* 3 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 3, 0),
+		/* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 3),
+		/* 5 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+		/* 6 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 0, 1),
+		/* 7 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EAGAIN),
+		/* 8 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(code) / sizeof(code[0]), .filter = code };
+
+	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+	       prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0;
+}
+
+/*
  * This process may start no thread any more: RLIMIT_NPROC 0, which the
  * kernel enforces on every user but root (INIT_USER is exempt whatever
  * its capabilities), so root first becomes nobody (setresuid also drops
- * every capability).  Returns false unless a pthread_create() then really
- * fails -- a test that could not impose the limit must fail, not pass
- * without having tested anything.
+ * every capability).  Where nobody does not exist (Bazel's sandbox is a
+ * user namespace that maps root only: EINVAL), the same EAGAIN comes from
+ * a seccomp filter instead.  Returns false unless a pthread_create() then
+ * really fails -- a test that could not impose the limit must fail, not
+ * pass without having tested anything.
  */
 static bool forbid_new_threads(void)
 {
 	struct rlimit none = { 0, 0 };
+	const char *how = "RLIMIT_NPROC 0";
 	pthread_t thread;
 	int rc;
 
-	if (geteuid() == 0 && setresuid(65534, 65534, 65534) != 0)
+	if (geteuid() == 0 && setresuid(65534, 65534, 65534) != 0) {
+		printf("# setresuid(nobody): %s; a seccomp filter denies threads "
+		       "instead\n", strerror(errno));
+		how = "the seccomp filter";
+		if (!deny_threads_by_seccomp()) {
+			printf("# seccomp filter: %s\n", strerror(errno));
+			return false;
+		}
+	} else if (setrlimit(RLIMIT_NPROC, &none) != 0) {
+		printf("# setrlimit(RLIMIT_NPROC, 0): %s\n", strerror(errno));
 		return false;
-	if (setrlimit(RLIMIT_NPROC, &none) != 0)
-		return false;
+	}
 	rc = pthread_create(&thread, NULL, no_op_thread, NULL);
 	if (rc == 0) {
+		printf("# %s as uid %d: a thread still started\n", how,
+		       (int)geteuid());
 		pthread_join(thread, NULL);
 		return false;
 	}
