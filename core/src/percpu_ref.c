@@ -786,6 +786,14 @@ static void fork_prepare(void)
 
 static void fork_parent(void)
 {
+	/*
+	 * A process that is itself a fork child with orphaned work: a put
+	 * whose kick found the lock held by this fork would leave it so.
+	 * Start the worker here (never inline: we are inside fork()).
+	 */
+	if (__atomic_load_n(&fork_work_pending, __ATOMIC_RELAXED) &&
+	    !worker_running && !inline_running && work_pending_locked())
+		(void)ensure_worker_locked();
 	pthread_mutex_unlock(&switch_lock);
 }
 

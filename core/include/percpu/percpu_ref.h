@@ -252,7 +252,9 @@ percpu_ref_get(struct percpu_ref *ref)
  * async-signal-safe.  In a child of fork() that inherited switches in
  * flight, the first put on the slow path has them finished: it tries the
  * switch lock (never waits for it) and starts the worker -- or, with no
- * thread to be had, does the switches itself, callbacks included.
+ * thread to be had, does the switches itself, callbacks included: in
+ * such a child, make that first put from thread context, not a signal
+ * handler.
  */
 static inline __attribute__((always_inline)) void
 percpu_ref_put_many(struct percpu_ref *ref, unsigned long nr)
