@@ -690,7 +690,17 @@ void percpu_ref_kill_and_confirm(struct percpu_ref *ref,
 	unlock_switch();
 	if (confirm_now)
 		confirm_now(ref);
-	/* The initial reference; the mode is atomic now. */
+	/*
+	 * The initial reference; the mode is atomic now.  A callback run
+	 * meanwhile in this thread (confirm_kill of an atomic ref, or any run
+	 * inline) may have exited the ref, though this reference was held:
+	 * say so rather than put into freed memory.
+	 */
+	d = __atomic_load_n(&ref->data, __ATOMIC_ACQUIRE);
+	if (!d)
+		percpu_die("percpu_ref_kill(%p): the ref was exited (by a "
+		           "callback) before kill dropped its initial reference",
+		           (void *)ref);
 	release = d->release;
 	count = count_add(d, -1, __ATOMIC_ACQ_REL);
 	settle_put(ref, release, count, "percpu_ref_kill");

@@ -1473,6 +1473,13 @@ static void exit_in_own_kill_confirm(void)
 	sleep(5);
 }
 
+/* An atomic ref: confirm runs in kill, which still holds the initial ref. */
+static void exit_in_confirm_of_an_atomic_kill(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, PERCPU_REF_INIT_ATOMIC);
+	percpu_ref_kill_and_confirm(&misuse_ref, exit_in_own_confirm_cb);
+}
+
 /* The same, with no worker thread: the switch runs inline in the caller. */
 static void callback_waits_inline(void)
 {
@@ -1499,6 +1506,8 @@ TEST(misuse_is_reported)
 	CHECK(harness_warns_with(reinit_without_allow_reinit, "without PERCPU_REF_ALLOW_REINIT"));
 	CHECK(harness_warns_with(percpu_without_allow_reinit, "without PERCPU_REF_ALLOW_REINIT"));
 	CHECK(harness_warns_with(resurrect_live, "not dying"));
+	CHECK(harness_dies_with(exit_in_confirm_of_an_atomic_kill,
+	                        "exited (by a callback) before kill dropped"));
 	if (fast()) {
 		CHECK(harness_warns_with(exit_during_switch, "a mode switch is in flight"));
 		CHECK(harness_dies_with(callback_waits_on_the_worker,

@@ -122,7 +122,9 @@
  *          whose count is zero; any get/put/tryget/kill/switch/reinit/
  *          resurrect after exit; a callback on the worker (or run inline,
  *          above) waiting for a mode switch or calling exit while its
- *          ref's switch is in flight ("it would wait for itself").
+ *          ref's switch is in flight ("it would wait for itself"); exit
+ *          from the confirm_kill a kill runs itself (before it drops the
+ *          initial reference).
  *   warn   kill twice (the second is ignored); reinit of a ref whose count
  *          is not zero (ignored); resurrect of a ref that is not dying
  *          (ignored); switch_to_percpu or reinit without ALLOW_REINIT
