@@ -35,6 +35,16 @@
  * data->count.  Callbacks (confirm, release) are never called with the
  * lock held, so they may use percpu_ref freely -- except wait for a
  * switch while on the worker, which could never end.
+ *
+ * Who processes the queue.  The worker, or -- when it cannot be started
+ * (pthread_create fails) -- the thread whose unlock_switch() finds work
+ * queued and nobody to do it (inline_process_locked: the worker's loop
+ * without the wait).  worker_running and inline_running exclude each
+ * other, since both take the whole queue as in_progress; a thread that
+ * queues while another processes inline leaves its switch to that one.
+ * lock_switch() does the same check on entry, so work orphaned by fork()
+ * is finished before a caller can wait for it; so does a put in such a
+ * child (kick_after_fork), which may be the child's only call.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -84,7 +94,24 @@ static struct percpu_ref_data *in_progress;
 static struct percpu_ref *owed_release_ref;
 static percpu_ref_func_t *owed_release;
 static bool worker_running;
+/*
+ * A thread (not the worker) is running queued switches itself, because
+ * the worker could not be started (inline_process_locked).  It and the
+ * worker exclude each other: both take the whole queue as in_progress.
+ */
+static bool inline_running;
+/*
+ * The child of a fork() found switches queued or in flight, or a release
+ * owed: the first put that takes the slow path starts their processing
+ * (kick_after_fork), so a child that only puts gets its release.
+ */
+static bool fork_work_pending;
+/* This thread is the worker, or is processing the queue inline: a
+ * callback it runs must not wait for a switch. */
 static __thread bool on_worker;
+
+/* Test hook: pthread_create of the worker "fails" with this errno. */
+volatile int percpu_ref_test_fail_worker_start;
 
 static void noop_confirm(struct percpu_ref *ref)
 {
@@ -156,42 +183,73 @@ static struct percpu_ref_data *data_of(struct percpu_ref *ref, const char *fn)
 
 static void *worker_main(void *arg);
 
-/* With switch_lock held.  Signals are blocked on the worker for good. */
-static void ensure_worker_locked(void)
+/*
+ * With switch_lock held: make sure someone processes the queue -- the
+ * worker, or a thread doing it inline.  Signals are blocked on the worker
+ * for good.  Returns false if the worker cannot be started (no thread:
+ * RLIMIT_NPROC, address space, ...); the caller then processes the queue
+ * itself before it returns (unlock_switch).  A kill never fails for lack
+ * of a helper thread.
+ */
+static bool ensure_worker_locked(void)
 {
 	pthread_attr_t attr;
 	pthread_t thread;
 	sigset_t all, old;
 	int rc;
 
-	if (worker_running)
-		return;
+	if (worker_running || inline_running)
+		return true;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	rc = pthread_create(&thread, &attr, worker_main, NULL);
+	rc = percpu_ref_test_fail_worker_start;
+	if (rc == 0)
+		rc = pthread_create(&thread, &attr, worker_main, NULL);
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0)
-		percpu_die("percpu_ref: cannot start the switch worker thread: %s",
-		           strerror(rc));
+		return false;
 	worker_running = true;
+	__atomic_store_n(&fork_work_pending, false, __ATOMIC_RELAXED);
+	return true;
+}
+
+static bool work_pending_locked(void)
+{
+	return queue_head || in_progress || owed_release;
+}
+
+static void inline_process_locked(void);
+
+/*
+ * Work queued and no one to do it (no worker: never started, gone with a
+ * fork(), or it cannot be started): start the worker, or do the work in
+ * this thread.  With switch_lock held; may drop it meanwhile.
+ */
+static void process_if_orphaned_locked(void)
+{
+	if (worker_running || inline_running || !work_pending_locked())
+		return;
+	if (!ensure_worker_locked())
+		inline_process_locked();
 }
 
 /*
  * Take switch_lock.  In the child of a fork() the worker is gone; a switch
- * that was in flight is finished by a new one, started here.
+ * that was in flight is finished here first, by a new worker or inline.
  */
 static void lock_switch(void)
 {
 	pthread_mutex_lock(&switch_lock);
-	if (!worker_running && (queue_head || in_progress || owed_release))
-		ensure_worker_locked();
+	process_if_orphaned_locked();
 }
 
+/* Release switch_lock; first process what the worker could not take. */
 static void unlock_switch(void)
 {
+	process_if_orphaned_locked();
 	pthread_mutex_unlock(&switch_lock);
 }
 
@@ -201,7 +259,8 @@ static void enqueue_locked(struct percpu_ref_data *d)
 	d->folded = false;
 	*queue_tail = d;
 	queue_tail = &d->next;
-	ensure_worker_locked();
+	/* If it fails, unlock_switch() does the switch inline. */
+	(void)ensure_worker_locked();
 	pthread_cond_signal(&work_queued);
 }
 
@@ -301,17 +360,19 @@ static void fence_for_batch(void)
 		           "percpu mode", strerror(-rc));
 }
 
-static void *worker_main(void *arg)
+/*
+ * Process everything queued: the owed release of a fork child first, then
+ * batch after batch until the queue is empty.  With switch_lock held (it
+ * is dropped for the fence and the callbacks).  By the worker, or by a
+ * thread processing inline.
+ */
+static void process_queue_locked(void)
 {
-	(void)arg;
-	on_worker = true;
-	pthread_setname_np(pthread_self(), "percpu_ref");
-	pthread_mutex_lock(&switch_lock);
 	for (;;) {
-		if (owed_release) /* a child's first worker */
+		if (owed_release) /* in a child of fork() */
 			run_owed_release_locked();
-		while (!queue_head)
-			pthread_cond_wait(&work_queued, &switch_lock);
+		if (!queue_head)
+			return;
 		/* Every ref taken here stored its mode before it was queued,
 		 * so one fence after this point covers the whole batch. */
 		in_progress = queue_head;
@@ -323,7 +384,51 @@ static void *worker_main(void *arg)
 		while (in_progress)
 			finish_switch_locked(in_progress);
 	}
+}
+
+static void *worker_main(void *arg)
+{
+	(void)arg;
+	on_worker = true;
+	pthread_setname_np(pthread_self(), "percpu_ref");
+	pthread_mutex_lock(&switch_lock);
+	for (;;) {
+		process_queue_locked();
+		pthread_cond_wait(&work_queued, &switch_lock);
+	}
 	return NULL;
+}
+
+/*
+ * The worker cannot be started: this thread does its work, with the same
+ * order (fence, fold, confirm, the switch's put) and the same rules for
+ * the callbacks (on_worker: they must not wait for a switch).  Others
+ * that queue meanwhile find inline_running and leave their switch to us.
+ */
+static void inline_process_locked(void)
+{
+	bool was_on_worker = on_worker;
+
+	inline_running = true;
+	on_worker = true;
+	__atomic_store_n(&fork_work_pending, false, __ATOMIC_RELAXED);
+	process_queue_locked();
+	on_worker = was_on_worker;
+	inline_running = false;
+}
+
+/*
+ * In a child of fork() with work left by the parent's worker: a put that
+ * takes the slow path gets it processed (the release the child waits for
+ * may hang on a switch's reference).  trylock: a put may come from a
+ * signal handler; a thread holding the lock processes the work when it
+ * unlocks (unlock_switch), or is the processor.
+ */
+static void kick_after_fork(void)
+{
+	if (pthread_mutex_trylock(&switch_lock) != 0)
+		return;
+	unlock_switch();
 }
 
 /* ---- mode switches (switch_lock held) ----------------------------------- */
@@ -489,7 +594,8 @@ void percpu_ref_exit(struct percpu_ref *ref)
 		if (on_worker)
 			percpu_die("percpu_ref_exit(%p): called from a callback on the "
 			           "percpu_ref switch worker while a switch of this "
-			           "ref is in flight", (void *)ref);
+			           "ref is in flight: it would wait for itself",
+			           (void *)ref);
 		percpu_warn_once("percpu_ref_exit(%p): a mode switch is in flight; "
 		                 "waiting for it", (void *)ref);
 		/* Its release may exit the ref meanwhile: re-read data. */
@@ -532,6 +638,8 @@ void percpu_ref_put_slow(struct percpu_ref *ref, unsigned long nr)
 	int64_t count = __atomic_sub_fetch(&d->count, (int64_t)delta, __ATOMIC_ACQ_REL);
 
 	settle_put(ref, release, count, "percpu_ref_put");
+	if (__builtin_expect(__atomic_load_n(&fork_work_pending, __ATOMIC_RELAXED), 0))
+		kick_after_fork();
 }
 
 /* Add @nr references unless the count is zero, or dead when @live. */
@@ -582,7 +690,17 @@ void percpu_ref_kill_and_confirm(struct percpu_ref *ref,
 	unlock_switch();
 	if (confirm_now)
 		confirm_now(ref);
-	/* The initial reference; the mode is atomic now. */
+	/*
+	 * The initial reference; the mode is atomic now.  A callback run
+	 * meanwhile in this thread (confirm_kill of an atomic ref, or any run
+	 * inline) may have exited the ref, though this reference was held:
+	 * say so rather than put into freed memory.
+	 */
+	d = __atomic_load_n(&ref->data, __ATOMIC_ACQUIRE);
+	if (!d)
+		percpu_die("percpu_ref_kill(%p): the ref was exited (by a "
+		           "callback) before kill dropped its initial reference",
+		           (void *)ref);
 	release = d->release;
 	count = count_add(d, -1, __ATOMIC_ACQ_REL);
 	settle_put(ref, release, count, "percpu_ref_kill");
@@ -678,6 +796,14 @@ static void fork_prepare(void)
 
 static void fork_parent(void)
 {
+	/*
+	 * A process that is itself a fork child with orphaned work: a put
+	 * whose kick found the lock held by this fork would leave it so.
+	 * Start the worker here (never inline: we are inside fork()).
+	 */
+	if (__atomic_load_n(&fork_work_pending, __ATOMIC_RELAXED) &&
+	    !worker_running && !inline_running && work_pending_locked())
+		(void)ensure_worker_locked();
 	pthread_mutex_unlock(&switch_lock);
 }
 
@@ -712,6 +838,9 @@ static void fork_child(void)
 		in_progress = NULL;
 	}
 	worker_running = false;
+	inline_running = false; /* a parent thread processing inline is gone */
+	if (work_pending_locked())
+		__atomic_store_n(&fork_work_pending, true, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&switch_lock);
 }
 

@@ -773,3 +773,94 @@ TEST(release_running_on_the_parents_worker_at_fork_runs_in_the_child)
 	CHECK_EQ(LOAD(released_in_child), 1);
 	percpu_ref_exit(&owed_ref);
 }
+
+/* ---- children that only put, with switches in flight at fork ---------- */
+
+/*
+ * Issue 13, bug 4: a child forked while a kill was in flight in the parent
+ * and that then only puts its last reference waited forever for its
+ * release -- the switch's own reference, which the child's worker drops,
+ * was only restarted by a call that takes the switch lock (is_zero, ...).
+ * Here every fork lands with two kills in flight: the worker is inside
+ * the confirm of one (held there), the other is queued behind it.
+ */
+static struct percpu_ref inflight_refs[2];
+static pid_t hold_worker_in;
+static int worker_held;
+static int only_put_releases;
+
+static void hold_worker_confirm(struct percpu_ref *ref)
+{
+	(void)ref;
+	if (getpid() != hold_worker_in)
+		return; /* the child's rerun of this confirm does not block */
+	STORE(worker_held, 1);
+	while (LOAD(worker_held) == 1)
+		usleep(100);
+}
+
+static void count_only_put_release(struct percpu_ref *ref)
+{
+	(void)ref;
+	__atomic_fetch_add(&only_put_releases, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Puts its last reference of each ref; nothing else of percpu_ref. */
+static int child_only_puts(void *arg)
+{
+	(void)arg;
+	if (LOAD(only_put_releases) != 0)
+		return 1;
+	percpu_ref_put(&inflight_refs[0]);
+	percpu_ref_put(&inflight_refs[1]);
+	/* Generous: the releases come within milliseconds; alarm(10) too. */
+	for (double end = now_s() + 5; now_s() < end;) {
+		if (LOAD(only_put_releases) >= 2)
+			break;
+		usleep(100);
+	}
+	if (LOAD(only_put_releases) != 2)
+		return 2;
+	return 0;
+}
+
+TEST(children_that_only_put_get_their_release_with_kills_in_flight_at_fork)
+{
+	int children = 100, failed = 0, i;
+
+	STORE(only_put_releases, 0);
+	STORE(worker_held, 0);
+	hold_worker_in = getpid();
+	for (i = 0; i < 2; i++) {
+		CHECK_EQ(percpu_ref_init(&inflight_refs[i], count_only_put_release, 0), 0);
+		percpu_ref_get(&inflight_refs[i]); /* the last reference */
+	}
+	if (percpu_fast_mode_available()) {
+		percpu_ref_kill_and_confirm(&inflight_refs[0], hold_worker_confirm);
+		while (!LOAD(worker_held))
+			usleep(100); /* the worker is inside ref 0's confirm */
+	} else {
+		percpu_ref_kill(&inflight_refs[0]); /* atomic: nothing in flight */
+	}
+	percpu_ref_kill(&inflight_refs[1]); /* queued behind ref 0 */
+	for (i = 0; i < children && !failed; i++) {
+		int rc = fork_and_run(child_only_puts, NULL);
+
+		if (rc != 0) {
+			printf("# child %d of %d: %s (status %d)\n", i + 1, children,
+			       rc == 2 ? "no release after its puts" : "failed", rc);
+			failed++;
+		}
+	}
+	CHECK_EQ(failed, 0);
+	STORE(worker_held, 0);
+	/* The parent holds its last references still: no release yet. */
+	CHECK_EQ(LOAD(only_put_releases), 0);
+	percpu_ref_put(&inflight_refs[0]);
+	percpu_ref_put(&inflight_refs[1]);
+	for (double end = now_s() + 5; now_s() < end && LOAD(only_put_releases) < 2;)
+		usleep(100);
+	CHECK_EQ(LOAD(only_put_releases), 2);
+	for (i = 0; i < 2; i++)
+		percpu_ref_exit(&inflight_refs[i]);
+}

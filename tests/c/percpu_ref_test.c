@@ -18,6 +18,13 @@
 #include <string.h>
 #include <dirent.h>
 #include <stdio.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1082,6 +1089,238 @@ TEST(fork_while_switches_are_in_flight_completes_them_in_the_child)
 	percpu_ref_exit(&b);
 }
 
+/* ---- no thread for the switch worker (issue 13, bug 3) ----------------- */
+
+static void *no_op_thread(void *arg)
+{
+	return arg;
+}
+
+/*
+ * What the kernel does to clone() under RLIMIT_NPROC, done by a seccomp
+ * filter: thread creation (clone with CLONE_THREAD, and clone3, which
+ * glibc uses first) fails with EAGAIN; fork() still works.  x86-64 only.
+ */
+static bool deny_threads_by_seccomp(void)
+{
+	struct sock_filter code[] = {
+		/* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		/* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 6),
+		/* 2 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		/* 3 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 3, 0),
+		/* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 3),
+		/* 5 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+		/* 6 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 0, 1),
+		/* 7 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EAGAIN),
+		/* 8 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(code) / sizeof(code[0]), .filter = code };
+
+	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+	       prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0;
+}
+
+/*
+ * This process may start no thread any more: RLIMIT_NPROC 0, which the
+ * kernel enforces on every user but root (INIT_USER is exempt whatever
+ * its capabilities), so root first becomes nobody (setresuid also drops
+ * every capability).  Where nobody does not exist (Bazel's sandbox is a
+ * user namespace that maps root only: EINVAL), the same EAGAIN comes from
+ * a seccomp filter instead.  Returns false unless a pthread_create() then
+ * really fails -- a test that could not impose the limit must fail, not
+ * pass without having tested anything.
+ */
+static bool forbid_new_threads(void)
+{
+	struct rlimit none = { 0, 0 };
+	const char *how = "RLIMIT_NPROC 0";
+	pthread_t thread;
+	int rc;
+
+	if (geteuid() == 0 && setresuid(65534, 65534, 65534) != 0) {
+		printf("# setresuid(nobody): %s; a seccomp filter denies threads "
+		       "instead\n", strerror(errno));
+		how = "the seccomp filter";
+		if (!deny_threads_by_seccomp()) {
+			printf("# seccomp filter: %s\n", strerror(errno));
+			return false;
+		}
+	} else if (setrlimit(RLIMIT_NPROC, &none) != 0) {
+		printf("# setrlimit(RLIMIT_NPROC, 0): %s\n", strerror(errno));
+		return false;
+	}
+	rc = pthread_create(&thread, NULL, no_op_thread, NULL);
+	if (rc == 0) {
+		printf("# %s as uid %d: a thread still started\n", how,
+		       (int)geteuid());
+		pthread_join(thread, NULL);
+		return false;
+	}
+	return true;
+}
+
+/* In the child: returns 0, or the number of the first step that failed. */
+#define STEP(n, cond)                                                          \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			printf("# no-thread child: step %d failed: %s\n", (n), \
+			       #cond);                                         \
+			fflush(stdout);                                        \
+			return (n);                                            \
+		}                                                              \
+	} while (0)
+
+/*
+ * Every call that queues work for the worker, with no thread to be had:
+ * each must do the switch itself, with confirm before release and each
+ * release exactly once.
+ */
+static int switch_without_a_thread(void)
+{
+	struct percpu_ref a, b, c;
+
+	releases = 0;
+	confirms = 0;
+	STEP(1, forbid_new_threads());
+	/* kill with a reference held: confirmed when kill returns (there is
+	 * no one else to confirm it), released at the last put. */
+	STEP(2, percpu_ref_init(&a, count_release, 0) == 0);
+	percpu_ref_get(&a);
+	percpu_ref_kill_and_confirm(&a, count_confirm);
+	STEP(3, confirms == 1 && nr_releases() == 0);
+	STEP(4, !percpu_ref_tryget_live(&a));
+	percpu_ref_put(&a);
+	STEP(5, nr_releases() == 1 && percpu_ref_is_zero(&a));
+	percpu_ref_exit(&a);
+	/* kill of the last reference: released inside kill, once. */
+	STEP(6, percpu_ref_init(&b, count_release, 0) == 0);
+	percpu_ref_kill(&b);
+	STEP(7, nr_releases() == 2 && percpu_ref_is_zero(&b));
+	percpu_ref_exit(&b);
+	/* switch_to_atomic, _sync, back to percpu, reinit, resurrect. */
+	STEP(8, percpu_ref_init(&c, count_release, PERCPU_REF_ALLOW_REINIT) == 0);
+	percpu_ref_switch_to_atomic(&c, count_confirm);
+	STEP(9, confirms == 2 && !in_percpu_mode(&c));
+	percpu_ref_switch_to_percpu(&c);
+	STEP(10, in_percpu_mode(&c) == fast());
+	percpu_ref_switch_to_atomic_sync(&c);
+	STEP(11, !in_percpu_mode(&c));
+	percpu_ref_switch_to_percpu(&c);
+	percpu_ref_get(&c);
+	percpu_ref_kill(&c);
+	STEP(12, nr_releases() == 2 && percpu_ref_is_dying(&c));
+	percpu_ref_resurrect(&c);
+	percpu_ref_put(&c);
+	STEP(13, nr_releases() == 2 && !percpu_ref_is_dying(&c));
+	percpu_ref_kill(&c);
+	STEP(14, nr_releases() == 3 && percpu_ref_is_zero(&c));
+	percpu_ref_reinit(&c);
+	STEP(15, in_percpu_mode(&c) == fast() && !percpu_ref_is_zero(&c));
+	percpu_ref_kill(&c);
+	STEP(16, nr_releases() == 4 && percpu_ref_is_zero(&c));
+	percpu_ref_exit(&c);
+	return 0;
+}
+
+/* Fork; run fn in the child under a 10 s alarm; 0 if it exited 0. */
+static int in_child(int (*fn)(void))
+{
+	int status;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		alarm(10);
+		_exit(fn());
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return -1;
+	if (WIFSIGNALED(status)) {
+		printf("# child killed by signal %d (%s)\n", WTERMSIG(status),
+		       strsignal(WTERMSIG(status)));
+		return 256 + WTERMSIG(status);
+	}
+	return WEXITSTATUS(status);
+}
+
+/*
+ * Issue 13, bug 3: with the switch worker impossible to start, kill (and
+ * every other switch) aborted the process ("cannot start the switch
+ * worker thread").  Now the calling thread does the switch itself.
+ */
+TEST(kill_and_switches_work_when_no_thread_can_be_started)
+{
+	CHECK_EQ(in_child(switch_without_a_thread), 0);
+}
+
+/*
+ * The same tests again with a worker that cannot be started (the test
+ * hook percpu_ref_test_fail_worker_start, set at load when
+ * PERCPU_REF_TEST_NO_WORKER is in the environment): every switch is done
+ * inline by the thread that asked for it, or by the one already doing
+ * them -- with gets, puts and trygets racing, many lives, signals, and the
+ * fence ordering test with its negative control.  Tests that hold the
+ * worker inside a confirm from the test's own thread cannot run this way
+ * (the confirm would block the very thread that must release it).
+ */
+__attribute__((constructor)) static void no_worker_from_the_environment(void)
+{
+	if (getenv("PERCPU_REF_TEST_NO_WORKER"))
+		percpu_ref_test_fail_worker_start = EAGAIN;
+}
+
+TEST(no_worker_thread_was_started)
+{
+	/* Only meaningful in the run below; elsewhere the worker may exist. */
+	if (getenv("PERCPU_REF_TEST_NO_WORKER"))
+		CHECK_EQ(switch_worker_tid(), 0);
+}
+
+TEST(the_switch_tests_pass_with_no_worker_thread)
+{
+	static char *const argv[] = {
+		"percpu_ref_test (no worker)",
+		"init_get_put_kill_release_exit",
+		"kill_with_references_held_releases_on_the_last_put",
+		"init_atomic_starts_atomic_and_switches_to_percpu",
+		"init_dead_starts_dead_and_reinit_brings_it_to_life",
+		"resurrect_brings_a_dying_ref_back",
+		"atomic_mode_is_sticky_across_kill_and_reinit",
+		"release_without_allow_reinit_frees_the_words_at_the_switch",
+		"release_may_exit_the_ref_even_on_the_worker",
+		"release_may_reinit_the_ref_on_the_worker",
+		"mode_switches_racing_gets_and_puts_lose_nothing",
+		"release_exactly_once_per_life_over_many_lives",
+		"confirm_runs_only_after_every_cpu_sees_atomic_mode",
+		"negative_control_confirm_without_fence_is_caught",
+		"tryget_live_always_fails_once_the_kill_is_confirmed",
+		"threads_without_rseq_take_the_atomic_path_in_percpu_mode",
+		"no_worker_thread_was_started",
+		NULL,
+	};
+	int status;
+	pid_t pid;
+
+	if (getenv("PERCPU_REF_TEST_NO_WORKER"))
+		return; /* we are that run */
+	if (!fast()) {
+		printf("# no percpu mode on this path: refs are atomic, no worker\n");
+		return;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		setenv("PERCPU_REF_TEST_NO_WORKER", "1", 1);
+		execv("/proc/self/exe", argv);
+		_exit(127);
+	}
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	          "the switch tests failed with no worker thread (status %#x)",
+	          status);
+}
+
 /* ---- misuse ------------------------------------------------------------- */
 
 
@@ -1213,6 +1452,47 @@ static void callback_waits_on_the_worker(void)
 	sleep(5); /* the worker aborts the process */
 }
 
+static void exit_in_own_confirm_cb(struct percpu_ref *ref)
+{
+	percpu_ref_exit(ref);
+}
+
+/* Issue 13, bug 5: aborted, but without saying why. */
+static void exit_in_own_switch_confirm(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, 0);
+	percpu_ref_switch_to_atomic(&misuse_ref, exit_in_own_confirm_cb);
+	sleep(5); /* the worker aborts the process */
+}
+
+static void exit_in_own_kill_confirm(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, 0);
+	percpu_ref_get(&misuse_ref);
+	percpu_ref_kill_and_confirm(&misuse_ref, exit_in_own_confirm_cb);
+	sleep(5);
+}
+
+/* An atomic ref: confirm runs in kill, which still holds the initial ref. */
+static void exit_in_confirm_of_an_atomic_kill(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, PERCPU_REF_INIT_ATOMIC);
+	percpu_ref_kill_and_confirm(&misuse_ref, exit_in_own_confirm_cb);
+}
+
+/* The same, with no worker thread: the switch runs inline in the caller. */
+static void callback_waits_inline(void)
+{
+	percpu_ref_test_fail_worker_start = EAGAIN;
+	callback_waits_on_the_worker();
+}
+
+static void exit_in_own_confirm_inline(void)
+{
+	percpu_ref_test_fail_worker_start = EAGAIN;
+	exit_in_own_kill_confirm();
+}
+
 TEST(misuse_is_reported)
 {
 	CHECK(harness_dies_with(put_below_zero_atomic, "percpu_ref underflow"));
@@ -1226,9 +1506,21 @@ TEST(misuse_is_reported)
 	CHECK(harness_warns_with(reinit_without_allow_reinit, "without PERCPU_REF_ALLOW_REINIT"));
 	CHECK(harness_warns_with(percpu_without_allow_reinit, "without PERCPU_REF_ALLOW_REINIT"));
 	CHECK(harness_warns_with(resurrect_live, "not dying"));
+	CHECK(harness_dies_with(exit_in_confirm_of_an_atomic_kill,
+	                        "exited (by a callback) before kill dropped"));
 	if (fast()) {
 		CHECK(harness_warns_with(exit_during_switch, "a mode switch is in flight"));
 		CHECK(harness_dies_with(callback_waits_on_the_worker,
+		                        "it would wait for itself"));
+		CHECK(harness_dies_with(exit_in_own_switch_confirm,
+		                        "percpu_ref_exit"));
+		CHECK(harness_dies_with(exit_in_own_switch_confirm,
+		                        "it would wait for itself"));
+		CHECK(harness_dies_with(exit_in_own_kill_confirm,
+		                        "it would wait for itself"));
+		CHECK(harness_dies_with(callback_waits_inline,
+		                        "it would wait for itself"));
+		CHECK(harness_dies_with(exit_in_own_confirm_inline,
 		                        "it would wait for itself"));
 	}
 }

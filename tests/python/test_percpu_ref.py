@@ -307,3 +307,96 @@ def test_repr(pc):
     assert f"backend={pc.name}" in repr(r)
     r.close()
     assert repr(r) == "<percpu.PercpuRef closed>"
+
+
+# Issue 13, bug 3: a kill whose switch worker thread cannot be started
+# aborted the process ("cannot start the switch worker thread").  The
+# child process below may start no thread: RLIMIT_NPROC 0, which the
+# kernel enforces on every user but root, so root first becomes nobody
+# (after the imports: the runfiles may not be readable by nobody).  Where
+# nobody does not exist (Bazel's sandbox maps root only: EINVAL), a
+# seccomp filter gives thread creation the same EAGAIN.  It proves the
+# limit holds (a thread start fails), then kills, switches and reinits
+# refs and checks confirm-before-release, exactly once each.
+_NO_THREAD_CHILD = r"""
+import ctypes, os, resource, struct, sys, threading
+import percpu
+
+pc = percpu.get_backend(sys.argv[1])
+
+
+def deny_threads_by_seccomp():
+    # x86-64: clone3, and clone with CLONE_THREAD -> EAGAIN; else allow.
+    def op(code, k, jt=0, jf=0):
+        return struct.pack("HBBI", code, jt, jf, k)
+    ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
+    code = b"".join([
+        op(ld, 4), op(jeq, 0xC000003E, 0, 6),          # arch x86-64
+        op(ld, 0), op(jeq, 435, 3, 0), op(jeq, 56, 0, 3),  # clone3, clone
+        op(ld, 16), op(jset, 0x10000, 0, 1),           # args[0] & CLONE_THREAD
+        op(ret, 0x00050000 | 11),                      # ERRNO(EAGAIN)
+        op(ret, 0x7FFF0000),                           # ALLOW
+    ])
+    buf = ctypes.create_string_buffer(code, len(code))
+
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    prog = Prog(len(code) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, ctypes.byref(prog), 0, 0):
+        sys.exit("seccomp filter: " + os.strerror(ctypes.get_errno()))
+
+
+try:
+    if os.geteuid() == 0:
+        os.setresuid(65534, 65534, 65534)
+    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+except OSError as exc:
+    print("no nobody (%s): a seccomp filter denies threads" % exc, file=sys.stderr)
+    deny_threads_by_seccomp()
+try:
+    threading.Thread(target=lambda: None).start()
+except RuntimeError:
+    pass
+else:
+    sys.exit("the limit is not in force: a thread started")
+
+events = []
+r = pc.PercpuRef(lambda: events.append("release"))
+r.get()
+r.kill(confirm=lambda: events.append("confirm"))
+assert events == ["confirm"], events          # no worker: confirmed inline
+r.put()
+assert events == ["confirm", "release"], events
+assert r.is_zero() and r.releases == 1
+r.close()
+
+events.clear()
+s = pc.PercpuRef(lambda: events.append("release"), allow_reinit=True)
+s.switch_to_atomic(confirm=lambda: events.append("switched"))
+assert events == ["switched"], events
+assert s.mode == "atomic"
+s.switch_to_percpu()
+s.switch_to_atomic_sync()
+s.switch_to_percpu()
+s.kill()
+assert events == ["switched", "release"], events
+s.reinit()
+s.kill()
+assert events == ["switched", "release", "release"], events
+s.close()
+print("ok")
+"""
+
+
+def test_kill_without_a_thread_for_the_worker_does_not_abort(pc):
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-c", _NO_THREAD_CHILD, pc.name],
+        capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", (
+        f"status {res.returncode}\nstdout: {res.stdout}\nstderr: {res.stderr}")
+    assert "cannot start" not in res.stderr

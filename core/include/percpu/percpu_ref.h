@@ -80,6 +80,28 @@
  * and switch_to_atomic block).  percpu_ref_switch_to_atomic_sync() waits for
  * the confirmation.
  *
+ * No thread for the worker.  If the worker cannot be started
+ * (pthread_create fails: RLIMIT_NPROC, no address space for a stack, ...)
+ * a kill does not fail: the thread that queued the switch does the
+ * worker's job itself before its call returns -- the fence, the fold,
+ * confirm, the switch's put (so release() too, if that put is the last)
+ * -- for everything queued, including other threads' switches queued
+ * meanwhile (they leave theirs to it; one thread at a time does this).
+ * The order is the worker's: confirm after every CPU sees the new mode,
+ * release exactly once, after confirm.  So kill, switch_to_atomic (and
+ * every call that takes the switch lock: _sync, switch_to_percpu,
+ * resurrect, reinit, is_zero, exit) may call confirm and release in the
+ * calling thread: a caller must not hold a lock its callbacks take, and
+ * the callbacks keep the worker's rules (waiting for a switch aborts,
+ * "it would wait for itself").  The worker is tried again at each switch.
+ *
+ * fork().  The child has no worker: switches queued or in flight at the
+ * fork (and a release the parent's worker was running) are finished by a
+ * new worker -- or inline, as above -- started by the child's first call
+ * that takes the switch lock or its first put that takes the slow path
+ * (every put on a ref with a switch in flight does), so a child that
+ * only puts its last reference gets its release.  docs/fork.md.
+ *
  * tryget_live and kill.  A kill sets DEAD in the mode word and, in the
  * same critical region, a dead flag in the atomic count; tryget_live's
  * slow path is one compare-and-swap that fails on that flag or on zero,
@@ -98,8 +120,11 @@
  *          in percpu mode, found when the switch folds ("<= 0 after
  *          switching to atomic"); get (not tryget) on a ref in atomic mode
  *          whose count is zero; any get/put/tryget/kill/switch/reinit/
- *          resurrect after exit; a callback on the worker waiting for a
- *          mode switch (it would wait for itself).
+ *          resurrect after exit; a callback on the worker (or run inline,
+ *          above) waiting for a mode switch or calling exit while its
+ *          ref's switch is in flight ("it would wait for itself"); exit
+ *          from the confirm_kill a kill runs itself (before it drops the
+ *          initial reference).
  *   warn   kill twice (the second is ignored); reinit of a ref whose count
  *          is not zero (ignored); resurrect of a ref that is not dying
  *          (ignored); switch_to_percpu or reinit without ALLOW_REINIT
@@ -173,7 +198,8 @@ struct percpu_ref {
  * ref is left so that percpu_ref_exit() is a no-op and any use aborts.
  *
  * @release must not block for long: it runs in the thread whose put (or
- * kill) took the count to zero, or on the switch worker.  It may call
+ * kill) took the count to zero, or on the switch worker (or in a thread
+ * doing the worker's job when no worker can be started).  It may call
  * percpu_ref_exit() and free the memory holding the ref.  Thread context.
  */
 int percpu_ref_init(struct percpu_ref *ref, percpu_ref_func_t *release,
@@ -185,7 +211,9 @@ int percpu_ref_init(struct percpu_ref *ref, percpu_ref_func_t *release,
  * The caller ensures the ref is no longer in use.  Usual callers: release(),
  * or the error path of an object whose other setup failed after init.
  * If a mode switch is still in flight it warns and waits for it (Linux
- * would free under the pending callback).  Afterwards percpu_ref_is_zero()
+ * would free under the pending callback) -- except from a callback of
+ * that switch (on the worker or run inline), where it aborts: "it would
+ * wait for itself".  Afterwards percpu_ref_is_zero()
  * still answers (the count at exit is remembered, as in Linux) and
  * percpu_ref_is_dying() is true; any other use aborts.  A no-op on a ref
  * that was never initialised (all zero), failed to initialise, or was
@@ -228,7 +256,12 @@ percpu_ref_get(struct percpu_ref *ref)
  * In atomic mode, the put that takes the count to zero calls release() in
  * the calling thread before returning.  Any thread; never blocks itself
  * (release() runs inside); from a signal handler only if release() is
- * async-signal-safe.
+ * async-signal-safe.  In a child of fork() that inherited switches in
+ * flight, the first put on the slow path has them finished: it tries the
+ * switch lock (never waits for it) and starts the worker -- or, with no
+ * thread to be had, does the switches itself, callbacks included: in
+ * such a child, make that first put from thread context, not a signal
+ * handler.
  */
 static inline __attribute__((always_inline)) void
 percpu_ref_put_many(struct percpu_ref *ref, unsigned long nr)
@@ -293,10 +326,12 @@ percpu_ref_tryget_live(struct percpu_ref *ref)
  *
  * Call exactly once per life (a second call warns and is ignored).  In
  * percpu mode confirm_kill runs later on the switch worker; if the ref is
- * already atomic it runs in the calling thread before this returns.  The
+ * already atomic -- or no worker thread can be started, then after the
+ * fence -- it runs in the calling thread before this returns.  The
  * initial ref is dropped after that, so release() may run inside this call.
- * Never waits for the fence; blocks only while a previous switch of this
- * ref is in flight.  Thread context.
+ * Never fails.  Waits for the fence only when no worker thread can be
+ * started; otherwise blocks only while a previous switch of this ref is
+ * in flight.  Thread context.
  */
 void percpu_ref_kill_and_confirm(struct percpu_ref *ref,
                                  percpu_ref_func_t *confirm_kill);
@@ -314,9 +349,9 @@ static inline void percpu_ref_kill(struct percpu_ref *ref)
  *
  * No reason to use this for ordinary reference counting (use kill).  The
  * atomic mode is sticky across kill and reinit until
- * percpu_ref_switch_to_percpu().  If the ref is already atomic,
- * confirm_switch runs in the calling thread before this returns; otherwise
- * later on the switch worker.  Safe concurrently with gets and puts and
+ * percpu_ref_switch_to_percpu().  If the ref is already atomic (or no
+ * worker thread can be started), confirm_switch runs in the calling thread
+ * before this returns; otherwise later on the switch worker.  Safe concurrently with gets and puts and
  * mixed with kill and reinit.  Blocks only while a previous switch of
  * this ref is in flight.  Thread context.
  */
@@ -388,9 +423,11 @@ static inline bool percpu_ref_is_dying(struct percpu_ref *ref)
 
 #ifdef PERCPU_TEST_INJECT
 /* Test hooks: the switch worker skips the fence (negative control only);
- * batches fenced so far. */
+ * batches fenced so far; non-zero: starting the switch worker fails with
+ * this errno, as pthread_create would under RLIMIT_NPROC. */
 extern volatile bool percpu_ref_test_skip_fence;
 extern unsigned long percpu_ref_test_fences;
+extern volatile int percpu_ref_test_fail_worker_start;
 #endif
 
 #ifdef __cplusplus
