@@ -171,7 +171,8 @@ static bool mode_is_trydraining(uintptr_t mode)
 	return mode == MODE_TRYDRAINING;
 }
 
-int localcount_tryacquire_slow(struct localcount *lc)
+/* localcount_tryacquire's slow half; `fn` names the caller in a report. */
+static int tryacquire_slow(struct localcount *lc, const char *fn)
 {
 	uintptr_t mode = __atomic_load_n(&lc->lc_mode, __ATOMIC_ACQUIRE);
 
@@ -205,12 +206,17 @@ int localcount_tryacquire_slow(struct localcount *lc)
 		return -EBUSY;
 	if (mode == MODE_DRAINING || mode == MODE_DRAINED)
 		return -EINVAL;
-	misuse("localcount_tryacquire", lc, load_state(lc), "");
+	misuse(fn, lc, load_state(lc), "");
+}
+
+int localcount_tryacquire_slow(struct localcount *lc)
+{
+	return tryacquire_slow(lc, "localcount_tryacquire");
 }
 
 void localcount_acquire_slow(struct localcount *lc)
 {
-	int rc = localcount_tryacquire_slow(lc);
+	int rc = tryacquire_slow(lc, "localcount_acquire");
 
 	if (__builtin_expect(rc == 0, 1))
 		return;

@@ -1236,6 +1236,8 @@ TEST(misuse_is_reported_and_aborts)
 	                        "localcount is already drained: acquire after drain"));
 	CHECK(harness_dies_with(acquire_during_trydrain,
 	                        "localcount is being trydrained: acquire after drain"));
+	CHECK(harness_dies_with(tryacquire_after_fini,
+	                        "localcount_tryacquire(0x"));
 	CHECK(harness_dies_with(tryacquire_after_fini, "localcount used after localcount_fini"));
 	CHECK(harness_dies_with(trydrain_status_after_fini,
 	                        "localcount used after localcount_fini"));
@@ -1251,6 +1253,7 @@ TEST(misuse_is_reported_and_aborts)
 	CHECK(harness_dies_with(fini_during_drain, "localcount is being drained: fini without drain"));
 	CHECK(harness_dies_with(fini_twice, "localcount used after localcount_fini"));
 	CHECK(harness_dies_with(acquire_after_fini, "localcount used after localcount_fini"));
+	CHECK(harness_dies_with(acquire_after_fini, "localcount_acquire(0x"));
 	CHECK(harness_dies_with(release_after_fini, "localcount used after localcount_fini"));
 	CHECK(harness_dies_with(drain_after_fini, "localcount used after localcount_fini"));
 	CHECK(harness_dies_with(trydrain_after_fini, "localcount used after localcount_fini"));
