@@ -361,7 +361,15 @@ int percpu_py_localcount_new(struct percpu_py_localcount **out)
 int percpu_py_localcount_state(struct percpu_py_localcount *p)
 {
 	/* The library changes lc_state only by compare-and-swap. */
-	return __atomic_load_n(&p->lc.lc_state, __ATOMIC_ACQUIRE);
+	int state = __atomic_load_n(&p->lc.lc_state, __ATOMIC_ACQUIRE);
+
+	/* A drain() let in is draining, even in its trydrain pre-check or
+	 * before localcount_drain() has changed the state: so a concurrent
+	 * close() knows someone else drains it. */
+	if ((state == LOCALCOUNT_LIVE || state == LOCALCOUNT_TRYDRAINING) &&
+	    __atomic_load_n(&p->closed, __ATOMIC_ACQUIRE) == PERCPU_PY_LC_DRAIN)
+		return LOCALCOUNT_DRAINING;
+	return state;
 }
 
 int64_t percpu_py_localcount_refcnt(struct percpu_py_localcount *p)
@@ -369,30 +377,40 @@ int64_t percpu_py_localcount_refcnt(struct percpu_py_localcount *p)
 	return localcount_debug_refcnt(&p->lc);
 }
 
-/*
- * Refuse new acquires and check the count before the library sees a
- * drain.  With acquires impossible each per-CPU word can only decrease,
- * so a negative sum is certain proof of an unmatched release -- which
- * the library would report by aborting.  Returns 0 with acquires closed,
- * or -EINVAL with nothing changed.
- */
-static int begin_drain(struct percpu_py_localcount *p)
+/* Let one drain or trydrain in: 0, or -EINVAL if one already was. */
+static int begin_drain(struct percpu_py_localcount *p, int which)
 {
-	if (__atomic_exchange_n(&p->closed, 1, __ATOMIC_SEQ_CST))
+	int open = PERCPU_PY_LC_OPEN;
+
+	if (!__atomic_compare_exchange_n(&p->closed, &open, which, false,
+	                                 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
 		return -EINVAL;
-	if (localcount_debug_refcnt(&p->lc) < 0) {
-		__atomic_store_n(&p->closed, 0, __ATOMIC_SEQ_CST);
-		return -EINVAL;
-	}
 	return 0;
+}
+
+static void reopen(struct percpu_py_localcount *p)
+{
+	__atomic_store_n(&p->closed, PERCPU_PY_LC_OPEN, __ATOMIC_SEQ_CST);
 }
 
 int percpu_py_localcount_drain(struct percpu_py_localcount *p)
 {
-	int rc = begin_drain(p);
+	int rc = begin_drain(p, PERCPU_PY_LC_DRAIN);
 
 	if (rc)
 		return rc;
+	/*
+	 * The exact count first (fenced, with acquires refused while it
+	 * decides): a negative one -- which localcount_drain() would abort
+	 * on -- is refused here with nothing changed; zero is already final.
+	 */
+	rc = localcount_trydrain_status(&p->lc);
+	if (rc == 0)
+		return 0;
+	if (rc != -EBUSY) {
+		reopen(p);
+		return rc;
+	}
 	pthread_mutex_lock(&p->interlock);
 	localcount_drain(&p->lc, &p->cv, &p->interlock);
 	pthread_mutex_unlock(&p->interlock);
@@ -401,15 +419,14 @@ int percpu_py_localcount_drain(struct percpu_py_localcount *p)
 
 int percpu_py_localcount_trydrain(struct percpu_py_localcount *p)
 {
-	int rc = begin_drain(p);
+	int rc = begin_drain(p, PERCPU_PY_LC_TRYDRAIN);
 
 	if (rc)
 		return rc;
-	if (localcount_trydrain(&p->lc))
-		return 0;
-	/* Still live: acquiring is allowed again. */
-	__atomic_store_n(&p->closed, 0, __ATOMIC_SEQ_CST);
-	return -EBUSY;
+	rc = localcount_trydrain_status(&p->lc);
+	if (rc)
+		reopen(p); /* still live: a later drain or trydrain may run */
+	return rc;
 }
 
 int percpu_py_localcount_free(struct percpu_py_localcount *p)

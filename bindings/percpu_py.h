@@ -27,9 +27,13 @@
  * see cheaply -- the usual ways a Python program would hit one of the C
  * library's aborts -- becomes -EINVAL here instead of abort():
  *
- *   localcount  acquire after drain/trydrain began; drain or trydrain
- *               twice; drain of a localcount whose count is already
- *               negative (more releases than acquires)
+ *   localcount  acquire once a drain has begun or a drain/trydrain
+ *               succeeded (decided atomically by localcount_tryacquire,
+ *               so for every interleaving with a concurrent drain or
+ *               trydrain: a reference the drain counts, or -EINVAL);
+ *               drain or trydrain twice or while the other runs; drain
+ *               or trydrain of a localcount whose count is negative
+ *               (more releases than acquires)
  *   percpu_ref  get or put on a ref whose count reached zero (released)
  *               or that was created dead; kill of a dying ref;
  *               resurrect of a live ref; reinit of a ref that is not
@@ -55,6 +59,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -230,7 +235,7 @@ struct percpu_py_localcount {
 	struct localcount lc;
 	pthread_mutex_t interlock;
 	pthread_cond_t cv;
-	int closed;  /* drain/trydrain began: acquire refused (atomic) */
+	int closed;  /* PERCPU_PY_LC_*: which drain the shim let in (atomic) */
 };
 
 /* 0 or -ENOMEM.  May block briefly. */
@@ -244,13 +249,26 @@ int percpu_py_localcount_new(struct percpu_py_localcount **out);
  */
 int percpu_py_localcount_free(struct percpu_py_localcount *p);
 
-/* -EINVAL once a drain or trydrain has begun.  Never blocks on the rseq path. */
+/* closed: 0 none; a trydrain is deciding; a drain began (or either is done). */
+enum { PERCPU_PY_LC_OPEN, PERCPU_PY_LC_TRYDRAIN, PERCPU_PY_LC_DRAIN };
+
+/*
+ * 0: a reference taken.  -EINVAL: a drain has begun, or a drain or
+ * trydrain succeeded (nothing taken).  One localcount_tryacquire(), which
+ * decides in the step that takes the reference, so a concurrent drain()
+ * either counts (and waits for) this reference or refuses it -- never an
+ * abort.  While a trydrain decides (-EBUSY from the library) it yields
+ * and retries: a trydrain never waits for references, so this ends with
+ * 0 (the trydrain failed) or -EINVAL (it succeeded).  Never blocks
+ * otherwise.
+ */
 static inline int percpu_py_localcount_acquire(struct percpu_py_localcount *p)
 {
-	if (__builtin_expect(__atomic_load_n(&p->closed, __ATOMIC_RELAXED), 0))
-		return -EINVAL;
-	localcount_acquire(&p->lc);
-	return 0;
+	int rc;
+
+	while (__builtin_expect((rc = localcount_tryacquire(&p->lc)) == -EBUSY, 0))
+		sched_yield();
+	return rc;
 }
 
 /* Takes the interlock (briefly) only while a drain runs. */
@@ -262,15 +280,19 @@ static inline void percpu_py_localcount_release(struct percpu_py_localcount *p)
 /*
  * Wait until every reference is released; afterwards the localcount is
  * final.  BLOCKS.  -EINVAL if a drain/trydrain already began or the count
- * is negative (more releases than acquires).
+ * is negative (more releases than acquires; checked exactly, by a
+ * localcount_trydrain_status() first).  Acquires racing it succeed (and
+ * are waited for) or get -EINVAL.
  */
 int percpu_py_localcount_drain(struct percpu_py_localcount *p);
 
 /* 0: final, no references; -EBUSY: references held, still live (acquire
- * allowed again); -EINVAL as for drain.  Never blocks on references. */
+ * allowed again); -EINVAL as for drain.  Never blocks on references.
+ * Exact with acquires racing it (localcount_trydrain_status). */
 int percpu_py_localcount_trydrain(struct percpu_py_localcount *p);
 
-/* LOCALCOUNT_LIVE / _TRYDRAINING / _DRAINING / _DRAINED. */
+/* LOCALCOUNT_LIVE / _TRYDRAINING / _DRAINING / _DRAINED; _DRAINING from
+ * the moment drain() is let in (before the library's state changes). */
 int percpu_py_localcount_state(struct percpu_py_localcount *p);
 
 /* Racy diagnostic count (localcount_debug_refcnt). */

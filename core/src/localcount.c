@@ -16,18 +16,24 @@
 enum {
 	MODE_PERCPU = 0,
 	MODE_ATOMIC,        /* no fast mode in this process: lc_central only */
+	MODE_TRYDRAINING,   /* inside localcount_trydrain(): everything central */
 	MODE_DRAINING,
 	MODE_DRAINED,
 	MODE_FINI,          /* after fini, or init failed */
 };
 
-/* lc_central: the count doubled, bit 0 set once a drain has folded it. */
+/*
+ * lc_central: the count times 4; bit 0 set once a drain (or a successful
+ * trydrain) has folded it for good, bit 1 while a trydrain holds it.
+ * Adding or subtracting CENTRAL_ONE never changes either bit.
+ */
 #define CENTRAL_CLOSED ((int64_t)1)
-#define CENTRAL_ONE ((int64_t)2)
+#define CENTRAL_TRYCLOSED ((int64_t)2)
+#define CENTRAL_ONE ((int64_t)4)
 
 static int64_t central_count(int64_t word)
 {
-	return word >> 1; /* arithmetic: the count is signed */
+	return word >> 2; /* arithmetic: the count is signed */
 }
 
 /*
@@ -38,6 +44,16 @@ static int64_t central_count(int64_t word)
  */
 void (*volatile percpu_test_localcount_hook)(void);
 unsigned long percpu_test_localcount_late_central;
+
+/*
+ * Test hooks for the acquire/trydrain races (tests/c/localcount_test.c):
+ * called by an acquire counted in lc_central between reading a live mode
+ * and its compare-and-swap (where a whole drain or trydrain may run), and
+ * by localcount_trydrain() with lc_central held (TRYCLOSED) before it
+ * decides (where acquires and releases meet a trydrain in progress).
+ */
+void (*volatile percpu_test_localcount_acquire_hook)(struct localcount *);
+void (*volatile percpu_test_localcount_trydrain_hook)(struct localcount *);
 
 static const char *state_name(int state)
 {
@@ -150,24 +166,66 @@ static bool mode_is_live(uintptr_t mode)
 	return mode == MODE_PERCPU || mode == MODE_ATOMIC;
 }
 
-void localcount_acquire_slow(struct localcount *lc)
+static bool mode_is_trydraining(uintptr_t mode)
+{
+	return mode == MODE_TRYDRAINING;
+}
+
+/* localcount_tryacquire's slow half; `fn` names the caller in a report. */
+static int tryacquire_slow(struct localcount *lc, const char *fn)
 {
 	uintptr_t mode = __atomic_load_n(&lc->lc_mode, __ATOMIC_ACQUIRE);
 
 	if (mode_is_live(mode)) {
-		/* Atomic mode, or a thread without rseq (or a CPU id past
-		 * PERCPU_MAX_CPUS): count centrally. */
-		int64_t old = __atomic_fetch_add(&lc->lc_central, CENTRAL_ONE,
-		                                 __ATOMIC_RELAXED);
+		/*
+		 * Atomic mode, or a thread without rseq (or a CPU id past
+		 * PERCPU_MAX_CPUS): count centrally.  A compare-and-swap, so
+		 * that the test of the two closed bits and the add are one
+		 * step: a drain or trydrain that closed the word after we
+		 * read the mode is seen here, and nothing was added.
+		 */
+		void (*hook)(struct localcount *) =
+			percpu_test_localcount_acquire_hook;
+		int64_t old;
 
-		if (__builtin_expect(!(old & CENTRAL_CLOSED), 1))
-			return;
-		/* A drain folded the word before our add: we raced it. */
-		__atomic_fetch_sub(&lc->lc_central, CENTRAL_ONE, __ATOMIC_RELAXED);
+		if (hook)
+			hook(lc);
+		old = __atomic_load_n(&lc->lc_central, __ATOMIC_RELAXED);
+		do {
+			if (old & CENTRAL_CLOSED)
+				return -EINVAL; /* drained, or being drained */
+			if (old & CENTRAL_TRYCLOSED)
+				return -EBUSY;  /* a trydrain decides right now */
+		} while (!__atomic_compare_exchange_n(&lc->lc_central, &old,
+		                                      old + CENTRAL_ONE, true,
+		                                      __ATOMIC_RELAXED,
+		                                      __ATOMIC_RELAXED));
+		return 0;
 	}
-	misuse("localcount_acquire", lc, load_state(lc), "acquire after drain "
-	       "(the caller must make new acquisitions impossible before "
-	       "draining)");
+	if (mode_is_trydraining(mode))
+		return -EBUSY;
+	if (mode == MODE_DRAINING || mode == MODE_DRAINED)
+		return -EINVAL;
+	misuse(fn, lc, load_state(lc), "");
+}
+
+int localcount_tryacquire_slow(struct localcount *lc)
+{
+	return tryacquire_slow(lc, "localcount_tryacquire");
+}
+
+void localcount_acquire_slow(struct localcount *lc)
+{
+	int rc = tryacquire_slow(lc, "localcount_acquire");
+
+	if (__builtin_expect(rc == 0, 1))
+		return;
+	/* -EBUSY: a trydrain had the count when we looked; say so even if
+	 * it has finished since. */
+	misuse("localcount_acquire", lc,
+	       rc == -EBUSY ? LOCALCOUNT_TRYDRAINING : load_state(lc),
+	       "acquire after drain (the caller must make new acquisitions "
+	       "impossible before draining, or use localcount_tryacquire)");
 }
 
 /* Release while a drain owns the count: decrement its total. */
@@ -213,7 +271,13 @@ void localcount_release_slow(struct localcount *lc, pthread_cond_t *cv,
 {
 	uintptr_t mode = __atomic_load_n(&lc->lc_mode, __ATOMIC_ACQUIRE);
 
-	if (mode_is_live(mode)) {
+	/*
+	 * During a trydrain the release is counted centrally too: a
+	 * TRYCLOSED word takes it (the trydrain, which saw our reference,
+	 * fails and reopens the word with our -1 in it); a CLOSED one does
+	 * not, as below.
+	 */
+	if (mode_is_live(mode) || mode_is_trydraining(mode)) {
 		void (*hook)(void) = percpu_test_localcount_hook;
 		int64_t old;
 
@@ -303,46 +367,114 @@ void localcount_drain(struct localcount *lc, pthread_cond_t *cv,
 	__atomic_store_n(&lc->lc_state, LOCALCOUNT_DRAINED, __ATOMIC_RELEASE);
 }
 
-bool localcount_trydrain(struct localcount *lc)
+/*
+ * The trydrain protocol (<percpu/localcount.h>).  Returns 1: drained;
+ * 0: references held, lc live again; -1: the count (*refs) is negative,
+ * lc live again; -2: lc was not live (its state in *was), nothing done.
+ */
+static int trydrain(struct localcount *lc, int *was, int64_t *refs)
 {
-	int64_t central, closed, refs;
-	int was;
+	void (*hook)(struct localcount *);
+	int64_t central, closed;
+	uintptr_t mode;
+	int rc;
 
-	if (!change_state(lc, LOCALCOUNT_LIVE, LOCALCOUNT_TRYDRAINING, &was))
-		misuse("localcount_trydrain", lc, was,
-		       "drain is one-shot, and only one may run");
+	if (!change_state(lc, LOCALCOUNT_LIVE, LOCALCOUNT_TRYDRAINING, was))
+		return -2;
+	/* Live: MODE_PERCPU or MODE_ATOMIC (a failed trydrain restores the
+	 * mode before the state). */
+	mode = __atomic_load_n(&lc->lc_mode, __ATOMIC_RELAXED);
+	set_mode(lc, MODE_TRYDRAINING);
+	if (mode == MODE_PERCPU) {
+		/* As in drain: afterwards no per-CPU add that read "live"
+		 * can commit, so the words are frozen while we decide. */
+		rc = percpu_fence();
+		if (rc != 0)
+			percpu_die("localcount_trydrain(%p): the fence failed (%d) "
+			           "in per-CPU mode", (void *)lc, rc);
+	}
+	/* Hold the central word: acquires are refused (-EBUSY) from here,
+	 * releases still land in it. */
+	central = __atomic_fetch_or(&lc->lc_central, CENTRAL_TRYCLOSED,
+	                            __ATOMIC_ACQ_REL);
+	if (central & (CENTRAL_CLOSED | CENTRAL_TRYCLOSED))
+		percpu_die("localcount_trydrain(%p): central word already closed "
+		           "(corrupt localcount)", (void *)lc);
+	hook = percpu_test_localcount_trydrain_hook;
+	if (hook)
+		hook(lc);
 	/*
-	 * Every word only decreases now, so these reads, taken one after
-	 * the other in any order, add up to at least the count at the last
-	 * one: a zero sum means no reference is left.
+	 * The exact count at the fetch_or: the per-CPU words cannot change
+	 * any more, and every acquire that succeeded is in them or in
+	 * `central`.  A release not yet in either has its reference in
+	 * them, so the sum is at least 1 while one is in flight.
 	 */
-	central = __atomic_load_n(&lc->lc_central, __ATOMIC_ACQUIRE);
-	refs = percpu_sum(lc->lc_percpu) + central_count(central);
-	if (refs < 0)
-		percpu_die("localcount_trydrain(%p): negatively referenced "
-		           "localcount (%lld): more releases than acquires",
-		           (void *)lc, (long long)refs);
-	if (refs > 0) {
-		/* In use: no lasting effect, the mode was never touched. */
+	*refs = percpu_sum(lc->lc_percpu) + central_count(central);
+	if (*refs != 0) {
+		/* In use (or misused): reopen.  Releases that went central
+		 * meanwhile stay counted in the word. */
+		__atomic_fetch_and(&lc->lc_central, ~CENTRAL_TRYCLOSED,
+		                   __ATOMIC_RELEASE);
+		set_mode(lc, mode);
 		__atomic_store_n(&lc->lc_state, LOCALCOUNT_LIVE, __ATOMIC_RELEASE);
-		return false;
+		return *refs > 0 ? 0 : -1;
 	}
 	/* The releases we counted happen before the caller frees the object:
 	 * their central adds were release RMWs, read with acquire above; a
-	 * per-CPU commit is an x86 store, and x86 orders our loads of it
-	 * before anything after them -- the compiler must not either. */
+	 * per-CPU commit is an x86 store made visible by the fence (or, in
+	 * atomic mode, there are none) -- the compiler must not reorder
+	 * either. */
 	__asm__ __volatile__("" ::: "memory");
-	PERCPU_TSAN_ACQUIRE(lc->lc_percpu); /* as the fence would: <percpu/ops.h> */
-	/* Final.  With no reference left, nothing may move the word now;
-	 * if something did, a release was made without an acquire. */
+	PERCPU_TSAN_ACQUIRE(lc->lc_percpu); /* as in drain: <percpu/ops.h> */
+	/* Final.  No acquire can change a held word; with no reference left,
+	 * if something moved it a release was made without an acquire. */
 	closed = __atomic_fetch_or(&lc->lc_central, CENTRAL_CLOSED, __ATOMIC_ACQ_REL);
-	if (closed != central)
+	if (closed != (central | CENTRAL_TRYCLOSED))
 		percpu_die("localcount_trydrain(%p): negatively referenced "
 		           "localcount: released while no reference was held",
 		           (void *)lc);
 	set_mode(lc, MODE_DRAINED);
 	__atomic_store_n(&lc->lc_state, LOCALCOUNT_DRAINED, __ATOMIC_RELEASE);
-	return true;
+	return 1;
+}
+
+bool localcount_trydrain(struct localcount *lc)
+{
+	int64_t refs;
+	int was;
+
+	switch (trydrain(lc, &was, &refs)) {
+	case 1:
+		return true;
+	case 0:
+		return false;
+	case -1:
+		percpu_die("localcount_trydrain(%p): negatively referenced "
+		           "localcount (%lld): more releases than acquires",
+		           (void *)lc, (long long)refs);
+	default:
+		misuse("localcount_trydrain", lc, was,
+		       "drain is one-shot, and only one may run");
+	}
+}
+
+int localcount_trydrain_status(struct localcount *lc)
+{
+	int64_t refs;
+	int was;
+
+	switch (trydrain(lc, &was, &refs)) {
+	case 1:
+		return 0;
+	case 0:
+		return -EBUSY;
+	case -1:
+		return -EINVAL;
+	default:
+		if (was >= LOCALCOUNT_LIVE && was < LOCALCOUNT_FINI)
+			return -EINVAL;
+		misuse("localcount_trydrain_status", lc, was, "");
+	}
 }
 
 int64_t localcount_debug_refcnt(const struct localcount *lc)

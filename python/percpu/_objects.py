@@ -379,8 +379,10 @@ class LocalCount(_Owner):
     ``close()`` drains a live localcount, then frees it.
 
     Misuse becomes PercpuError(EINVAL) instead of the C library's abort:
-    acquire after drain or trydrain began; drain twice; drain with more
-    releases than acquires.  A release with no acquire that no check can
+    acquire once a drain began or a drain/trydrain succeeded (also when
+    racing them on other threads: the acquire is then either counted and
+    waited for, or refused); drain twice; drain with more releases than
+    acquires.  A release with no acquire that no check can
     see still aborts when the drain finds the count negative.
     """
 
@@ -393,7 +395,9 @@ class LocalCount(_Owner):
 
     def acquire(self):
         """Take a reference; returns a Reference (a context manager that
-        releases it).  Raises PercpuError(EINVAL) once a drain began."""
+        releases it).  Raises PercpuError(EINVAL) once a drain began or a
+        drain/trydrain succeeded, never aborts, even racing them; waits
+        out a trydrain() that is deciding."""
         self._live()
         self._acquire()
         return Reference(self, self.release)
@@ -405,14 +409,16 @@ class LocalCount(_Owner):
 
     def drain(self):
         """Wait until every reference is released; afterwards only
-        close().  Blocks, with the GIL released.  The caller must have
-        made new acquires impossible."""
+        close().  Blocks, with the GIL released.  Acquires racing it are
+        counted and waited for, or refused (EINVAL); to end, new acquires
+        must stop."""
         self._d.lc_drain(self._live())
 
     def trydrain(self):
         """If no reference is held, make this final (as drain() does) and
         return True; otherwise return False and stay live (acquire works
-        again).  Never waits.  New acquires must already be impossible."""
+        again).  Never waits for references.  Exact even with acquires
+        racing it."""
         return self._d.lc_trydrain(self._live())
 
     @property

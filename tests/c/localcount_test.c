@@ -32,6 +32,7 @@
 #include <percpu/localcount.h>
 
 #include "harness.h"
+#include "percpu_py.h"
 #include "stress.h"
 
 #ifdef __SANITIZE_THREAD__
@@ -74,7 +75,7 @@ static bool per_cpu_mode(const struct localcount *lc)
 
 static int64_t central_count(const struct localcount *lc)
 {
-	return __atomic_load_n(&lc->lc_central, __ATOMIC_RELAXED) >> 1;
+	return __atomic_load_n(&lc->lc_central, __ATOMIC_RELAXED) >> 2;
 }
 
 /* Unregister rseq on odd threads when asked; true if this one did. */
@@ -150,7 +151,7 @@ TEST(trydrain_false_changes_nothing_then_true_is_final)
 	 * put back and used again. */
 	CHECK_EQ(lc.lc_state, LOCALCOUNT_LIVE);
 	CHECK_EQ(lc.lc_mode, mode);
-	CHECK_EQ(lc.lc_central & 1, 0);
+	CHECK_EQ(lc.lc_central & 3, 0);
 	localcount_acquire(&lc);
 	release(&lc);
 	release(&lc);
@@ -673,12 +674,311 @@ TEST(negative_control_lifecycle_without_drain_is_caught)
 	          "objects poisoned under readers went unnoticed: the canary proves nothing");
 }
 
+/* ---- tryacquire racing drain and trydrain (issue 13, bug 2) ------------------ */
+
+/*
+ * The shim's acquire (bindings/percpu_py.h) used to test its own `closed`
+ * flag, then call localcount_acquire(): two steps, so a drain or trydrain
+ * finishing between them made the acquire abort ("localcount is already
+ * drained").  Now it is one localcount_tryacquire(), which decides in the
+ * step that takes the reference.  The hooks below run a whole drain or
+ * trydrain inside that step's window on the central path (a thread without
+ * rseq, or atomic mode); the per-CPU path's window is its rseq section,
+ * closed by the fence, and is covered by the bounded race loop.
+ */
+extern void (*volatile percpu_test_localcount_acquire_hook)(struct localcount *);
+extern void (*volatile percpu_test_localcount_trydrain_hook)(struct localcount *);
+
+static struct percpu_py_localcount *hooked;
+static int hook_calls, hook_rc;
+static enum { IN_HOOK_DRAIN, IN_HOOK_TRYDRAIN, IN_HOOK_BLOCKED_DRAIN } hook_does;
+static pthread_t hook_drainer;
+
+static void *shim_drain_in_thread(void *arg)
+{
+	hook_rc = percpu_py_localcount_drain(arg);
+	return NULL;
+}
+
+/* Between the acquire's mode read and its compare-and-swap: once. */
+static void drain_inside_acquire(struct localcount *lc)
+{
+	if (lc != &hooked->lc || hook_calls++)
+		return;
+	switch (hook_does) {
+	case IN_HOOK_DRAIN:
+		hook_rc = percpu_py_localcount_drain(hooked);
+		break;
+	case IN_HOOK_TRYDRAIN:
+		hook_rc = percpu_py_localcount_trydrain(hooked);
+		break;
+	case IN_HOOK_BLOCKED_DRAIN:
+		/* A drain that has begun (folded, waiting for a reference). */
+		pthread_create(&hook_drainer, NULL, shim_drain_in_thread, hooked);
+		while (!__atomic_load_n(&hooked->lc.lc_folded, __ATOMIC_ACQUIRE))
+			usleep(1000);
+		break;
+	}
+}
+
+static int paused_acquire_rc;
+
+static void *paused_acquire(void *arg)
+{
+	bool unregistered = stress_rseq_unregister_self() == 0;
+
+	(void)arg;
+	paused_acquire_rc = percpu_py_localcount_acquire(hooked);
+	if (unregistered)
+		stress_rseq_register_self();
+	return NULL;
+}
+
+/* One shim acquire, in a thread without rseq (the central path in every
+ * mode), with `what` run inside it; returns the acquire's result. */
+static int acquire_with_drain_inside(int what)
+{
+	pthread_t t;
+
+	hook_does = what;
+	hook_calls = 0;
+	hook_rc = 1;
+	percpu_test_localcount_acquire_hook = drain_inside_acquire;
+	pthread_create(&t, NULL, paused_acquire, NULL);
+	pthread_join(t, NULL);
+	percpu_test_localcount_acquire_hook = NULL;
+	CHECK_MSG(hook_calls == 1, "the acquire did not pause in its window (%d)",
+	          hook_calls);
+	return paused_acquire_rc;
+}
+
+TEST(shim_acquire_paused_while_a_drain_completes_gets_einval)
+{
+	CHECK_EQ(percpu_py_localcount_new(&hooked), 0);
+	CHECK_EQ(acquire_with_drain_inside(IN_HOOK_DRAIN), -EINVAL);
+	CHECK_EQ(hook_rc, 0);
+	CHECK_EQ(percpu_py_localcount_state(hooked), LOCALCOUNT_DRAINED);
+	CHECK_EQ(percpu_py_localcount_refcnt(hooked), 0);
+	CHECK_EQ(percpu_py_localcount_acquire(hooked), -EINVAL);
+	CHECK_EQ(percpu_py_localcount_free(hooked), 0);
+}
+
+TEST(shim_acquire_paused_while_a_trydrain_succeeds_gets_einval)
+{
+	CHECK_EQ(percpu_py_localcount_new(&hooked), 0);
+	CHECK_EQ(acquire_with_drain_inside(IN_HOOK_TRYDRAIN), -EINVAL);
+	CHECK_EQ(hook_rc, 0);
+	CHECK_EQ(percpu_py_localcount_state(hooked), LOCALCOUNT_DRAINED);
+	CHECK_EQ(percpu_py_localcount_acquire(hooked), -EINVAL);
+	CHECK_EQ(percpu_py_localcount_free(hooked), 0);
+}
+
+/* A trydrain that fails leaves the localcount usable: the paused acquire
+ * then takes its reference, counted once. */
+TEST(shim_acquire_paused_while_a_trydrain_fails_succeeds)
+{
+	CHECK_EQ(percpu_py_localcount_new(&hooked), 0);
+	CHECK_EQ(percpu_py_localcount_acquire(hooked), 0);
+	CHECK_EQ(acquire_with_drain_inside(IN_HOOK_TRYDRAIN), 0);
+	CHECK_EQ(hook_rc, -EBUSY);
+	CHECK_EQ(percpu_py_localcount_state(hooked), LOCALCOUNT_LIVE);
+	CHECK_EQ(percpu_py_localcount_refcnt(hooked), 2);
+	CHECK_EQ(percpu_py_localcount_trydrain(hooked), -EBUSY);
+	percpu_py_localcount_release(hooked);
+	percpu_py_localcount_release(hooked);
+	CHECK_EQ(percpu_py_localcount_trydrain(hooked), 0);
+	CHECK_EQ(percpu_py_localcount_free(hooked), 0);
+}
+
+/* A drain that has begun (waiting for one reference) refuses the paused
+ * acquire, and completes once that reference is released. */
+TEST(shim_acquire_paused_while_a_drain_waits_gets_einval)
+{
+	CHECK_EQ(percpu_py_localcount_new(&hooked), 0);
+	CHECK_EQ(percpu_py_localcount_acquire(hooked), 0);
+	CHECK_EQ(acquire_with_drain_inside(IN_HOOK_BLOCKED_DRAIN), -EINVAL);
+	CHECK_EQ(percpu_py_localcount_state(hooked), LOCALCOUNT_DRAINING);
+	percpu_py_localcount_release(hooked);
+	join_drainer(hook_drainer, "shim_acquire_paused_while_a_drain_waits_gets_einval");
+	CHECK_EQ(hook_rc, 0);
+	CHECK_EQ(percpu_py_localcount_state(hooked), LOCALCOUNT_DRAINED);
+	CHECK_EQ(percpu_py_localcount_free(hooked), 0);
+}
+
+/* Inside a trydrain that holds the count: tryacquire is refused with
+ * -EBUSY (nothing taken), a release still counts, and the trydrain --
+ * which saw the released reference -- fails and reopens exactly. */
+static int inside_tryacquire_rc;
+static int inside_calls;
+
+static void acquire_and_release_inside_trydrain(struct localcount *lc)
+{
+	if (inside_calls++)
+		return;
+	CHECK_EQ(lc->lc_state, LOCALCOUNT_TRYDRAINING);
+	inside_tryacquire_rc = localcount_tryacquire(lc);
+	release(lc);
+}
+
+TEST(tryacquire_and_release_meet_a_trydrain_deciding)
+{
+	struct localcount lc;
+	uintptr_t mode;
+
+	CHECK_EQ(localcount_init(&lc), 0);
+	mode = lc.lc_mode;
+	CHECK_EQ(localcount_tryacquire(&lc), 0);
+	inside_calls = 0;
+	percpu_test_localcount_trydrain_hook = acquire_and_release_inside_trydrain;
+	CHECK(!localcount_trydrain(&lc));
+	percpu_test_localcount_trydrain_hook = NULL;
+	CHECK_EQ(inside_calls, 1);
+	CHECK_EQ(inside_tryacquire_rc, -EBUSY);
+	CHECK_EQ(lc.lc_state, LOCALCOUNT_LIVE);
+	CHECK_EQ(lc.lc_mode, mode);             /* fast again */
+	CHECK_EQ(lc.lc_central & 3, 0);         /* reopened */
+	CHECK_EQ(localcount_debug_refcnt(&lc), 0);
+	CHECK_EQ(localcount_trydrain_status(&lc), 0);
+	CHECK_EQ(localcount_tryacquire(&lc), -EINVAL);
+	CHECK_EQ(localcount_trydrain_status(&lc), -EINVAL);
+	localcount_fini(&lc);
+}
+
+TEST(trydrain_status_reports_instead_of_aborting)
+{
+	struct localcount lc;
+
+	CHECK_EQ(localcount_init(&lc), 0);
+	release(&lc);                           /* -1: more releases than acquires */
+	CHECK_EQ(localcount_trydrain_status(&lc), -EINVAL);
+	CHECK_EQ(lc.lc_state, LOCALCOUNT_LIVE);
+	CHECK_EQ(localcount_tryacquire(&lc), 0);        /* back to 0 */
+	CHECK_EQ(localcount_tryacquire(&lc), 0);
+	CHECK_EQ(localcount_trydrain_status(&lc), -EBUSY);
+	release(&lc);
+	drain(&lc);
+	CHECK_EQ(localcount_trydrain_status(&lc), -EINVAL);
+	CHECK_EQ(localcount_tryacquire(&lc), -EINVAL);
+	localcount_fini(&lc);
+}
+
+/*
+ * The bug's own shape, bounded: threads loop acquire/release on the shim
+ * while the main thread trydrains (or drains).  For every interleaving:
+ * no abort, acquire returns 0 or -EINVAL (and -EINVAL for good once it
+ * has), no reference is held when the drain or a successful trydrain
+ * returns, and the localcount ends drained with a zero count.
+ */
+struct shim_race {
+	struct percpu_py_localcount *p;
+	long iters;
+	long held;              /* references the loopers hold (atomic) */
+	long acquired, refused; /* totals (atomic) */
+	long bad_rc;
+	int done;               /* the loopers have finished (atomic) */
+};
+
+static void acquire_release_until_refused(void *arg, int index)
+{
+	struct shim_race *r = arg;
+	bool unregistered = maybe_unregister(true, index);
+
+	for (long i = 0; i < r->iters; i++) {
+		int rc = percpu_py_localcount_acquire(r->p);
+
+		if (rc == -EINVAL) {
+			/* Final: every later acquire is refused too. */
+			if (percpu_py_localcount_acquire(r->p) != -EINVAL)
+				__atomic_add_fetch(&r->bad_rc, 1, __ATOMIC_SEQ_CST);
+			__atomic_add_fetch(&r->refused, 1, __ATOMIC_SEQ_CST);
+			break;
+		}
+		if (rc != 0) {
+			__atomic_add_fetch(&r->bad_rc, 1, __ATOMIC_SEQ_CST);
+			break;
+		}
+		__atomic_add_fetch(&r->held, 1, __ATOMIC_SEQ_CST);
+		__atomic_add_fetch(&r->acquired, 1, __ATOMIC_SEQ_CST);
+		__atomic_sub_fetch(&r->held, 1, __ATOMIC_SEQ_CST);
+		percpu_py_localcount_release(r->p);
+	}
+	if (unregistered)
+		stress_rseq_register_self();
+}
+
+struct shim_race_drainer {
+	struct shim_race *r;
+	bool use_drain;
+	long held_at_end;
+	long busy;
+};
+
+static void *shim_race_drainer_main(void *arg)
+{
+	struct shim_race_drainer *d = arg;
+	int rc;
+
+	/* Start once the loopers do (or have finished): not needed for the
+	 * verdict, only so that most trials overlap. */
+	while (!__atomic_load_n(&d->r->acquired, __ATOMIC_SEQ_CST) &&
+	       !__atomic_load_n(&d->r->done, __ATOMIC_SEQ_CST))
+		sched_yield();
+	if (d->use_drain) {
+		rc = percpu_py_localcount_drain(d->r->p);
+	} else {
+		while ((rc = percpu_py_localcount_trydrain(d->r->p)) == -EBUSY)
+			if (++d->busy % 16 == 0)
+				sched_yield();
+	}
+	d->held_at_end = rc ? -1000 - rc
+	                    : __atomic_load_n(&d->r->held, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void run_shim_race(bool use_drain)
+{
+	long trials = harness_scaled(300), refused = 0, acquired = 0;
+
+	for (long t = 0; t < trials; t++) {
+		struct shim_race r = { .iters = harness_scaled(400) };
+		struct shim_race_drainer d = { .r = &r, .use_drain = use_drain };
+		pthread_t drainer;
+
+		CHECK_EQ(percpu_py_localcount_new(&r.p), 0);
+		pthread_create(&drainer, NULL, shim_race_drainer_main, &d);
+		stress_run_threads(3, acquire_release_until_refused, &r);
+		__atomic_store_n(&r.done, 1, __ATOMIC_SEQ_CST);
+		join_drainer(drainer, use_drain ? "shim drain race" : "shim trydrain race");
+		CHECK_EQ(r.bad_rc, 0);
+		CHECK_EQ(d.held_at_end, 0);
+		CHECK_EQ(percpu_py_localcount_state(r.p), LOCALCOUNT_DRAINED);
+		CHECK_EQ(percpu_py_localcount_refcnt(r.p), 0);
+		CHECK_EQ(percpu_py_localcount_acquire(r.p), -EINVAL);
+		CHECK_EQ(percpu_py_localcount_free(r.p), 0);
+		refused += r.refused;
+		acquired += r.acquired;
+	}
+	printf("# %ld trials: %ld acquires, %ld refused by a finished %s\n",
+	       trials, acquired, refused, use_drain ? "drain" : "trydrain");
+}
+
+TEST(shim_acquire_racing_trydrain_never_aborts_and_stays_exact)
+{
+	run_shim_race(false);
+}
+
+TEST(shim_acquire_racing_drain_never_aborts_and_stays_exact)
+{
+	run_shim_race(true);
+}
+
 /* ---- misuse ------------------------------------------------------------------- */
 
 
 
 
 static struct localcount misuse_lc;
+static void make_finished(void);
 static pthread_cond_t other_cv = PTHREAD_COND_INITIALIZER;
 
 static void *drain_in_thread(void *arg)
@@ -716,6 +1016,30 @@ static void acquire_after_trydrain(void)
 	localcount_init(&misuse_lc);
 	localcount_trydrain(&misuse_lc);
 	localcount_acquire(&misuse_lc);
+}
+
+static void plain_acquire_inside(struct localcount *lc)
+{
+	localcount_acquire(lc);
+}
+
+static void acquire_during_trydrain(void)
+{
+	localcount_init(&misuse_lc);
+	percpu_test_localcount_trydrain_hook = plain_acquire_inside;
+	localcount_trydrain(&misuse_lc);
+}
+
+static void tryacquire_after_fini(void)
+{
+	make_finished();
+	localcount_tryacquire(&misuse_lc);
+}
+
+static void trydrain_status_after_fini(void)
+{
+	make_finished();
+	localcount_trydrain_status(&misuse_lc);
 }
 
 static void acquire_during_drain(void)
@@ -910,6 +1234,13 @@ TEST(misuse_is_reported_and_aborts)
 	                        "localcount is already drained: acquire after drain"));
 	CHECK(harness_dies_with(acquire_after_trydrain,
 	                        "localcount is already drained: acquire after drain"));
+	CHECK(harness_dies_with(acquire_during_trydrain,
+	                        "localcount is being trydrained: acquire after drain"));
+	CHECK(harness_dies_with(tryacquire_after_fini,
+	                        "localcount_tryacquire(0x"));
+	CHECK(harness_dies_with(tryacquire_after_fini, "localcount used after localcount_fini"));
+	CHECK(harness_dies_with(trydrain_status_after_fini,
+	                        "localcount used after localcount_fini"));
 	CHECK(harness_dies_with(acquire_during_drain,
 	                        "localcount is being drained: acquire after drain"));
 	CHECK(harness_dies_with(acquire_without_rseq_after_drain, "acquire after drain"));
@@ -922,6 +1253,7 @@ TEST(misuse_is_reported_and_aborts)
 	CHECK(harness_dies_with(fini_during_drain, "localcount is being drained: fini without drain"));
 	CHECK(harness_dies_with(fini_twice, "localcount used after localcount_fini"));
 	CHECK(harness_dies_with(acquire_after_fini, "localcount used after localcount_fini"));
+	CHECK(harness_dies_with(acquire_after_fini, "localcount_acquire(0x"));
 	CHECK(harness_dies_with(release_after_fini, "localcount used after localcount_fini"));
 	CHECK(harness_dies_with(drain_after_fini, "localcount used after localcount_fini"));
 	CHECK(harness_dies_with(trydrain_after_fini, "localcount used after localcount_fini"));

@@ -1,6 +1,8 @@
 """LocalCount: acquire/release, drain, trydrain, misuse as exceptions."""
 
 import errno
+import subprocess
+import sys
 import threading
 import time
 
@@ -137,3 +139,91 @@ def test_gc_of_live_localcount(pc):
     from conftest import settle
     assert settle(d, base)
     assert d.leaked_objects() == leaked
+
+
+# Issue 13, bug 2: acquire() racing drain()/trydrain() aborted the
+# interpreter (the shim tested a flag, then called the C acquire).  Run in
+# a child so that an abort fails the test instead of killing pytest.  The
+# checks hold for every interleaving: no abort; acquire() either returns a
+# Reference or raises PercpuError(EINVAL), and after EINVAL always EINVAL;
+# no reference is held when drain() or a true trydrain() returns; the
+# localcount ends drained with a zero count.  Bounded: each looper stops
+# at its first EINVAL or after ITERS acquires, so trydrain() ends up true.
+# (The timeout only turns a hang -- a lost release -- into a failure.)
+RACE_CHILD = r"""
+import errno, sys, threading
+import percpu
+from percpu import PercpuError
+
+pc = percpu.get_backend(sys.argv[1])
+how, trials, iters = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+acquired = refused = 0
+for trial in range(trials):
+    lc = pc.LocalCount()
+    lock = threading.Lock()
+    st = {"held": 0, "acquired": 0, "refused": 0, "bad": []}
+    first = threading.Event()
+
+    def looper():
+        for _ in range(iters):
+            try:
+                ref = lc.acquire()
+            except PercpuError as e:
+                if e.errno != errno.EINVAL:
+                    st["bad"].append(repr(e))
+                try:
+                    lc.acquire()
+                    st["bad"].append("acquire succeeded after EINVAL")
+                except PercpuError:
+                    pass
+                with lock:
+                    st["refused"] += 1
+                return
+            with lock:
+                st["held"] += 1
+                st["acquired"] += 1
+            first.set()
+            with lock:
+                st["held"] -= 1
+            ref.release()
+
+    threads = [threading.Thread(target=looper) for _ in range(3)]
+    for t in threads:
+        t.start()
+    # Only so that most trials overlap; the verdict does not depend on it.
+    while not first.is_set() and any(t.is_alive() for t in threads):
+        first.wait(0.001)
+    if how == "drain":
+        lc.drain()
+    else:
+        while not lc.trydrain():
+            pass
+    with lock:
+        held_at_end = st["held"]
+    for t in threads:
+        t.join()
+    assert not st["bad"], st["bad"]
+    assert held_at_end == 0, held_at_end
+    assert lc.state == "drained" and lc.refcount() == 0
+    try:
+        lc.acquire()
+        raise AssertionError("acquire after the drain succeeded")
+    except PercpuError as e:
+        assert e.errno == errno.EINVAL
+    lc.close()
+    acquired += st["acquired"]
+    refused += st["refused"]
+print(f"{trials} trials: {acquired} acquires, {refused} refused")
+"""
+
+
+@pytest.mark.parametrize("how", ["trydrain", "drain"])
+def test_acquire_racing_drain_never_aborts(pc, how):
+    res = subprocess.run(
+        [sys.executable, "-c", RACE_CHILD, pc.name, how, "30",
+         # drain: the loopers run until refused; trydrain (which SWIG
+         # calls holding the GIL) succeeds once they stop holding.
+         "20000" if how == "drain" else "2000"],
+        capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, (res.returncode, res.stdout, res.stderr)
+    assert "30 trials:" in res.stdout

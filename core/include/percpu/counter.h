@@ -52,7 +52,8 @@
  * memory).  Wraparound is not prevented, as on FreeBSD.
  *
  * Sysctl-style export of counters by name, and Prometheus text: see
- * <percpu/counter_sysctl.h>. *
+ * <percpu/counter_sysctl.h>.
+ *
  * Threads: any thread glibc created, and a raw clone() thread on a TLS
  * block of its own once it called percpu_thread_init_raw(); a clone()
  * without CLONE_SETTLS is not supported (its operations land on its

@@ -23,12 +23,15 @@
  *               &lc_mode, +-1) loads lc_mode *inside* the section and
  *               commits only if it is 0 (MODE_PERCPU, "live").
  *   lc_central  a shared word, changed only by atomic read-modify-writes:
- *               2 * count | CLOSED.  It takes the adds that cannot be
+ *               4 * count | TRYCLOSED | CLOSED.  It takes the adds that cannot be
  *               per-CPU: every add when the process has no fast mode
  *               (no rseq or no membarrier fence: the localcount is then in
  *               "atomic mode", lc_mode = MODE_ATOMIC, for its whole life),
  *               and the adds of a thread that has no rseq of its own (a
- *               raw clone() thread) in a process that does.
+ *               raw clone() thread) in a process that does, and every
+ *               add made while a trydrain decides.  An acquire adds to
+ *               it by compare-and-swap, only to a word with neither
+ *               bit set; a release subtracts unconditionally.
  *   lc_total    while draining: the count, under the caller's interlock.
  *
  * Invariants:
@@ -38,10 +41,16 @@
  *     rseq and released with it, +1 in lc_central and -1 on a CPU.  Any
  *     single word may be negative; only the sum of all of them means
  *     anything, and it is never negative.
- *   - The count is  sum(lc_percpu) + lc_central/2  while live, and
+ *   - The count is  sum(lc_percpu) + lc_central/4  while live, and
  *     lc_total once a drain has folded the two into it.  Nothing is ever
  *     added to a word after the fold read it: per-CPU words are frozen by
  *     the fence, lc_central by its CLOSED bit.
+ *   - A successful acquire (localcount_acquire or localcount_tryacquire)
+ *     is counted by the drain or trydrain that decides after it; an
+ *     acquire that a drain or trydrain would miss does not succeed: the
+ *     decision to fail is taken in the step that would add -- the rseq
+ *     section that reads lc_mode, or the compare-and-swap on lc_central
+ *     that tests its two bits.
  *   - lc_state moves LIVE -> DRAINING -> DRAINED -> FINI, or LIVE ->
  *     (TRYDRAINING) -> DRAINED through a successful trydrain, always by a
  *     compare-and-swap from the state the caller must be in, so two
@@ -91,18 +100,32 @@
  * words are never written, so there is nothing to freeze.  Correctness
  * never depends on the fence; only per-CPU mode does.
  *
- * localcount_trydrain (riastradh, tech-kern 2017): the caller has already
- * made new acquisitions impossible -- unpublished the object AND waited for
- * every lookup that might have found it (pserialize/RCU grace period, its
- * own lock) -- so every word can only decrease from now on.  A sum of reads
- * taken at different times is then >= the true count at the last read,
- * which is >= 0.  If the sum is 0 there are no references and none can
- * appear: close lc_central (checking it did not move), mark the localcount
- * DRAINED and return true.  Otherwise return false having changed nothing
- * (lc_mode stays 0, the fast paths keep running); the caller republishes
- * the object.  No fence is needed: the argument holds whether or not a
- * per-CPU add is in flight, because an in-flight add is a release that
- * can only lower a word we may already have read.
+ * localcount_trydrain (riastradh, tech-kern 2017): if there is no
+ * reference, make the localcount final; otherwise leave it live.  It is
+ * exact even with acquires running (localcount_tryacquire is made for
+ * that; a plain acquire racing it is misuse, as below):
+ *
+ *   1. lc_state LIVE -> TRYDRAINING (CAS); lc_mode = MODE_TRYDRAINING.
+ *      From now on acquires and releases take the slow path.
+ *   2. Per-CPU mode: percpu_fence(), as in drain step 2: the per-CPU
+ *      words are frozen.
+ *   3. Hold the central word: old = fetch_or(lc_central, TRYCLOSED).  An
+ *      acquire's compare-and-swap fails on a held word (tryacquire:
+ *      -EBUSY, nothing added); a release's subtraction lands in it.
+ *   4. refs = sum(lc_percpu) + old/4: the exact count at step 3, since
+ *      every acquire that succeeded is in one or the other.  A release
+ *      in flight (not yet in either) still has its reference counted, so
+ *      refs >= 1 while one is pending.
+ *   5. refs > 0: fetch_and(lc_central, ~TRYCLOSED) (releases made during
+ *      the trydrain stay counted in the word), lc_mode back to what it
+ *      was, then lc_state LIVE: false, no lasting effect.  refs == 0:
+ *      fetch_or(lc_central, CLOSED) -- it must still read old|TRYCLOSED,
+ *      or a release came without an acquire -- lc_mode DRAINED, lc_state
+ *      DRAINED: true.
+ *
+ * Cost: one fence in per-CPU mode (none in atomic mode), O(possible
+ * CPUs); during it both fast paths take the slow path.  It never waits
+ * for a reference.
  *
  * Ordering: everything a thread did with the object before its release
  * happens before the drain (or successful trydrain) that counts that
@@ -114,11 +137,20 @@
  * (PERCPU_TSAN_RELEASE at every per-CPU commit, PERCPU_TSAN_ACQUIRE in
  * drain and trydrain).
  *
+ * localcount_tryacquire vs a drain or trydrain, for every interleaving:
+ * 0 (a reference, which that drain waits for / that trydrain sees and
+ * fails on), -EINVAL (a drain has begun, or a drain/trydrain succeeded:
+ * final) or -EBUSY (a trydrain was deciding: retry; it either fails and
+ * the retry succeeds, or succeeds and the retry gets -EINVAL).  Never an
+ * abort, never a reference lost or added: the fail decision is made
+ * inside the step that would take the reference (see the invariants).
+ *
  * Misuse (docs/localcount.md lists each case and its message).  Always
  * checked, at no cost to the fast paths (the state tests sit on slow paths
  * that the mode word already sends these calls to), each aborting with one
  * line "percpu: localcount_<fn>(<lc>): ...":
- *   acquire once a drain has begun or a drain/trydrain succeeded; drain
+ *   localcount_acquire once a drain or trydrain has begun (while a
+ *   trydrain decides, too) or a drain/trydrain succeeded; drain
  *   or trydrain twice or concurrently; fini of a localcount that is not
  *   drained; any use after fini or of a localcount whose init failed;
  *   more releases than acquires, seen by the drain, a draining release or
@@ -132,9 +164,13 @@
  *   builds, as in NetBSD, which asserts it only under DEBUG).  Unlike
  *   NetBSD's KDASSERT, the release check runs on the slow path only: a
  *   release made with the interlock held while no drain runs goes unseen.
- * Not detectable: an acquire racing a drain that has not yet changed the
- * mode (the caller's unpublish-and-wait is what prevents it); any use of a
- * localcount never initialised. *
+ * Not misuse: localcount_tryacquire at any time before localcount_fini
+ * (it reports -EINVAL/-EBUSY instead).  localcount_trydrain_status() reports
+ * a negative count and a drain/trydrain already begun or done as -EINVAL.
+ * Not detectable: a plain acquire racing a drain that has not yet changed
+ * the mode (the caller's unpublish-and-wait is what prevents it); any use
+ * of a localcount never initialised.
+ *
  * Threads: any thread glibc created, and a raw clone() thread on a TLS
  * block of its own once it called percpu_thread_init_raw(); a clone()
  * without CLONE_SETTLS is not supported (its operations land on its
@@ -191,20 +227,44 @@ void localcount_fini(struct localcount *lc);
 
 /* Out of line: the slow halves of acquire and release. */
 void localcount_acquire_slow(struct localcount *lc);
+int localcount_tryacquire_slow(struct localcount *lc);
 void localcount_release_slow(struct localcount *lc, pthread_cond_t *cv,
                              pthread_mutex_t *interlock);
 
 /*
- * Take a reference.  The caller guarantees no drain has begun (it found
- * lc inside a read section of the table that publishes it).  Any thread;
- * never blocks; async-signal-safe.  Per-CPU mode: one rseq add.  Atomic
- * mode or a thread without rseq: one atomic add on lc_central.
+ * Take a reference.  The caller guarantees no drain or trydrain has begun
+ * (it found lc inside a read section of the table that publishes it);
+ * otherwise abort, as NetBSD's KASSERT does (localcount_tryacquire is the
+ * form that may race a drain).  Any thread; never blocks;
+ * async-signal-safe.  Per-CPU mode: one rseq add.  Atomic mode or a
+ * thread without rseq: one compare-and-swap on lc_central.
  */
 static inline __attribute__((always_inline)) void
 localcount_acquire(struct localcount *lc)
 {
 	if (__builtin_expect(!percpu_add_if_zero(lc->lc_percpu, &lc->lc_mode, 1), 0))
 		localcount_acquire_slow(lc);
+}
+
+/*
+ * Take a reference unless lc is being or has been drained, deciding in the
+ * same atomic step that takes it (the rseq section that reads lc_mode, or
+ * a compare-and-swap on lc_central).  Returns 0: a reference was taken
+ * (release it with localcount_release); -EINVAL: a drain has begun, or a
+ * drain or trydrain succeeded -- nothing taken, and every later call
+ * returns -EINVAL; -EBUSY: a localcount_trydrain() was deciding at that
+ * instant -- nothing taken; the trydrain never waits, so retrying soon
+ * gets 0 (it failed) or -EINVAL (it succeeded).  For callers that cannot
+ * make acquisitions impossible before draining (bindings).  Aborts only on
+ * a localcount after localcount_fini or whose init failed.  Any thread;
+ * never blocks; async-signal-safe.  Same cost as localcount_acquire.
+ */
+static inline __attribute__((always_inline)) int
+localcount_tryacquire(struct localcount *lc)
+{
+	if (__builtin_expect(percpu_add_if_zero(lc->lc_percpu, &lc->lc_mode, 1), 1))
+		return 0;
+	return localcount_tryacquire_slow(lc);
 }
 
 /*
@@ -244,14 +304,26 @@ void localcount_drain(struct localcount *lc, pthread_cond_t *cv,
                       pthread_mutex_t *interlock);
 
 /*
- * With new acquisitions already impossible (object unpublished AND every
- * lookup that could have found it finished): if no reference is held,
- * make lc final, as after localcount_drain(), and return true; otherwise
- * return false with no lasting effect -- lc stays live and fast, and the
- * caller may republish it.  Never blocks, never waits for references; no
- * fence.  Needs no interlock.  O(possible CPUs).
+ * If no reference is held, make lc final, as after localcount_drain(),
+ * and return true; otherwise return false with no lasting effect -- lc
+ * stays live and fast, and the caller may republish it.  Exact even while
+ * localcount_tryacquire() calls run (each is counted, or fails); plain
+ * localcount_acquire() calls must already be impossible (object
+ * unpublished AND every lookup that could have found it finished) -- one
+ * that meets the trydrain deciding aborts.  Never waits for references;
+ * one fence in per-CPU mode.  Needs no interlock.  O(possible CPUs).
  */
 bool localcount_trydrain(struct localcount *lc);
+
+/*
+ * localcount_trydrain() reporting instead of aborting: 0 (final, as after
+ * a true), -EBUSY (references held; live, no lasting effect), -EINVAL
+ * (the count is negative -- more releases than acquires -- lc live and
+ * unchanged; or a drain or trydrain has already begun or succeeded).
+ * Still aborts on a localcount after fini or whose init failed, and on a
+ * release without an acquire made while it finalises.  For bindings.
+ */
+int localcount_trydrain_status(struct localcount *lc);
 
 /*
  * Diagnostic only (NetBSD's name): the number of references at no

@@ -129,7 +129,8 @@
  *          is not zero (ignored); resurrect of a ref that is not dying
  *          (ignored); switch_to_percpu or reinit without ALLOW_REINIT
  *          (the ref stays atomic); exit while a switch is in flight (exit
- *          waits for it). *
+ *          waits for it).
+ *
  * Threads: any thread glibc created, and a raw clone() thread on a TLS
  * block of its own once it called percpu_thread_init_raw(); a clone()
  * without CLONE_SETTLS is not supported (its operations land on its
