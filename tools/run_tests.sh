@@ -64,7 +64,7 @@ declare -A LEG_SKIPS=(
 	[fuzz]="bazel target patterns and flags (the fuzzer is built by clang directly)"
 	[valgrind]="everything but the C suite's *_valgrind targets: the Python suite is not run under valgrind (memcheck on CPython is slow and mostly about CPython's allocator; the Python suite's memory checking is the asan leg)"
 	[asan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes)"
-	[tsan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes); the Python stress run's negative control gil_released still runs but need not observe an overlap (TSan's slow thread start-up often serialises the two loops)"
+	[tsan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes)"
 )
 
 legs_spec=${PERCPU_TEST_LEGS:-}
