@@ -12,7 +12,7 @@
 #   tsan      everything again with TSan (--config=tsan)
 #   fuzz      the API-sequence fuzzer's deterministic gate (clang + ASan/
 #             UBSan, outside Bazel: tests/fuzz/run_fuzz.sh): the committed
-#             corpus replayed, then PERCPU_FUZZ_RUNS (default 4000) inputs
+#             corpus replayed, then PERCPU_FUZZ_RUNS (default 2500) inputs
 #             mutated from it with PERCPU_FUZZ_SEED (default 1, printed);
 #             then injected bugs that the model must catch on that corpus
 #             (negative controls).  Exploratory libFuzzer runs (random
@@ -56,7 +56,7 @@ declare -A LEG_WHAT=(
 	[valgrind]="C suite under valgrind memcheck (fallback path; errors and leaks fatal)"
 	[asan]="full suite under ASan+UBSan (--config=asan_ubsan)"
 	[tsan]="full suite under TSan (--config=tsan)"
-	[fuzz]="API-sequence fuzzer gate: corpus replay + ${PERCPU_FUZZ_RUNS:-4000} inputs from seed ${PERCPU_FUZZ_SEED:-1}, + negative controls it must catch"
+	[fuzz]="API-sequence fuzzer gate: corpus replay + ${PERCPU_FUZZ_RUNS:-2500} inputs from seed ${PERCPU_FUZZ_SEED:-1}, + negative controls it must catch"
 )
 # Why Bazel skips what it skips in a leg (target_compatible_with).
 declare -A LEG_SKIPS=(
@@ -113,7 +113,7 @@ trap 'rm -f "$log"' EXIT
 run_fuzz_leg() {
 	passed=0 failed=0
 	local args
-	for args in "--seed=${PERCPU_FUZZ_SEED:-1} --runs=${PERCPU_FUZZ_RUNS:-4000}" \
+	for args in "--seed=${PERCPU_FUZZ_SEED:-1} --runs=${PERCPU_FUZZ_RUNS:-2500}" \
 		"--negative-control=1" "--negative-control=3"; do
 		# shellcheck disable=SC2086  # words by design
 		if tests/fuzz/run_fuzz.sh $args; then
