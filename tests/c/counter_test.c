@@ -281,8 +281,15 @@ static void add_ones(void *arg, int index)
 	/* Start once the zeroers run, so that they overlap the adds. */
 	while (__atomic_load_n(&z->zeroes, __ATOMIC_ACQUIRE) == 0)
 		sched_yield();
-	for (long i = 0; i < z->ops; i++)
+	for (long i = 0; i < z->ops; i++) {
+		/* Thread 0's last add waits until a zero has taken counts: the
+		 * zeroes then certainly ran mid-run, however the threads were
+		 * scheduled. */
+		if (index == 0 && i == z->ops - 1)
+			while (__atomic_load_n(&z->taken, __ATOMIC_RELAXED) == 0)
+				sched_yield();
 		counter_u64_add(z->c, 1);
+	}
 	if (unregistered)
 		CHECK_EQ(stress_rseq_register_self(), 0);
 }
@@ -318,7 +325,7 @@ static int64_t run_zero_race(bool naive, bool mixed, long ops)
 	       naive ? "naive" : "exact", mixed ? " (rseq and fallback threads)" : "",
 	       z.zeroes, z.taken, counter_u64_fetch(z.c), error);
 	CHECK(z.zeroes > 0);
-	CHECK(z.taken > 0); /* the zeroes really took counts mid-run */
+	CHECK(z.taken > 0); /* the zeroes took counts mid-run (thread 0 waits for it) */
 	counter_u64_free(z.c);
 	return error;
 }
@@ -1166,7 +1173,7 @@ static void *scraper(void *arg)
 		size_t len = 2;
 
 		CHECK_EQ(counter_sysctl_read_and_zero("scrape.hits", v, &len), 0);
-		s->taken += v[0] + v[1];
+		__atomic_fetch_add(&s->taken, v[0] + v[1], __ATOMIC_RELAXED);
 		__atomic_fetch_add(&s->scrapes, 1, __ATOMIC_RELEASE);
 	}
 	return NULL;
@@ -1179,8 +1186,14 @@ static void add_to_both(void *arg, int index)
 	/* Start once the scraper runs, so that its reads overlap the adds. */
 	while (__atomic_load_n(&s->scrapes, __ATOMIC_ACQUIRE) == 0)
 		sched_yield();
-	for (long i = 0; i < s->ops; i++)
+	for (long i = 0; i < s->ops; i++) {
+		/* Thread 0's last add waits until a scrape has taken counts,
+		 * so one certainly did mid-run. */
+		if (index == 0 && i == s->ops - 1)
+			while (__atomic_load_n(&s->taken, __ATOMIC_RELAXED) == 0)
+				sched_yield();
 		counter_u64_add(s->c[(index + i) & 1], 1);
+	}
 }
 
 TEST(sysctl_read_and_zero_racing_adds_is_exact)

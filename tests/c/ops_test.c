@@ -388,7 +388,7 @@ static void *switcher_main(void *arg)
 		__atomic_fetch_add(&r->central, after, __ATOMIC_RELAXED);
 		percpu_reset(r->slot);
 		__atomic_store_n(&r->mode, 0, __ATOMIC_RELEASE);
-		r->switches++;
+		__atomic_fetch_add(&r->switches, 1, __ATOMIC_RELEASE);
 		sched_yield();
 	}
 	return NULL;
@@ -398,10 +398,15 @@ static void switch_worker(void *arg, int index)
 {
 	struct switch_run *r = arg;
 
-	(void)index;
-	for (long i = 0; i < r->ops; i++)
+	for (long i = 0; i < r->ops; i++) {
+		/* Thread 0's last op waits for a switch (where there is a fence
+		 * to switch with): one certainly ran while the adds did. */
+		if (index == 0 && i == r->ops - 1 && percpu_fence_available())
+			while (__atomic_load_n(&r->switches, __ATOMIC_ACQUIRE) == 0)
+				sched_yield();
 		if (!percpu_add_if_zero(r->slot, &r->mode, 1))
 			__atomic_fetch_add(&r->central, 1, __ATOMIC_RELAXED);
+	}
 }
 
 TEST(mode_switch_with_fence_loses_nothing_and_nothing_commits_late)
