@@ -94,7 +94,7 @@ else
 	current="$out/work/current-input-$negative"
 	# In a subshell: its "Aborted" notice goes to the log, not the console.
 	("$bin" --seed="$seed" --runs="$runs" --max-len=512 --input-file="$current" \
-		"$here"/corpus/*) >"$log" 2>&1
+		"$here"/corpus/*; exit $?) >"$log" 2>&1
 	rc=$?
 fi
 set -e
