@@ -238,6 +238,9 @@ struct zero_race {
  * the read and the store is wiped out unseen; one committed after the
  * store is fine.  The spin widens the window the way a preemption would.
  */
+/* If set: runs in the window of naive_fetch_and_zero for that CPU. */
+static void (*naive_zero_between)(unsigned cpu);
+
 __attribute__((no_sanitize("thread")))
 static uint64_t naive_fetch_and_zero(counter_u64_t c)
 {
@@ -248,6 +251,8 @@ static uint64_t naive_fetch_and_zero(counter_u64_t c)
 		volatile int64_t *twin = percpu_slab_twin_ptr(c, cpu);
 		int64_t v = *word, t = *twin;
 
+		if (naive_zero_between)
+			naive_zero_between(cpu);
 		for (volatile int spin = 0; spin < 2000; spin++)
 			;
 		*word = 0;
@@ -340,10 +345,65 @@ TEST(zero_racing_mixed_rseq_and_fallback_adds_is_exact)
 	CHECK_EQ(run_zero_race(false, true, harness_scaled(50000)), 0);
 }
 
+/*
+ * The lost add forced: a thread on one CPU adds while the naive zero is
+ * between reading that CPU's words and storing 0 into them (on the rseq
+ * path the add lands in the primary word, on the fallback path in that
+ * CPU's twin: the naive zero wipes both).  The invariant the exact tests
+ * check must see the loss.
+ */
+static struct {
+	counter_u64_t c;
+	int cpu;        /* the interloper's CPU, once it is pinned */
+	int stage;      /* 1: add now; 2: added */
+} forced_zero;
+
+static void *forced_zero_interloper(void *arg)
+{
+	(void)arg;
+	stress_pin_to(0);
+	__atomic_store_n(&forced_zero.cpu, sched_getcpu(), __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&forced_zero.stage, __ATOMIC_SEQ_CST) != 1)
+		sched_yield();
+	counter_u64_add(forced_zero.c, 1);
+	__atomic_store_n(&forced_zero.stage, 2, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void add_in_the_window(unsigned cpu)
+{
+	if ((int)cpu != __atomic_load_n(&forced_zero.cpu, __ATOMIC_SEQ_CST) % (int)percpu_nr_cpus())
+		return;
+	__atomic_store_n(&forced_zero.stage, 1, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&forced_zero.stage, __ATOMIC_SEQ_CST) != 2)
+		sched_yield();
+}
+
 TEST(negative_control_naive_zero_is_caught)
 {
-	CHECK_MSG(run_zero_race(true, false, harness_scaled(100000)) != 0,
+	pthread_t t;
+	uint64_t taken;
+	int64_t error;
+
+	/* How much a naive zero loses under the stress of the exact tests
+	 * is chance: reported only. */
+	error = run_zero_race(true, false, harness_scaled(100000));
+	forced_zero.c = counter_u64_alloc(M_WAITOK);
+	forced_zero.cpu = -1;
+	forced_zero.stage = 0;
+	pthread_create(&t, NULL, forced_zero_interloper, NULL);
+	while (__atomic_load_n(&forced_zero.cpu, __ATOMIC_SEQ_CST) < 0)
+		sched_yield();
+	naive_zero_between = add_in_the_window;
+	taken = naive_fetch_and_zero(forced_zero.c);
+	naive_zero_between = NULL;
+	pthread_join(t, NULL);
+	printf("# under stress the naive zero was off by %" PRId64 "; forced: one add "
+	       "in its window, taken %" PRIu64 " + left %" PRIu64 "\n", error, taken,
+	       counter_u64_fetch(forced_zero.c));
+	CHECK_MSG(taken + counter_u64_fetch(forced_zero.c) != 1,
 	          "a racy zero went unnoticed: the invariant cannot catch a lost count");
+	counter_u64_free(forced_zero.c);
 }
 
 /* ---- allocation failure and misuse ---------------------------------------- */
