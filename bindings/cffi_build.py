@@ -210,7 +210,8 @@ int64_t percpu_stress_localcount_drain(struct percpu_py_localcount *lc,
 uint64_t percpu_stress_ref_get_put(struct percpu_py_ref *r, uint64_t iters);
 uint64_t percpu_stress_ref_tryget_put(struct percpu_py_ref *r, uint64_t iters,
                                       int live);
-uint64_t percpu_stress_racy_add(struct percpu_stress_sync *s, uint64_t iters);
+int percpu_stress_rendezvous(struct percpu_stress_sync *s, int64_t n,
+                             uint64_t timeout_ms);
 """
 
 SOURCE = r"""

@@ -610,7 +610,7 @@ struct percpu_stress_sync {};
 %threadallow percpu_stress_localcount_drain;
 %threadallow percpu_stress_ref_get_put;
 %threadallow percpu_stress_ref_tryget_put;
-%threadallow percpu_stress_racy_add;
+%threadallow percpu_stress_rendezvous;
 %rename("%(strip:[percpu_])s") percpu_stress_counter_add;
 %rename("%(strip:[percpu_])s") percpu_stress_array_add;
 %rename("%(strip:[percpu_])s") percpu_stress_counter_drain_rounds;
@@ -619,7 +619,7 @@ struct percpu_stress_sync {};
 %rename("%(strip:[percpu_])s") percpu_stress_localcount_drain;
 %rename("%(strip:[percpu_])s") percpu_stress_ref_get_put;
 %rename("%(strip:[percpu_])s") percpu_stress_ref_tryget_put;
-%rename("%(strip:[percpu_])s") percpu_stress_racy_add;
+%rename("%(strip:[percpu_])s") percpu_stress_rendezvous;
 
 uint64_t percpu_stress_counter_add(struct percpu_py_counter *c, uint64_t iters,
                                    int64_t delta);
@@ -636,4 +636,5 @@ int64_t percpu_stress_localcount_drain(struct percpu_py_localcount *lc,
 uint64_t percpu_stress_ref_get_put(struct percpu_py_ref *r, uint64_t iters);
 uint64_t percpu_stress_ref_tryget_put(struct percpu_py_ref *r, uint64_t iters,
                                       int live);
-uint64_t percpu_stress_racy_add(struct percpu_stress_sync *s, uint64_t iters);
+int percpu_stress_rendezvous(struct percpu_stress_sync *s, int64_t n,
+                             uint64_t timeout_ms);

@@ -94,11 +94,16 @@ uint64_t percpu_stress_ref_tryget_put(struct percpu_py_ref *r, uint64_t iters,
                                       int live);
 
 /*
- * Negative control: iters plain (non-atomic) increments of s->shared.
- * Threads running this truly in parallel lose updates; if the total is
- * exact, the loops did not overlap -- e.g. the GIL was not released.
+ * Rendezvous inside C: count this caller into s->ready, then wait until
+ * `n` callers are in (1) or `timeout_ms` passes (0).  Called from n Python
+ * threads, all n meet only if each waits with the GIL released: a caller
+ * holding the GIL would keep the others out until its timeout.  The
+ * verdict does not depend on speed or load; the timeout only guards
+ * against a hang.  (What gil_released checks; it used to count lost
+ * plain increments, which needed the loops to overlap by chance.)
  */
-uint64_t percpu_stress_racy_add(struct percpu_stress_sync *s, uint64_t iters);
+int percpu_stress_rendezvous(struct percpu_stress_sync *s, int64_t n,
+                             uint64_t timeout_ms);
 
 #ifdef __cplusplus
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "percpu_stress.h"
 
@@ -161,13 +162,25 @@ uint64_t percpu_stress_ref_tryget_put(struct percpu_py_ref *r, uint64_t iters,
 	return ok;
 }
 
-/* The race is the point: TSan must not count it against the suite. */
-__attribute__((no_sanitize("thread")))
-uint64_t percpu_stress_racy_add(struct percpu_stress_sync *s, uint64_t iters)
+int percpu_stress_rendezvous(struct percpu_stress_sync *s, int64_t n,
+                             uint64_t timeout_ms)
 {
-	volatile int64_t *shared = &s->shared;
+	struct timespec now, end;
 
-	for (uint64_t i = 0; i < iters; i++)
-		*shared = *shared + 1;
-	return iters;
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += (time_t)(timeout_ms / 1000);
+	end.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (end.tv_nsec >= 1000000000) {
+		end.tv_sec++;
+		end.tv_nsec -= 1000000000;
+	}
+	__atomic_add_fetch(&s->ready, 1, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&s->ready, __ATOMIC_SEQ_CST) < n) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > end.tv_sec ||
+		    (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
+			return 0;
+		sched_yield();
+	}
+	return 1;
 }

@@ -365,4 +365,4 @@ stress_localcount_hold = lib.percpu_stress_localcount_hold
 stress_localcount_drain = lib.percpu_stress_localcount_drain
 stress_ref_get_put = lib.percpu_stress_ref_get_put
 stress_ref_tryget_put = lib.percpu_stress_ref_tryget_put
-stress_racy_add = lib.percpu_stress_racy_add
+stress_rendezvous = lib.percpu_stress_rendezvous

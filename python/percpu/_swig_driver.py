@@ -145,4 +145,4 @@ stress_localcount_hold = _m.stress_localcount_hold
 stress_localcount_drain = _m.stress_localcount_drain
 stress_ref_get_put = _m.stress_ref_get_put
 stress_ref_tryget_put = _m.stress_ref_tryget_put
-stress_racy_add = _m.stress_racy_add
+stress_rendezvous = _m.stress_rendezvous

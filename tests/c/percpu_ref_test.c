@@ -488,6 +488,11 @@ static void get_put_pairs(void *arg, int index)
 
 	percpu_ref_get(&t->ref); /* our own reference: never zero under us */
 	for (long i = 0; i < t->ops; i++) {
+		/* Thread 0's last op waits for a switch round trip: one
+		 * certainly ran while the ops did, however they were scheduled. */
+		if (index == 0 && i == t->ops - 1)
+			while (!__atomic_load_n(&t->round_trips, __ATOMIC_ACQUIRE))
+				sched_yield();
 		switch ((index + i) % 5) {
 		case 0:
 			percpu_ref_get(&t->ref);
@@ -521,14 +526,16 @@ static void *switcher_main(void *arg)
 	struct torture *t = arg;
 
 	while (!__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE)) {
-		if (t->round_trips % 2)
+		long trips = __atomic_load_n(&t->round_trips, __ATOMIC_RELAXED);
+
+		if (trips % 2)
 			percpu_ref_switch_to_atomic(&t->ref, NULL);
 		else
 			percpu_ref_switch_to_atomic_sync(&t->ref);
 		sched_yield();
 		percpu_ref_switch_to_percpu(&t->ref);
-		t->round_trips++;
-		if (t->round_trips % 8 == 0)
+		__atomic_store_n(&t->round_trips, trips + 1, __ATOMIC_RELEASE);
+		if ((trips + 1) % 8 == 0)
 			usleep(200); /* let percpu mode run for a while */
 	}
 	return NULL;
@@ -904,10 +911,10 @@ static void *killer_main(void *arg)
 {
 	struct live_race *r = arg;
 
-	/* Kill while users are getting in. */
-	for (double end = now_us() + 5e6; now_us() < end; usleep(1000))
-		if (__atomic_load_n(&r->before, __ATOMIC_RELAXED) > 1000)
-			break;
+	/* Kill while users are getting in: once they have (however long
+	 * they take to start), so that before > 0 is certain. */
+	while (__atomic_load_n(&r->before, __ATOMIC_RELAXED) <= 1000)
+		usleep(1000);
 	percpu_ref_kill_and_confirm(&r->ref, confirm_kill_flag);
 	while (!__atomic_load_n(&kill_confirmed, __ATOMIC_SEQ_CST))
 		sched_yield();

@@ -122,15 +122,22 @@ static struct thread_state threads[MAX_THREADS];
 static int nr_threads;
 static bool round_start_ref_zero;  /* count was 0 when the round began */
 
+/*
+ * Everything the callback does with `f` comes before the signal: once
+ * releases_seen moves, main may exit and free a ref it owns (end_ref_life)
+ * -- the callback must not read it afterwards (it did once, reading
+ * free_on_release after the bump: regress-on-release-uaf-seed202).
+ */
 static void on_release(struct percpu_ref *r)
 {
 	struct fref *f = (struct fref *)r;
 
-	__atomic_fetch_add(&releases_seen, 1, __ATOMIC_SEQ_CST);
 	if (f->free_on_release) {
 		percpu_ref_exit(r);
 		free(f);
 	}
+	/* Release: main's acquire load then sees the exit and the free done. */
+	__atomic_fetch_add(&releases_seen, 1, __ATOMIC_RELEASE);
 }
 
 static void new_ref(unsigned arg)
@@ -318,17 +325,20 @@ static void *worker(void *arg)
 /* Wait (bounded) for the release callbacks the model expects; no more. */
 static void settle_releases(void)
 {
+	/* A hang guard (a release owed is due within microseconds), and how
+	 * negative control 2 is caught: below the replay test's 10 s alarm. */
 	double deadline = now_s() + 5;
+	unsigned long seen;
 
-	while (__atomic_load_n(&releases_seen, __ATOMIC_SEQ_CST) < releases_expected) {
+	while ((seen = __atomic_load_n(&releases_seen, __ATOMIC_ACQUIRE)) < releases_expected) {
 		if (now_s() > deadline)
 			mismatch("release callback not called: %lu expected, %lu seen",
-			         releases_expected, releases_seen);
+			         releases_expected, seen);
 		sched_yield();
 	}
-	if (releases_seen != releases_expected)
+	if (seen != releases_expected)
 		mismatch("release callback called %lu times, expected %lu",
-		         releases_seen, releases_expected);
+		         seen, releases_expected);
 }
 
 /* Did the count just reach 0 in the model?  Then one release is owed. */

@@ -293,7 +293,7 @@ def test_close_with_outstanding_reference(pc):
     g = r.acquire()
     r.close()
     del r
-    assert wait_for(lambda: d.live_objects() == base + 1, 2)
+    assert wait_for(lambda: d.live_objects() == base + 1)  # 10 s: a hang guard
     assert rel.count == 0
     g.release()
     assert wait_for(lambda: rel.count == 1)

@@ -21,12 +21,11 @@ def test_scenario(pc, scenario, variant):
 
 
 def test_c_loops_really_run_in_parallel(pc):
-    """Negative control: racy plain increments from two C loops lose
-    updates -- only possible if the GIL was released around them."""
-    if len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("needs two CPUs")
-    res = stress.run("gil_released", pc.name, iters=5_000_000, threads=2)
-    assert "no overlap" not in res.detail, res.detail
+    """The C loops run with the GIL released: two threads meet inside C
+    (deterministic: no overlap needs to happen by chance, and one CPU is
+    enough); a lone caller must time out (the check can fail)."""
+    res = stress.run("gil_released", pc.name, threads=2, timeout=60)
+    assert res.ok, res.detail
 
 
 def test_cli_list(capsys):

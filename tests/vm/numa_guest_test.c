@@ -659,7 +659,7 @@ static void *switcher_main(void *arg)
 
 		__atomic_store_n(&r->mode, 1, __ATOMIC_RELEASE);
 		if (percpu_fence() != 0) {
-			r->fence_errors++;
+			__atomic_fetch_add(&r->fence_errors, 1, __ATOMIC_RELEASE);
 			sched_yield();
 			continue;
 		}
@@ -672,7 +672,7 @@ static void *switcher_main(void *arg)
 		__atomic_fetch_add(&r->central, after, __ATOMIC_RELAXED);
 		percpu_reset(r->slot);
 		__atomic_store_n(&r->mode, 0, __ATOMIC_RELEASE);
-		r->switches++;
+		__atomic_fetch_add(&r->switches, 1, __ATOMIC_RELEASE);
 		sched_yield();
 	}
 	return NULL;
@@ -682,11 +682,17 @@ static void switch_worker(void *arg, int index, int cpu)
 {
 	struct switch_run *r = arg;
 
-	(void)index;
 	(void)cpu;
-	for (long i = 0; i < r->ops; i++)
+	for (long i = 0; i < r->ops; i++) {
+		/* Thread 0's last op waits for a switch (or a fence error, which
+		 * fails the test): one certainly ran while the adds did. */
+		if (index == 0 && i == r->ops - 1)
+			while (!__atomic_load_n(&r->switches, __ATOMIC_ACQUIRE) &&
+			       !__atomic_load_n(&r->fence_errors, __ATOMIC_ACQUIRE))
+				sched_yield();
 		if (!percpu_add_if_zero(r->slot, &r->mode, 1))
 			__atomic_fetch_add(&r->central, 1, __ATOMIC_RELAXED);
+	}
 }
 
 static void test_add_if_zero_mode_switch_exact_on_all_nodes(void)
@@ -729,8 +735,14 @@ static void counter_adder(void *arg, int index, int cpu)
 	struct counter_run *r = arg;
 
 	(void)cpu;
-	for (long i = 0; i < r->ops; i++)
+	for (long i = 0; i < r->ops; i++) {
+		/* Thread 0's last add waits for a zero: one certainly ran
+		 * while the adds did. */
+		if (index == 0 && i == r->ops - 1)
+			while (!__atomic_load_n(&r->zeroes, __ATOMIC_ACQUIRE))
+				sched_yield();
 		counter_u64_add(r->c, (index % 3) + 1);
+	}
 }
 
 static void *counter_zeroer(void *arg)
@@ -739,7 +751,7 @@ static void *counter_zeroer(void *arg)
 
 	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
 		r->taken += counter_u64_fetch_and_zero(r->c);
-		r->zeroes++;
+		__atomic_fetch_add(&r->zeroes, 1, __ATOMIC_RELEASE);
 		sched_yield();
 	}
 	return NULL;
