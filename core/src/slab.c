@@ -147,6 +147,12 @@ static struct chunk *create_chunk(void)
 		c->base = NULL;
 		goto fail;
 	}
+	/* No transparent huge pages: with THP "always" and a chunk of 2 MiB
+	 * or more (16+ possible CPUs), pre-faulting the primary halves would
+	 * fault whole huge pages in, twin halves included -- the memory the
+	 * split layout exists to leave untouched.  Advice only: a kernel
+	 * without THP says EINVAL, and nothing changes. */
+	(void)madvise(c->base, c->map_len, MADV_NOHUGEPAGE);
 	for (unsigned cpu = 0; cpu < nr; cpu++) {
 		int node = percpu_numa_memory_node_of_cpu(cpu);
 
