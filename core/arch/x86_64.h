@@ -47,11 +47,31 @@ _Static_assert(RSEQ_SIG == 0x53053053, "x86-64 rseq signature");
 #endif
 
 #ifdef PERCPU_TEST_INJECT
+/*
+ * spins >= 0: spin that many times.  spins < 0 (gate mode, see arch.h):
+ * store 1 to percpu_test_inject_gate ("past the checks"), then wait up to
+ * -spins rounds for a controller to store 2 ("go") before committing; a
+ * section not released within the bound aborts instead of committing, so
+ * a commit in gate mode always follows the controller's "go".
+ */
 #define PERCPU_X86_INJECT                                                      \
 	"movq %[inject_spins], %%rcx\n\t"                                      \
+	"testq %%rcx, %%rcx\n\t"                                               \
+	"js 6f\n\t"                                                            \
 	"5: subq $1, %%rcx\n\t"                                                \
-	"jg 5b\n\t"
-#define PERCPU_X86_INJECT_INPUT , [inject_spins] "r"(percpu_test_inject_spins)
+	"jg 5b\n\t"                                                            \
+	"jmp 7f\n\t"                                                           \
+	"6: movq $1, (%[inject_gate])\n\t"                                     \
+	"8: cmpq $2, (%[inject_gate])\n\t"                                     \
+	"je 7f\n\t"                                                            \
+	"pause\n\t"                                                            \
+	"addq $1, %%rcx\n\t"                                                   \
+	"jnz 8b\n\t"                                                           \
+	"jmp 4f\n\t"                                                           \
+	"7:\n\t"
+#define PERCPU_X86_INJECT_INPUT                                                \
+	, [inject_spins] "r"(percpu_test_inject_spins),                        \
+	  [inject_gate] "r"(&percpu_test_inject_gate)
 #define PERCPU_X86_INJECT_CLOBBER , "rcx"
 #else
 #define PERCPU_X86_INJECT ""

@@ -350,13 +350,20 @@ TEST(trydrain_never_succeeds_while_a_reference_is_held)
  * The hard case, forced: a release counted centrally (atomic mode, or a
  * thread without rseq in per-CPU mode) has read a live mode and is about
  * to add to lc_central when the drain flips the mode and folds.  The hook
- * stops it right there; the drain must close the word under it, and the
- * release must see CLOSED and pay on lc_total instead -- the drain ends
- * exactly when the last reference goes, neither earlier nor never.
+ * stops it right there until the drain has closed the word (not for a
+ * while, hoping the drain gets there: until it has); the release must
+ * then see CLOSED and pay on lc_total instead -- the drain ends exactly
+ * when the last reference goes, neither earlier nor never.  The drain
+ * cannot finish while the stalled release holds its reference, and every
+ * release after the stalled one reads DRAINING and skips the hook.
  */
+static struct localcount *stall_target;
+
 static void stall_central_release(void)
 {
-	usleep(200);
+	while (!(__atomic_load_n(&stall_target->lc_central, __ATOMIC_ACQUIRE) &
+	         (int64_t)1 /* CENTRAL_CLOSED, core/src/localcount.c */))
+		sched_yield();
 }
 
 struct late_race {
@@ -400,13 +407,14 @@ TEST(drain_rejects_late_central_releases_and_stays_exact)
 	long rounds = 0;
 
 	percpu_test_localcount_hook = stall_central_release;
-	for (; rounds < 200; rounds++) {
+	for (; rounds < 20; rounds++) {
 		struct localcount lc;
 		struct late_race r = { .lc = &lc, .held_each = 8,
 		                       .threads = oversubscribed() };
 		pthread_t drainer;
 
 		CHECK_EQ(localcount_init(&lc), 0);
+		stall_target = &lc;
 		for (int i = 0; i < r.threads * r.held_each; i++)
 			localcount_acquire(&lc);
 		pthread_create(&drainer, NULL, late_drainer, &r);
@@ -414,12 +422,11 @@ TEST(drain_rejects_late_central_releases_and_stays_exact)
 		join_drainer(drainer, __func__);
 		CHECK_EQ(lc.lc_state, LOCALCOUNT_DRAINED);
 		localcount_fini(&lc);
-		if (rounds >= 10 && percpu_test_localcount_late_central - late_before >= 10)
-			break;
 	}
 	percpu_test_localcount_hook = NULL;
+	stall_target = NULL;
 	printf("# %lu releases found the central word closed under them, in %ld drains\n",
-	       percpu_test_localcount_late_central - late_before, rounds + 1);
+	       percpu_test_localcount_late_central - late_before, rounds);
 	/* Where unregistering works (or the whole process is atomic) the
 	 * window must really have been hit, or this test proved nothing. */
 	CHECK_MSG(percpu_test_localcount_late_central - late_before > 0,

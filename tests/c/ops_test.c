@@ -435,64 +435,99 @@ TEST(mode_switch_with_fence_loses_nothing_and_nothing_commits_late)
 
 /*
  * Negative control for the switch protocol: the same check with the fence
- * left out must see late commits at least sometimes -- otherwise the test
- * above proves nothing.  (Only meaningful where per-CPU adds happen.)
+ * left out must see a late commit -- otherwise the test above proves
+ * nothing.  (Only meaningful where per-CPU adds happen.)  The late commit
+ * is forced, not hoped for: the sections run in gate mode (arch.h), so the
+ * worker's section, past its mode check, announces itself and waits; the
+ * controller, on the other CPU, switches the mode without a fence and
+ * only then lets it commit.  A section preempted meanwhile aborts, retries,
+ * sees the new mode and takes the slow path; the controller just tries
+ * again.  No round count can run out: only the hang guard ends it early.
  */
-/* Switches without the fence until one late commit is seen (or ~10 s). */
-static void *unfenced_switcher_main(void *arg)
+struct gate_run {
+	void *slot;
+	uintptr_t mode;
+	int64_t central;
+	long ops;
+	int stop;
+};
+
+static void *gated_adder(void *arg)
 {
-	struct switch_run *r = arg;
+	struct gate_run *r = arg;
 
-	for (long i = 0; i < 20000 && !r->late_commits; i++) {
-		int64_t before, after;
-
-		__atomic_store_n(&r->mode, 1, __ATOMIC_RELEASE);
-		before = percpu_sum(r->slot);
-		for (volatile int spin = 0; spin < 20000; spin++)
-			;
-		after = percpu_sum(r->slot);
-		if (after != before)
-			r->late_commits++;
-		__atomic_store_n(&r->mode, 0, __ATOMIC_RELEASE);
-		r->switches++;
-		usleep(500);
-	}
-	__atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
-	return NULL;
-}
-
-static void add_until_stopped(void *arg, int index)
-{
-	struct switch_run *r = arg;
-
-	(void)index;
-	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE))
+	stress_pin_to(0);
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
 		if (!percpu_add_if_zero(r->slot, &r->mode, 1))
 			__atomic_fetch_add(&r->central, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&r->ops, 1, __ATOMIC_RELEASE);
+	}
+	return NULL;
 }
 
 TEST(negative_control_mode_switch_without_fence_sees_late_commits)
 {
-	struct switch_run r = { .slot = percpu_slab_alloc(8, 8) };
-	pthread_t switcher;
+	struct gate_run r = { .slot = percpu_slab_alloc(8, 8) };
+	long rounds = 0, late = 0, aborted_rounds = 0;
+	time_t deadline = time(NULL) + 120;	/* hang guard only */
+	cpu_set_t saved;
+	pthread_t adder;
 
 	if (!on_rseq_path()) {
 		printf("# no per-CPU adds on this path: nothing can commit late\n");
 		percpu_slab_free(r.slot);
 		return;
 	}
-	/* Long sections: adds that read mode 0 land well after the store. */
-	stress_inject_spins(20000);
-	pthread_create(&switcher, NULL, unfenced_switcher_main, &r);
-	stress_run_threads(oversubscribed(), add_until_stopped, &r);
-	pthread_join(switcher, NULL);
-	stress_inject_spins(0);
+	if (stress_nr_online() < 2) {
+		printf("# SKIP: one online CPU: the controller cannot switch the "
+		       "mode while a section waits past its check\n");
+		percpu_slab_free(r.slot);
+		return;
+	}
+	CHECK(sched_getaffinity(0, sizeof(saved), &saved) == 0);
+	stress_pin_to(1);		/* the controller: not the adder's CPU */
+	__atomic_store_n(&percpu_test_inject_gate, 0, __ATOMIC_SEQ_CST);
+	stress_inject_spins(-(1L << 24));	/* gate mode */
+	pthread_create(&adder, NULL, gated_adder, &r);
+	while (!late && time(NULL) < deadline) {
+		long ops;
+		int64_t before, after;
 
-	printf("# %ld unfenced switches until a late commit was seen (%ld)\n",
-	       r.switches, r.late_commits);
-	CHECK_MSG(r.late_commits > 0,
+		/* A section of the adder is past its mode check (it read 0). */
+		while (__atomic_load_n(&percpu_test_inject_gate, __ATOMIC_SEQ_CST) != 1)
+			;
+		ops = __atomic_load_n(&r.ops, __ATOMIC_ACQUIRE);
+		before = percpu_sum(r.slot);	/* nothing commits before "go" */
+		__atomic_store_n(&r.mode, 1, __ATOMIC_SEQ_CST);	/* no fence */
+		__atomic_store_n(&percpu_test_inject_gate, 2, __ATOMIC_SEQ_CST);
+		while (__atomic_load_n(&r.ops, __ATOMIC_ACQUIRE) == ops)
+			;
+		after = percpu_sum(r.slot);
+		if (after != before)
+			late++;		/* committed after the switch */
+		else
+			aborted_rounds++;	/* preempted: retried, saw mode 1 */
+		rounds++;
+		/* Reopen: the gate first, so no "go" is left for the next section. */
+		__atomic_store_n(&percpu_test_inject_gate, 0, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&r.mode, 0, __ATOMIC_SEQ_CST);
+	}
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+	/* The adder may be waiting at the gate: let it through. */
+	__atomic_store_n(&r.mode, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&percpu_test_inject_gate, 2, __ATOMIC_SEQ_CST);
+	pthread_join(adder, NULL);
+	stress_inject_spins(0);
+	__atomic_store_n(&percpu_test_inject_gate, 0, __ATOMIC_SEQ_CST);
+	sched_setaffinity(0, sizeof(saved), &saved);
+
+	printf("# %ld forced unfenced switches, %ld with a late commit, %ld "
+	       "where the section was preempted and retried\n",
+	       rounds, late, aborted_rounds);
+	CHECK_MSG(late > 0,
 	          "without the fence no late commit was seen: the fenced "
 	          "test above could not detect a missing fence");
+	CHECK_EQ(r.central + percpu_sum(r.slot), (int64_t)r.ops);
 	percpu_slab_free(r.slot);
 }
 

@@ -691,10 +691,10 @@ TEST(release_exactly_once_per_life_over_many_lives)
  * switching thread and the switch worker share CPU 0, and the switcher
  * sleeps right after the switch, so the worker folds and confirms within
  * microseconds while a user's section that read mode 0 is still in
- * flight.  The same setting runs with and without the fence.
+ * flight.  The negative control below (no fence) does not hope for that
+ * window: it forces it.
  */
 #define ORDERING_ROUNDS 60
-#define ORDERING_MAX_ROUNDS 2000 /* the negative control stops when caught */
 #define ORDERING_SPINS 200000
 
 struct ordering {
@@ -857,14 +857,113 @@ TEST(confirm_runs_only_after_every_cpu_sees_atomic_mode)
 	CHECK_EQ(run_ordering(false, ORDERING_ROUNDS), 0);
 }
 
+/*
+ * The negative control, forced (gate mode of the injected spin, arch.h):
+ * one user, alone on CPU 1, does get/put pairs whose sections, once past
+ * their mode check, announce themselves and wait for "go".  The switcher
+ * (CPU 0, with the worker) waits for such a section, then switches to
+ * atomic mode with the fence skipped; the confirm callback freezes the
+ * per-CPU sum, lets the section through and waits for the user's
+ * operation to end: the section that read percpu mode commits after the
+ * confirm began, and the sum moves.  A section preempted meanwhile
+ * aborts, retries, sees atomic mode and takes the slow path; the switcher
+ * then tries again.  No round count can run out (a hang guard only).
+ */
+static long gated_ops;
+static long gated_late;
+
+static void *gated_ordering_user(void *arg)
+{
+	struct ordering_user *u = arg;
+	struct ordering *o = u->o;
+
+	pin_tid(0, u->cpu);
+	while (!__atomic_load_n(&o->stop, __ATOMIC_ACQUIRE)) {
+		percpu_ref_get(&o->ref);
+		__atomic_fetch_add(&gated_ops, 1, __ATOMIC_SEQ_CST);
+		percpu_ref_put(&o->ref);
+		__atomic_fetch_add(&gated_ops, 1, __ATOMIC_SEQ_CST);
+	}
+	return NULL;
+}
+
+static void confirm_releases_the_gate(struct percpu_ref *ref)
+{
+	struct ordering *o = ordering_target;
+	long ops = __atomic_load_n(&gated_ops, __ATOMIC_SEQ_CST);
+
+	CHECK(!in_percpu_mode(ref));
+	o->frozen = percpu_sum(ref->percpu_count);
+	__atomic_store_n(&percpu_test_inject_gate, 2, __ATOMIC_SEQ_CST);
+	/* get and put never block: the user's operation ends. */
+	while (__atomic_load_n(&gated_ops, __ATOMIC_SEQ_CST) == ops)
+		;
+	if (percpu_sum(ref->percpu_count) != o->frozen)
+		gated_late++;
+	__atomic_store_n(&o->confirmed, 1, __ATOMIC_RELEASE);
+}
+
 TEST(negative_control_confirm_without_fence_is_caught)
 {
+	struct ordering o = { .stop = 0 };
+	struct ordering_user u = { .o = &o };
+	time_t deadline = time(NULL) + 120;	/* hang guard only */
+	long rounds = 0;
+	cpu_set_t cpus;
+	pthread_t user;
+	pid_t worker;
+
 	if (!fast() || stress_nr_online() < 2) {
 		/* On one CPU a section in flight means the worker is not running. */
 		printf("# no percpu mode, or one CPU: nothing can land late\n");
 		return;
 	}
-	CHECK_MSG(run_ordering(true, ORDERING_MAX_ROUNDS) > 0,
+	ordering_target = &o;
+	gated_ops = gated_late = 0;
+	sched_getaffinity(0, sizeof(cpus), &cpus);
+	CHECK_EQ(percpu_ref_init(&o.ref, NULL, PERCPU_REF_ALLOW_REINIT), 0);
+	/* A cushion: without the fence late adds are lost, the count drifts. */
+	percpu_ref_get_many(&o.ref, 1ul << 30);
+	percpu_ref_switch_to_atomic_sync(&o.ref); /* the worker exists now */
+	percpu_ref_switch_to_percpu(&o.ref);
+	worker = switch_worker_tid();
+	pin_tid(0, cpu_of_mask(&cpus, 0));
+	if (worker)
+		pin_tid(worker, cpu_of_mask(&cpus, 0));
+	u.cpu = cpu_of_mask(&cpus, 1);
+	__atomic_store_n(&percpu_test_inject_gate, 0, __ATOMIC_SEQ_CST);
+	stress_inject_spins(-(1L << 24));	/* gate mode */
+	percpu_ref_test_skip_fence = true;
+	pthread_create(&user, NULL, gated_ordering_user, &u);
+	while (!gated_late && time(NULL) < deadline) {
+		/* A user's section is past its check: it read percpu mode. */
+		while (__atomic_load_n(&percpu_test_inject_gate, __ATOMIC_SEQ_CST) != 1)
+			;
+		o.confirmed = 0;
+		percpu_ref_switch_to_atomic(&o.ref, confirm_releases_the_gate);
+		while (!__atomic_load_n(&o.confirmed, __ATOMIC_ACQUIRE))
+			usleep(50);
+		rounds++;
+		/* The gate first, so no "go" is left for the next section. */
+		__atomic_store_n(&percpu_test_inject_gate, 0, __ATOMIC_SEQ_CST);
+		percpu_ref_switch_to_percpu(&o.ref);
+	}
+	__atomic_store_n(&o.stop, 1, __ATOMIC_RELEASE);
+	/* Atomic mode first, then "go": a section waiting at the gate
+	 * commits, a retry takes the slow path; none waits again. */
+	percpu_ref_test_skip_fence = false;
+	percpu_ref_switch_to_atomic_sync(&o.ref);
+	__atomic_store_n(&percpu_test_inject_gate, 2, __ATOMIC_SEQ_CST);
+	pthread_join(user, NULL);
+	stress_inject_spins(0);
+	__atomic_store_n(&percpu_test_inject_gate, 0, __ATOMIC_SEQ_CST);
+	sched_setaffinity(0, sizeof(cpus), &cpus);
+	if (worker)
+		sched_setaffinity(worker, sizeof(cpus), &cpus);
+	percpu_ref_exit(&o.ref);
+	printf("# without the fence: %ld of %ld forced confirms saw the late add\n",
+	       gated_late, rounds);
+	CHECK_MSG(gated_late > 0,
 	          "a premature confirm went unnoticed: the ordering test "
 	          "proves nothing");
 }
