@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pack what a C user installs: include/percpu/... (one include directory,
-# arch headers under percpu/arch/), lib/libpercpu.a, lib/libpercpu.so.0
-# with its libpercpu.so link, and a pkg-config file.
+# arch headers under percpu/arch/), lib/libpercpu.a (one archive: the core
+# and the NUMA leaf, which Bazel builds as two), lib/libpercpu.so.0 with its
+# libpercpu.so link, and a pkg-config file.
 # usage: make_dist.sh OUT.tar.gz FILE...   (Bazel passes headers and libraries)
 set -euo pipefail
 out=$1
@@ -13,12 +14,23 @@ for f in "$@"; do
 	case "$f" in
 	*/arch/*.h) cp "$f" "$root/include/percpu/arch/" ;;
 	*.h) cp "$f" "$root/include/percpu/" ;;
-	*/libpercpu.a) cp "$f" "$root/lib/" ;;
+	*/libpercpu.a) core_a=$f ;;
 	*/libpercpu.so.0) cp "$f" "$root/lib/" ;;
-	*/numa/libnuma.a) cp "$f" "$root/lib/libpercpu_numa.a" ;;
+	*/numa/libnuma.a) numa_a=$f ;;
 	esac
 done
+# One archive, so that linking it by hand needs no second one.
+ar -M <<MRI
+create $root/lib/libpercpu.a
+addlib ${core_a:?no libpercpu.a among the inputs}
+addlib ${numa_a:?no numa/libnuma.a among the inputs}
+save
+end
+MRI
 ln -s libpercpu.so.0 "$root/lib/libpercpu.so"
+# The static archive by default (by path: -lpercpu would pick the .so, and
+# a program linked to it would not start without an rpath).  The shared
+# library is for -L${libdir} -lpercpu -Wl,-rpath,${libdir} (README.md).
 cat > "$root/lib/pkgconfig/percpu.pc" <<'PC'
 prefix=${pcfiledir}/../..
 includedir=${prefix}/include
@@ -28,7 +40,6 @@ Name: percpu
 Description: per-CPU counters and reference counts for userspace (rseq, NUMA slab)
 Version: 0.1.0
 Cflags: -I${includedir}
-Libs: -L${libdir} -lpercpu
-Libs.private: -lpercpu_numa -lnuma -lpthread
+Libs: ${libdir}/libpercpu.a -lnuma -lpthread
 PC
 tar -C "$root" -czf "$out" include lib

@@ -214,7 +214,10 @@ void counter_sysctl_unregister_static(struct sysctl_oid **owner);
 #define COUNTER_SYSCTL_CAT(a, b) COUNTER_SYSCTL_CAT_(a, b)
 
 /* parent_s and name_s arrive stringized, so a name that happens to be a
- * macro is not expanded; id makes the generated names unique. */
+ * macro is not expanded; id makes the generated names unique.  The last
+ * line, a declaration of an incomplete struct, takes the caller's `;`: the
+ * documented `SYSCTL_COUNTER_U64(...);` is then no empty declaration at
+ * file scope (which -pedantic warns about). */
 #define COUNTER_SYSCTL_STATIC_(id, parent_s, name_s, nbr, access, ptr, len,    \
                                descr)                                          \
 	static struct sysctl_oid *COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id); \
@@ -231,7 +234,8 @@ void counter_sysctl_unregister_static(struct sysctl_oid **owner);
 	{                                                                      \
 		counter_sysctl_unregister_static(                              \
 			&COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id));         \
-	}
+	}                                                                      \
+	struct counter_sysctl_static_
 
 /*
  * SYSCTL_COUNTER_U64_ARRAY(parent, nbr, name, access, ptr, len, descr):
