@@ -52,7 +52,7 @@ declare -A LEG_ARGS=(
 # the tests it leaves out this way.  Prefer select() on //tools:asan etc.
 # where only part of a test must change.
 declare -A LEG_WHAT=(
-	[default]="full suite: C on rseq/tunable/seccomp(/nosysfs), Python x2 bindings x3 paths, NUMA VM, dist"
+	[default]="full suite: C on rseq/tunable/seccomp(/nosysfs), Python x2 bindings x3 paths, NUMA VM, dist (the README's link lines), an external Bazel workspace consuming @percpu"
 	[valgrind]="C suite under valgrind memcheck (fallback path; errors and leaks fatal)"
 	[asan]="full suite under ASan+UBSan (--config=asan_ubsan)"
 	[tsan]="full suite under TSan (--config=tsan)"
@@ -63,8 +63,8 @@ declare -A LEG_SKIPS=(
 	[default]=""
 	[fuzz]="bazel target patterns and flags (the fuzzer is built by clang directly)"
 	[valgrind]="everything but the C suite's *_valgrind targets: the Python suite is not run under valgrind (memcheck on CPython is slow and mostly about CPython's allocator; the Python suite's memory checking is the asan leg)"
-	[asan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes)"
-	[tsan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes)"
+	[asan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes) and //tests/external:external_test (a second Bazel build, the default configuration); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes)"
+	[tsan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes) and //tests/external:external_test (a second Bazel build, the default configuration); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes)"
 )
 
 legs_spec=${PERCPU_TEST_LEGS:-}
