@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Builds the percpu Python package: the C library and both bindings.
 
 Metadata is in pyproject.toml; this file only adds what it cannot say --

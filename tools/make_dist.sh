@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Pack what a C user installs: include/percpu/... (one include directory,
 # arch headers under percpu/arch/), lib/libpercpu.a, lib/libpercpu.so.0
 # with its libpercpu.so link, and a pkg-config file.
@@ -11,6 +12,7 @@ trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/include/percpu/arch" "$root/lib/pkgconfig"
 for f in "$@"; do
 	case "$f" in
+	LICENSE | */LICENSE) cp "$f" "$root/" ;;
 	*/arch/*.h) cp "$f" "$root/include/percpu/arch/" ;;
 	*.h) cp "$f" "$root/include/percpu/" ;;
 	*/libpercpu.a) cp "$f" "$root/lib/" ;;
@@ -31,4 +33,4 @@ Cflags: -I${includedir}
 Libs: -L${libdir} -lpercpu
 Libs.private: -lpercpu_numa -lnuma -lpthread
 PC
-tar -C "$root" -czf "$out" include lib
+tar -C "$root" -czf "$out" LICENSE include lib

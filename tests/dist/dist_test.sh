@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The install tree works for a C user outside Bazel: compile an example
 # against include/ with the static library, then with the shared one
 # (soname libpercpu.so.0), via pkg-config's flags, and run both.
