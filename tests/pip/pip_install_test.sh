@@ -19,7 +19,7 @@ unset PYTHONPATH
 src=$tmp/src
 mkdir -p "$src"
 (cd "$runfiles" && cp -rL --parents LICENSE setup.py pyproject.toml docs/python.md \
-	core/src core/include core/arch numa/numa.c numa/include \
+	core/src core/include core/arch core/libpercpu.map numa/numa.c numa/include \
 	bindings python/percpu "$src")
 cp -rL "$runfiles/tests/python" "$tmp/suite"
 cp -L "$runfiles/tests/pip/typed_usage.py" "$runfiles/tests/pip/stubtest_allowlist.txt" "$tmp"
@@ -42,6 +42,10 @@ meta = md.metadata("percpu")
 assert meta["License"] == "MIT", meta["License"]
 assert "License :: OSI Approved :: MIT License" in meta.get_all("Classifier"), meta.get_all("Classifier")
 assert any(str(f).endswith("LICENSE") for f in md.files("percpu")), "LICENSE not in the wheel"
+import subprocess
+lib = os.path.join(os.path.dirname(percpu.__file__), "libpercpu.so.0")
+syms = subprocess.run(["nm", "-D", "--defined-only", lib], check=True, capture_output=True, text=True).stdout
+assert "percpu_die" not in syms and "percpu_warn" not in syms, "the pip-built libpercpu.so.0 exports internals"
 for name in ("swig", "cffi"):
     c = percpu.get_backend(name).Counter()
     c.add(3)
