@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Builds the percpu Python package: the C library and both bindings.
 
 Metadata is in pyproject.toml; this file only adds what it cannot say --
@@ -71,7 +72,10 @@ class build_percpu(build_ext):
         cc.link_shared_object(
             objects, LIBNAME, output_dir=self.lib_dir,
             libraries=["numa", "pthread"],
-            extra_postargs=["-Wl,-soname," + LIBNAME, "-Wl,-z,nodelete"])
+            extra_postargs=["-Wl,-soname," + LIBNAME, "-Wl,-z,nodelete",
+                            # exports the public API only, as in Bazel
+                            "-Wl,--version-script="
+                            + os.path.join(ROOT, "core", "libpercpu.map")])
 
     def _generate_wrappers(self):
         os.makedirs(self.build_temp, exist_ok=True)

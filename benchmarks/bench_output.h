@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_output.h -- the benchmark's files: the CSV, and the PNG plots that
  * benchmarks/plot_scaling.py draws from it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_util.h -- timing, pinned thread teams, NUMA placement orders, busy
  * sibling threads and machine description for the benchmarks in this

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_util_test.c -- the placement orders on made-up topologies (this
  * machine has one NUMA node, so the benchmark itself can only show that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * facility_latency.c -- see facility_latency.h.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * facility_latency.h -- the slow side of the facilities: latency of their
  * rare operations, and memory per counter.

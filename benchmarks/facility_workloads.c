@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * facility_workloads.c -- see facility_workloads.h.
  */

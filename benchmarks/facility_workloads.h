@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * facility_workloads.h -- the facilities' fast paths as scaling workloads
  * (struct bench_workload rows for scaling.c), with their baselines.

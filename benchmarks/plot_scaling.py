@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Plot benchmarks/scaling's CSV: throughput and speedup vs threads.
 
     /usr/bin/python3 benchmarks/plot_scaling.py SCALING.CSV [OUTDIR [NCPUS]]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * scaling.c -- how percpu_add() scales with threads, against the
  * alternatives a user would otherwise write, all in one run.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Smoke test of //benchmarks:scaling: a --quick run with tiny runs must
 # finish, pass every exactness check (the binary exits 1 on a mismatch),
 # and write the CSV: the exact header, one row per impl x thread count

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """CFFI out-of-line API-mode builder for the percpu Python binding.
 
 Declares, for cffi, the same surface the SWIG interface (percpu.i) wraps:

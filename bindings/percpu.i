@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bindings/percpu.i -- the SWIG binding (swig -python -builtin).
  *

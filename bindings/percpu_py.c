@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bindings/percpu_py.c -- the C shim under the Python bindings (contract
  * and reasons: percpu_py.h).  Compiled into each extension module; all

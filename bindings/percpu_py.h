@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bindings/percpu_py.h -- the C shim under both Python bindings.
  *

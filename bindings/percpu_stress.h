@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bindings/percpu_stress.h -- test-only loops for the Python stress tests.
  *

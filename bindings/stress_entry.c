@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bindings/stress_entry.c -- the test-only loops behind percpu._testing
  * (why they exist: percpu_stress.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * numa.c -- NUMA topology and page placement through libnuma (see
  * <percpu/numa.h> for the contract).

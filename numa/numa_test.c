@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * numa_test.c -- standalone checks of <percpu/numa.h> (no framework).
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """`bazel run //python:stress -- ARGS` == `python3 -m percpu.stress ARGS`."""
 
 import sys

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Install the Debian packages percpu needs, and only those missing.
 # Idempotent: a second run installs nothing and says so.  Works as root,
 # or through sudo.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Pack what a C user installs: include/percpu/... (one include directory,
 # arch headers under percpu/arch/), lib/libpercpu.a (one archive: the core
 # and the NUMA leaf, which Bazel builds as two), lib/libpercpu.so.0 with its
@@ -12,6 +13,7 @@ trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/include/percpu/arch" "$root/lib/pkgconfig"
 for f in "$@"; do
 	case "$f" in
+	LICENSE | */LICENSE) cp "$f" "$root/" ;;
 	*/arch/*.h) cp "$f" "$root/include/percpu/arch/" ;;
 	*.h) cp "$f" "$root/include/percpu/" ;;
 	*/libpercpu.a) core_a=$f ;;
@@ -42,4 +44,4 @@ Version: 0.1.0
 Cflags: -I${includedir}
 Libs: ${libdir}/libpercpu.a -lnuma -lpthread
 PC
-tar -C "$root" -czf "$out" include lib
+tar -C "$root" -czf "$out" LICENSE include lib

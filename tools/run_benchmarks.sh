@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The main job: the per-CPU scaling benchmark, printed as a table, with a
 # summary of ratios.  Writes bench-out/scaling.csv and, through
 # benchmarks/plot_scaling.py (python3-matplotlib), bench-out/scaling_*.png.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The whole test suite, as a matrix of legs: install what is missing, then
 # one `bazel test //...` per leg.
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * percpu/arch/arch.h -- the contract every architecture file fulfils, and
  * the choice of which one is built.

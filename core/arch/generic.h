@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * percpu/arch/generic.h -- an architecture without an rseq implementation
  * (or a build with -DPERCPU_NO_RSEQ, or a libc without <sys/rseq.h>).

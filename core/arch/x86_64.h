@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * percpu/arch/x86_64.h -- rseq critical sections for x86-64.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * counter.c -- FreeBSD counter(9) on the per-CPU slab (design:
  * <percpu/counter.h>).  The add is inline in the header; this file holds

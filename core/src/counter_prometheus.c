@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * counter_prometheus.c -- the named counter tree in the Prometheus text
  * exposition format, version 0.0.4 (contract: <percpu/counter_sysctl.h>).

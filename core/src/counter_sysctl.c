@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * counter_sysctl.c -- the process-wide tree of named counters (contract:
  * <percpu/counter_sysctl.h>).  The Prometheus dump is counter_prometheus.c.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cpu.c -- possible-CPU count and current CPU (design: <percpu/cpu.h>).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fence.c -- membarrier(PRIVATE_EXPEDITED_RSEQ) as the grace period
  * (design and protocol: <percpu/fence.h>).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fork.c -- the library's one set of pthread_atfork() handlers.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * internal.h -- what the library's .c files share and users never see:
  * how misuse is reported.

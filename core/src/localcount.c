@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * localcount.c -- the slow paths of localcount(9): drain, trydrain, and
  * the acquires and releases that cannot be per-CPU.  The protocol and why

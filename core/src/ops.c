@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ops.c -- the out-of-line halves of <percpu/ops.h>: the atomic fallback
  * add and the cross-CPU reads.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * percpu_ref.c -- the slow paths of percpu_ref, its state machine and the
  * switch worker.  The design, the states and the ordering rules are in

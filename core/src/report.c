@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * report.c -- the one place that prints on the library's behalf.
  * Messages start with "percpu: " so they are easy to find in a log.

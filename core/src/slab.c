@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * slab.c -- the NUMA-aware per-CPU slab (layout and contract: <percpu/slab.h>).
  *

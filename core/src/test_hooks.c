@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_hooks.c -- the variables test builds (-DPERCPU_TEST_INJECT) read
  * from inside the inline fast paths.  They live in the library in every

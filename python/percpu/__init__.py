@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """percpu: per-CPU counters and reference counts for Python.
 
 The kernel's scalable counting primitives, in userspace, over the C

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Type stubs for percpu (both backends expose exactly this API).
 from types import TracebackType
 from typing import Callable, Iterator, Literal, Optional, Type, TypeVar, overload

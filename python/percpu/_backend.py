@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """percpu.get_backend(name): the whole API bound to one backend."""
 
 import threading

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The CFFI backend (out-of-line API mode), behind the driver interface.
 
 Same entries, same semantics as _swig_driver: functions taking the C

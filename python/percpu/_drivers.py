@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Which backend: loading drivers and choosing the default one."""
 
 import importlib

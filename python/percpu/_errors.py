@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The one exception class both backends raise, and the errno mapping."""
 
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Finding the compiled extension modules.
 
 A pip install puts them inside the package (``percpu._percpu_swig``);

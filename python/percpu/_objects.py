@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The Pythonic objects: Counter, CounterArray, LocalCount, PercpuRef.
 
 Ownership.  Each object owns one C object through a *handle* (a SWIG

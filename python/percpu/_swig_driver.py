@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The SWIG backend, seen through the driver interface the facade uses.
 
 A driver is a namespace of callables that take the C object's handle as

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Per-call cost of the two bindings, and what the GIL policy does.
 
     python3 -m percpu.bench [--number N] [--repeat R] [--threads-seconds S]

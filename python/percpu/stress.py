@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Stress scenarios for the Python bindings, with exact invariants.
 
     python3 -m percpu.stress [--backend swig|cffi|all] [--threads N]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 
 class Result(NamedTuple):

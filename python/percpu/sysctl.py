@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The sysctl-style tree of named counters (FreeBSD SYSCTL_COUNTER_U64).
 
 One process-wide tree of dotted names ("net.inet.tcp.sent").  A leaf is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 import builtins
 from typing import NamedTuple, Optional, Union
 

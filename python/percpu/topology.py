@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Where the per-CPU copies are: possible CPUs, nodes, slab placement,
 and which path (rseq or fallback) the library takes here.
 

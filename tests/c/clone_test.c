@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * clone_test.c -- raw clone() threads: which are supported, how the
  * library tells them apart, and that a supported one counts exactly.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * counter_test.c -- counter(9): every function, exact totals under
  * oversubscription, signals and migrations, zero racing adds (with a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cpu_test.c -- possible-CPU count, the CPU list parser behind it, and
  * the current CPU.

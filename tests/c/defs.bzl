@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """percpu_c_test: one C test binary, run once per library path.
 
 Each test binary is built with -DPERCPU_TEST_INJECT (delay injection inside

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fork_test.c -- fork() in a multithreaded process (docs/fork.md).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * localcount_test.c -- localcount(9) and localcount_trydrain: the man
  * page's lifecycle under a poison check, references released on another

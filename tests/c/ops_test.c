@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ops_test.c -- the per-CPU add is lossless under every interleaving we
  * can provoke, on whichever path (rseq or fallback) the run is on; and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * percpu_ref_test.c -- percpu_ref: the life cycle with release exactly
  * once per life, the INIT flags, sticky atomic mode, resurrect and reinit;

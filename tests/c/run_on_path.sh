@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Run one C test binary on one path of the library:
 #   rseq      as the process starts (glibc registers rseq)
 #   tunable   GLIBC_TUNABLES=glibc.pthread.rseq=0: glibc does not register

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * slab_census.h -- which of the slab's pages holding a set of objects are
  * populated, asked of the kernel page by page (/proc/self/pagemap via

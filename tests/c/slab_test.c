@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * slab_test.c -- the per-CPU slab: addressing, dense packing, reuse,
  * growth, bad input, misuse, fault injection and NUMA placement.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress.c -- thread, signal and migration machinery for the C tests.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress.h -- what the C tests use to make interleavings happen on a
  * 2-CPU machine: oversubscribed threads started together, a SIGALRM storm

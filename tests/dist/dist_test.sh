@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The install tree works for a C user outside Bazel, as README.md says:
 # run the README's own commands (the block after its tests/dist marker,
 # but the `bazel build` line: the tarball is this test's input), and the

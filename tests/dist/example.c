@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A C service embedding percpu from the installed tree: the umbrella of
  * what a user includes and links, compiled outside Bazel (dist_test.sh:
  * also under -std=c11 -pedantic -Werror). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_fuzz.c -- random legal call sequences of all three facilities, from
  * several threads, checked against a reference model.

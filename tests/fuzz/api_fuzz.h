@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_fuzz.h -- the API-sequence fuzzer's engine (api_fuzz.c), shared by
  * the libFuzzer target (api_fuzz_libfuzzer.c, clang, tests/fuzz/run_fuzz.sh)

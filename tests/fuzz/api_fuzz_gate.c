@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_fuzz_gate.c -- the gating fuzz run (tests/fuzz/run_fuzz.sh without
  * --explore): the committed corpus replayed, then a fixed number of inputs

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_fuzz_libfuzzer.c -- the libFuzzer entry point (clang -fsanitize=fuzzer;
  * built and run by tests/fuzz/run_fuzz.sh, not by Bazel's gcc toolchain).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api_fuzz_replay_test.c -- replay the committed fuzz corpus once, with
  * gcc, on every library path (rseq, tunable, seccomp), as a Bazel test;

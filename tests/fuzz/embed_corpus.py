@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Write a C file holding every corpus input: embed_corpus.py OUT.c FILE...
 
 The replay test (api_fuzz_replay_test.c) iterates over api_fuzz_corpus[];

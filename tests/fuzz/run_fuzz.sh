@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The API-sequence fuzzer, built with clang and ASan/UBSan directly against
 # the sources (Bazel's toolchain here is gcc, which has no -fsanitize=fuzzer).
 # Two modes (docs/misuse.md, "Fuzzing legal sequences"):

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The Python package as a user installs it (docs/python.md):
 #   1. pip install --no-build-isolation --no-index . into a venv with the
 #      system's site packages (offline: setuptools, cffi, swig from Debian);
@@ -17,8 +18,8 @@ unset PYTHONPATH
 
 src=$tmp/src
 mkdir -p "$src"
-(cd "$runfiles" && cp -rL --parents setup.py pyproject.toml docs/python.md \
-	core/src core/include core/arch numa/numa.c numa/include \
+(cd "$runfiles" && cp -rL --parents LICENSE setup.py pyproject.toml docs/python.md \
+	core/src core/include core/arch core/libpercpu.map numa/numa.c numa/include \
 	bindings python/percpu "$src")
 cp -rL "$runfiles/tests/python" "$tmp/suite"
 cp -L "$runfiles/tests/pip/typed_usage.py" "$runfiles/tests/pip/stubtest_allowlist.txt" "$tmp"
@@ -36,6 +37,15 @@ import percpu
 site = os.path.join(sys.prefix, "lib")
 assert percpu.__file__.startswith(site), percpu.__file__
 assert sorted(percpu.available_backends()) == ["cffi", "swig"], percpu.available_backends()
+import importlib.metadata as md
+meta = md.metadata("percpu")
+assert meta["License"] == "MIT", meta["License"]
+assert "License :: OSI Approved :: MIT License" in meta.get_all("Classifier"), meta.get_all("Classifier")
+assert any(str(f).endswith("LICENSE") for f in md.files("percpu")), "LICENSE not in the wheel"
+import subprocess
+lib = os.path.join(os.path.dirname(percpu.__file__), "libpercpu.so.0")
+syms = subprocess.run(["nm", "-D", "--defined-only", lib], check=True, capture_output=True, text=True).stdout
+assert "percpu_die" not in syms and "percpu_warn" not in syms, "the pip-built libpercpu.so.0 exports internals"
 for name in ("swig", "cffi"):
     c = percpu.get_backend(name).Counter()
     c.add(3)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A typed program using percpu's public API, checked with `mypy --strict`
 against the installed stubs (pip_install_test.sh): the stubs must be
 complete enough for a strictly typed caller.  Also run, so every line here

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Fixtures for the percpu Python suite.
 
 Every test that takes `pc` runs once per backend: `pc` is the

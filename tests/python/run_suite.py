@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Entry point: run this directory's pytest suite (Bazel's py_binary)."""
 
 import os

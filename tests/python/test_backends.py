@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Backend selection, the exception class, the shared C state."""
 
 import errno

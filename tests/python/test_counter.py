@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Counter and CounterArray: every call, errors, closed objects."""
 
 import threading

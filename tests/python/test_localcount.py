@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """LocalCount: acquire/release, drain, trydrain, misuse as exceptions."""
 
 import errno

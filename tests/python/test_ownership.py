@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Ownership: C objects are freed when their Python owner is closed or
 collected -- no leak over many cycles -- and never while a call on
 another thread still uses them."""

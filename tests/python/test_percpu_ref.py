@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """PercpuRef: the whole API, callbacks (from any thread), misuse."""
 
 import errno

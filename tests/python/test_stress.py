@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The stress scenarios (percpu.stress), small, on both backends and
 both variants: C loops with the GIL released on pinned threads, and
 Python threads driving the primitives call by call."""

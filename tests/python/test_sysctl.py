@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The sysctl-style registry: register, read, write, list, Prometheus."""
 
 import errno

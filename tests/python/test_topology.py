@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Topology: possible CPUs, nodes, slab unit placement, paths."""
 
 import os

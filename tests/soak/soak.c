@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * soak.c -- every primitive, from 2 x nproc threads, under a SIGALRM
  * storm whose handler also adds, migrations between preparing a CPU and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * seccomp_exec.c -- run a program with rseq and/or membarrier unavailable.
  *

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # fetch_kernel.sh CACHE_DIR
 #
 # Make sure CACHE_DIR/vmlinuz holds a Debian kernel for the NUMA test

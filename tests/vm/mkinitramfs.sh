@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # mkinitramfs.sh OUT.cpio.gz INIT TEST_BINARY...
 #
 # The NUMA test guest's initramfs: a static busybox as the whole userland,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * numa_guest_test.c -- the per-CPU library on a real multi-node NUMA
  * topology.  Runs inside a QEMU guest (tests/vm/run_vm_test.sh boots it,

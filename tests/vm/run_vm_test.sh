@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # run_vm_test.sh [-v "VARIANT..."] GUEST_TEST_BINARY...
 #
 # Boot Debian's kernel under QEMU (TCG: never KVM) with fake multi-node NUMA

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tools/procfs/procfs.c -- see procfs.h. */
 #define _GNU_SOURCE
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tools/procfs/procfs.h -- what the tests and the benchmarks read from
  * /proc/self: one reader, so "memory per counter" means the same in both.

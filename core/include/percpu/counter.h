@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * percpu/counter.h -- FreeBSD counter(9) in userspace.
  *

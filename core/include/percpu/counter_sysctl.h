@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * percpu/counter_sysctl.h -- counters exported by name: the userspace
  * meaning of FreeBSD's SYSCTL_COUNTER_U64 family, plus a Prometheus dump.

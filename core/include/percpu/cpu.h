@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * percpu/cpu.h -- which CPU am I on, and how many CPUs can there ever be.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * percpu/fence.h -- the grace period that makes a mode switch safe.
  *

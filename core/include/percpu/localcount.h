@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * percpu/localcount.h -- NetBSD localcount(9) in userspace, with
  * localcount_trydrain.

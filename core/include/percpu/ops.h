@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * percpu/ops.h -- lossless per-CPU adds on slab words: the one fast path
  * all three facilities share.

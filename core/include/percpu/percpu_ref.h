@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * percpu/percpu_ref.h -- Linux's percpu_ref in userspace.
  *

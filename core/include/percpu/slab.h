@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * percpu/slab.h -- the NUMA-aware per-CPU slab every facility allocates from.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * percpu/numa.h -- NUMA topology and page placement, through libnuma only.
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Offline stand-in for @rules_cc: the native C/C++ rules, re-exported."""
 
 def cc_binary(**kwargs):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Offline stand-in for @rules_java: the native Java rules, re-exported."""
 
 def java_binary(**kwargs):
