@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The repositories percpu needs, for this workspace and for any other.
 
 In a consumer's WORKSPACE (Bazel 4.2.3, .bazelversion):

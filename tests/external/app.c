@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A consumer's program on @percpu//core:percpu (tests/external). */
 #include <percpu/counter.h>
 #include <percpu/counter_sysctl.h>

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # percpu from another Bazel workspace, offline: a consumer workspace
 # (WORKSPACE.consumer, BUILD.consumer, app.c, py_app.py, copied to a fresh
 # directory) that names this repository @percpu through local_repository

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A consumer's Python program on @percpu//python:percpu (tests/external)."""
 import percpu
 
