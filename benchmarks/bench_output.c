@@ -66,7 +66,10 @@ void bench_csv_row(const char *primitive, const char *impl, int threads,
 {
 	if (!g_csv)
 		return;
-	fprintf(g_csv, "%s,%s,%d,%s,%.4f,%.3f\n", primitive, impl, threads,
+	/* %g for the rate: a latency row's mops_total is 1000 / median ns,
+	 * which a fixed 3 decimals printed as 0.000 once a loaded machine
+	 * took over 2 ms (the smoke test then read the row as malformed). */
+	fprintf(g_csv, "%s,%s,%d,%s,%.4f,%.6g\n", primitive, impl, threads,
 	        placement, ns, mops);
 	fflush(g_csv);
 }
