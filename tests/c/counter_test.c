@@ -29,11 +29,6 @@
 #include "stress.h"
 #include "tools/procfs/procfs.h"
 
-static int oversubscribed(void)
-{
-	return 6 * stress_nr_online();
-}
-
 /* ---- basics ------------------------------------------------------------ */
 
 TEST(alloc_add_fetch_free)
@@ -194,7 +189,7 @@ TEST(exact_totals_many_counters_signals_migrations_delays)
 	counter_u64_t in_handler = counter_u64_alloc(M_WAITOK);
 	uint64_t total = 0, handler_adds;
 	uint64_t migrations = stress_migrations;
-	int threads = oversubscribed();
+	int threads = stress_oversubscribed();
 	cpu_set_t affinity;
 
 	/* The handler may run on this thread and migrate it: put it back. */
@@ -309,7 +304,7 @@ static int64_t run_zero_race(bool naive, bool mixed, long ops)
 	struct zero_race z = {
 		.c = counter_u64_alloc(M_WAITOK), .ops = ops, .naive = naive, .mixed = mixed,
 	};
-	int threads = oversubscribed();
+	int threads = stress_oversubscribed();
 	pthread_t zeroers[2];
 	int64_t error;
 
@@ -583,7 +578,7 @@ TEST(ratecheck_counts_every_event_across_contended_resets)
 	r.calls = 1;
 	r.deadline_ns = now_ns() + 1300 * 1000000LL;
 	stress_signal_storm_start(200, NULL);
-	stress_run_threads(oversubscribed(), hammer_ratecheck, &r);
+	stress_run_threads(stress_oversubscribed(), hammer_ratecheck, &r);
 	stress_signal_storm_stop();
 	printf("# ratecheck: %" PRIu64 " calls, %" PRIu64 " reports totalling %" PRIu64
 	       ", %" PRIu64 " left, run overran its deadline by %" PRId64 " ms\n", r.calls,
@@ -1209,7 +1204,7 @@ TEST(sysctl_tree_is_thread_safe)
 	counter_u64_t c[2] = { counter_u64_alloc(M_WAITOK), counter_u64_alloc(M_WAITOK) };
 	int leaves = 0;
 
-	stress_run_threads(oversubscribed(), sysctl_churn, c);
+	stress_run_threads(stress_oversubscribed(), sysctl_churn, c);
 	CHECK_EQ(counter_sysctl_list("churn.", count_leaf, &leaves), 0);
 	CHECK_EQ(leaves, 0);
 	counter_u64_free(c[0]);
@@ -1268,14 +1263,14 @@ TEST(sysctl_read_and_zero_racing_adds_is_exact)
 	CHECK(counter_sysctl_add(&ctx, "scrape", "hits", CTLFLAG_RW, s.c, 2, "") != NULL);
 	stress_inject_spins(200);
 	pthread_create(&t, NULL, scraper, &s);
-	stress_run_threads(oversubscribed(), add_to_both, &s);
+	stress_run_threads(stress_oversubscribed(), add_to_both, &s);
 	__atomic_store_n(&s.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(t, NULL);
 	stress_inject_spins(0);
 	printf("# %ld scrapes took %" PRIu64 " of the adds\n", s.scrapes, s.taken);
 	CHECK(s.taken > 0);
 	CHECK_EQ(s.taken + counter_u64_fetch(s.c[0]) + counter_u64_fetch(s.c[1]),
-	         (uint64_t)oversubscribed() * (uint64_t)s.ops);
+	         (uint64_t)stress_oversubscribed() * (uint64_t)s.ops);
 	sysctl_ctx_free(&ctx);
 	COUNTER_ARRAY_FREE(s.c, 2);
 }

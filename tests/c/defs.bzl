@@ -24,7 +24,7 @@ only valgrind's view of a process makes an error (fork_test: a fork
 child's leak check sees the parent's other threads' blocks, unreachable
 once those threads are gone).  Each entry must say why.
 
-run_on_path.sh sets the expectations the harness verifies.
+tests/tools/run_on_path.sh sets the expectations the harness verifies.
 """
 
 PATHS = ["rseq", "tunable", "seccomp"]
@@ -62,11 +62,11 @@ def percpu_c_test(name, srcs, deps = [], size = "medium", tags = [], paths = PAT
             kwargs["env"] = {"PERCPU_VALGRIND_SUPPRESSIONS": "$(location %s)" % supp[0]}
         native.sh_test(
             name = name + "_" + path,
-            srcs = ["//tests/c:run_on_path.sh"],
+            srcs = ["//tests/tools:run_on_path.sh"],
             args = [
                 path,
-                "$(location :%s_bin)" % name,
                 "$(location //tests/tools:seccomp_exec)",
+                "$(location :%s_bin)" % name,
             ],
             data = [
                 ":" + name + "_bin",

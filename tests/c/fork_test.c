@@ -50,12 +50,6 @@ const char *__asan_default_options(void)
 	return "die_after_fork=0";
 }
 
-/* TSan: the children here start threads (die_after_fork is TSan's flag). */
-const char *__tsan_default_options(void)
-{
-	return "die_after_fork=0";
-}
-
 static double now_s(void)
 {
 	struct timespec ts;

@@ -18,6 +18,18 @@
 
 #include "harness.h"
 
+/*
+ * TSan's options for every test binary: tests fork children that start
+ * threads (misuse aborts checked in a child, the percpu_ref worker after
+ * fork, fork_test), which TSan refuses by default (die_after_fork).
+ * Read by the TSan runtime only; inert in other builds.
+ */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+	return "die_after_fork=0";
+}
+
 #define MAX_TESTS 256
 
 static struct {

@@ -36,23 +36,9 @@
 #include "percpu_py.h"
 #include "stress.h"
 
-#ifdef __SANITIZE_THREAD__
-/* The misuse tests start threads in forked children. */
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-	return "die_after_fork=0";
-}
-#endif
-
 /* Test hooks in core/src/localcount.c. */
 extern void (*volatile percpu_test_localcount_hook)(void);
 extern unsigned long percpu_test_localcount_late_central;
-
-static int oversubscribed(void)
-{
-	return 6 * stress_nr_online();
-}
 
 static pthread_mutex_t interlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t drained_cv = PTHREAD_COND_INITIALIZER;
@@ -207,7 +193,7 @@ TEST(releases_on_other_cpus_leave_negative_words_and_zero_sum)
 	int negative = 0;
 
 	CHECK_EQ(localcount_init(&lc), 0);
-	stress_run_threads(oversubscribed(), acquire_here_release_there, &h);
+	stress_run_threads(stress_oversubscribed(), acquire_here_release_there, &h);
 	for (unsigned cpu = 0; cpu < percpu_nr_cpus(); cpu++)
 		negative += percpu_read_cpu(lc.lc_percpu, cpu) < 0;
 	if (per_cpu_mode(&lc) && percpu_rseq_thread_registered() && stress_nr_online() > 1)
@@ -304,7 +290,7 @@ static void *drainer_main(void *arg)
 static void run_release_race(bool unregister_half, bool use_trydrain)
 {
 	struct localcount lc;
-	struct release_race r = { .lc = &lc, .held = 5000, .threads = oversubscribed(),
+	struct release_race r = { .lc = &lc, .held = 5000, .threads = stress_oversubscribed(),
 	                          .unregister_half = unregister_half,
 	                          .use_trydrain = use_trydrain };
 	pthread_t drainer;
@@ -411,7 +397,7 @@ TEST(drain_rejects_late_central_releases_and_stays_exact)
 	for (; rounds < 20; rounds++) {
 		struct localcount lc;
 		struct late_race r = { .lc = &lc, .held_each = 8,
-		                       .threads = oversubscribed() };
+		                       .threads = stress_oversubscribed() };
 		pthread_t drainer;
 
 		CHECK_EQ(localcount_init(&lc), 0);
@@ -463,7 +449,7 @@ TEST(fence_freezes_per_cpu_releases_in_flight)
 	for (long round = 0; round < rounds; round++) {
 		struct localcount lc;
 		struct late_race r = { .lc = &lc, .held_each = 32,
-		                       .threads = oversubscribed() };
+		                       .threads = stress_oversubscribed() };
 		pthread_t drainer;
 
 		CHECK_EQ(localcount_init(&lc), 0);
@@ -504,7 +490,7 @@ TEST(pairs_exact_with_signals_delays_migrations_and_mixed_rseq)
 	stress_inject_spins(200);
 	stress_migrate_every(64);
 	stress_signal_storm_start(50, NULL);
-	stress_run_threads(oversubscribed(), mixed_pairs, &lc);
+	stress_run_threads(stress_oversubscribed(), mixed_pairs, &lc);
 	stress_signal_storm_stop();
 	stress_migrate_every(0);
 	stress_inject_spins(0);
@@ -655,7 +641,7 @@ static void run_lifecycle(bool skip_drain, long rounds)
 	stress_signal_storm_start(200, NULL);
 	stress_migrate_every(16);
 	pthread_create(&detacher, NULL, detacher_main, &rounds);
-	stress_run_threads(oversubscribed(), reader, NULL);
+	stress_run_threads(stress_oversubscribed(), reader, NULL);
 	pthread_join(detacher, NULL);
 	stress_migrate_every(0);
 	stress_signal_storm_stop();

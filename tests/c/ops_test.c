@@ -30,11 +30,6 @@ static bool on_rseq_path(void)
 	return percpu_rseq_thread_registered();
 }
 
-static int oversubscribed(void)
-{
-	return 6 * stress_nr_online();
-}
-
 /* ---- one slot, many slots ------------------------------------------- */
 
 struct adders {
@@ -87,8 +82,8 @@ TEST(exact_sum_one_slot_oversubscribed)
 {
 	struct adders a = make_adders(1, harness_scaled(400000));
 
-	stress_run_threads(oversubscribed(), add_ones, &a);
-	check_ones(&a, oversubscribed());
+	stress_run_threads(stress_oversubscribed(), add_ones, &a);
+	check_ones(&a, stress_oversubscribed());
 	free_adders(&a);
 }
 
@@ -96,8 +91,8 @@ TEST(exact_sum_many_slots_oversubscribed)
 {
 	struct adders a = make_adders(97, harness_scaled(200000));
 
-	stress_run_threads(oversubscribed(), add_ones, &a);
-	check_ones(&a, oversubscribed());
+	stress_run_threads(stress_oversubscribed(), add_ones, &a);
+	check_ones(&a, stress_oversubscribed());
 	free_adders(&a);
 }
 
@@ -106,8 +101,8 @@ TEST(exact_sum_with_sched_yield_between_ops)
 	struct adders a = make_adders(3, harness_scaled(30000));
 
 	a.yield_every = 1;
-	stress_run_threads(oversubscribed(), add_ones, &a);
-	check_ones(&a, oversubscribed());
+	stress_run_threads(stress_oversubscribed(), add_ones, &a);
+	check_ones(&a, stress_oversubscribed());
 	free_adders(&a);
 }
 
@@ -125,11 +120,11 @@ TEST(exact_sum_under_signal_storm_with_delay_inside_section)
 
 	stress_inject_spins(2000);
 	stress_signal_storm_start(50, in_handler);
-	stress_run_threads(oversubscribed(), add_ones, &a);
+	stress_run_threads(stress_oversubscribed(), add_ones, &a);
 	handler_adds = stress_signal_storm_stop();
 	stress_inject_spins(0);
 
-	check_ones(&a, oversubscribed());
+	check_ones(&a, stress_oversubscribed());
 	CHECK_EQ(percpu_sum(in_handler), handler_adds);
 	CHECK_MSG(handler_adds > 0, "the signal storm delivered no signal");
 	/* How many signals landed inside a section is chance: reported only.
@@ -217,10 +212,10 @@ TEST(exact_sum_with_migrations_before_section)
 	uint64_t aborts0 = stress_aborts(), moved0 = stress_migrations;
 
 	stress_migrate_every(16);
-	stress_run_threads(oversubscribed(), add_ones, &a);
+	stress_run_threads(stress_oversubscribed(), add_ones, &a);
 	stress_migrate_every(0);
 
-	check_ones(&a, oversubscribed());
+	check_ones(&a, stress_oversubscribed());
 	CHECK(stress_migrations > moved0);
 	if (on_rseq_path() && stress_nr_online() > 1)
 		CHECK_MSG(stress_aborts() > aborts0,
@@ -241,7 +236,7 @@ static void add_signed(void *arg, int index)
 TEST(signed_deltas_and_wraparound_sum_modulo_2_64)
 {
 	void *slot = percpu_slab_alloc(8, 8);
-	int threads = oversubscribed();
+	int threads = stress_oversubscribed();
 	int64_t expect = 0;
 
 	stress_run_threads(threads, add_signed, slot);
@@ -297,9 +292,9 @@ TEST(rseq_and_fallback_adds_mix_losslessly)
 	void *slot = percpu_slab_alloc(8, 8);
 
 	stress_signal_storm_start(100, NULL);
-	stress_run_threads(oversubscribed(), add_mixed, slot);
+	stress_run_threads(stress_oversubscribed(), add_mixed, slot);
 	stress_signal_storm_stop();
-	CHECK_EQ(percpu_sum(slot), (int64_t)oversubscribed() * 100000);
+	CHECK_EQ(percpu_sum(slot), (int64_t)stress_oversubscribed() * 100000);
 	percpu_slab_free(slot);
 }
 
@@ -414,7 +409,7 @@ TEST(mode_switch_with_fence_loses_nothing_and_nothing_commits_late)
 {
 	struct switch_run r = { .slot = percpu_slab_alloc(8, 8),
 	                        .ops = harness_scaled(200000) };
-	int workers = oversubscribed();
+	int workers = stress_oversubscribed();
 	pthread_t switcher;
 
 	stress_inject_spins(200);
@@ -657,7 +652,7 @@ static void zero_race_adder(void *arg, int index)
 TEST(fetch_and_zero_is_exact_against_concurrent_adds)
 {
 	struct zero_race z = { .slot = percpu_slab_alloc(8, 8), .ops = harness_scaled(200000) };
-	int threads = oversubscribed();
+	int threads = stress_oversubscribed();
 	pthread_t zeroers[2];
 
 	stress_inject_spins(100);

@@ -36,20 +36,6 @@
 #include "harness.h"
 #include "stress.h"
 
-#ifdef __SANITIZE_THREAD__
-/* The misuse and fork tests start the switch worker in forked children. */
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-	return "die_after_fork=0";
-}
-#endif
-
-static int oversubscribed(void)
-{
-	return 6 * stress_nr_online();
-}
-
 static bool fast(void)
 {
 	return percpu_fast_mode_available();
@@ -553,7 +539,7 @@ TEST(mode_switches_racing_gets_and_puts_lose_nothing)
 	stress_migrate_every(64);
 	stress_signal_storm_start(100, NULL);
 	pthread_create(&switcher, NULL, switcher_main, &t);
-	stress_run_threads(oversubscribed(), get_put_pairs, &t);
+	stress_run_threads(stress_oversubscribed(), get_put_pairs, &t);
 	__atomic_store_n(&t.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(switcher, NULL);
 	stress_signal_storm_stop();
@@ -663,7 +649,7 @@ TEST(release_exactly_once_per_life_over_many_lives)
 	stress_inject_spins(50);
 	stress_signal_storm_start(200, NULL);
 	pthread_create(&controller, NULL, lifecycle_main, &l);
-	stress_run_threads(oversubscribed(), life_users, &l);
+	stress_run_threads(stress_oversubscribed(), life_users, &l);
 	pthread_join(controller, NULL);
 	stress_signal_storm_stop();
 	stress_inject_spins(0);
@@ -1034,7 +1020,7 @@ static void run_live_race(unsigned flags)
 	percpu_ref_get(&r.ref); /* keep it above zero while users race */
 	stress_inject_spins(200);
 	pthread_create(&killer, NULL, killer_main, &r);
-	stress_run_threads(oversubscribed(), tryget_live_hammer, &r);
+	stress_run_threads(stress_oversubscribed(), tryget_live_hammer, &r);
 	pthread_join(killer, NULL);
 	stress_inject_spins(0);
 	printf("# %ld successes before the confirm\n", r.before);
@@ -1078,7 +1064,7 @@ static void mixed_pairs(void *arg, int index)
 TEST(threads_without_rseq_take_the_atomic_path_in_percpu_mode)
 {
 	struct percpu_ref ref;
-	int n = oversubscribed();
+	int n = stress_oversubscribed();
 
 	releases = 0;
 	CHECK_EQ(percpu_ref_init(&ref, count_release, 0), 0);

@@ -27,6 +27,11 @@ int stress_nr_online(void)
 	return (int)sysconf(_SC_NPROCESSORS_ONLN);
 }
 
+int stress_oversubscribed(void)
+{
+	return 6 * stress_nr_online();
+}
+
 static cpu_set_t initial_affinity;
 static pthread_once_t initial_affinity_once = PTHREAD_ONCE_INIT;
 

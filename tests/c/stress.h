@@ -13,6 +13,10 @@
 /* Online CPUs (what we can pin to). */
 int stress_nr_online(void);
 
+/* The thread count of the exactness tests: six per online CPU, so threads
+ * are preempted inside sections and migrate between them. */
+int stress_oversubscribed(void);
+
 /* Run fn(arg, index) on n threads released together; join them all. */
 void stress_run_threads(int n, void (*fn)(void *arg, int index), void *arg);
 

@@ -27,12 +27,6 @@ const char *__asan_default_options(void)
 	return "die_after_fork=0";
 }
 
-/* TSan: the children here start threads (die_after_fork is TSan's flag). */
-const char *__tsan_default_options(void)
-{
-	return "die_after_fork=0";
-}
-
 TEST(every_corpus_input_runs_clean_against_the_model)
 {
 	unsigned long rounds = api_fuzz_rounds, calls = api_fuzz_calls;
