@@ -17,11 +17,12 @@
  *   __rseq_failure:  ud1 RSEQ_SIG(%rip),%edi  (the signature; traps if run)
  *        4:  jmp abort
  *
- * Why this form (measured, shared/research/fast-path-measurements.md): the
- * cost of the whole section is set by the committing instruction.  The
- * slot address arrives in one register (the caller computed base + cpu <<
- * shift) and a constant delta becomes an immediate ("e" constraint after
- * inlining): 0.56 ns against 2.17 ns for an indexed address.
+ * Why this form (docs/design.md, "Why rseq"): the cost of the whole
+ * section is set by the committing instruction.  The slot address arrives
+ * in one register (the caller computed base + cpu << shift) and a constant
+ * delta becomes an immediate ("e" constraint after inlining): 0.56 ns
+ * against 2.17 ns for an indexed address, measured when the form was
+ * chosen; bazel run -c opt //benchmarks:scaling measures the add today.
  *
  * Comparing cpu_id against the cpu the caller prepared with also rejects
  * threads without a registration (cpu_id is -1/-2 then), so the common
