@@ -9,11 +9,13 @@
  *   1. counter_sysctl's tree lock (a rwlock; readers take the zero lock
  *      under it, and a counter_sysctl_list() visitor may allocate, zero
  *      or switch refs while holding it);
- *   2. percpu_ref's switch lock (nothing of ours is taken under it but
+ *   2. pserialize's grace-period lock (held while a grace period waits
+ *      out read sections; takes nothing of ours but the fence);
+ *   3. percpu_ref's switch lock (nothing of ours is taken under it but
  *      the slab lock, when the worker frees per-CPU words);
- *   3. ops' zero lock (counter_u64_zero / fetch_and_zero; innermost but
+ *   4. ops' zero lock (counter_u64_zero / fetch_and_zero; innermost but
  *      for the slab's);
- *   4. the slab's allocator lock (innermost: takes nothing of ours).
+ *   5. the slab's allocator lock (innermost: takes nothing of ours).
  *
  * Registering the modules separately would run the prepare handlers in
  * reverse order of registration, i.e. in whatever order the linker ran
@@ -28,7 +30,7 @@
  * docs/fork.md says what the child may do.
  *
  * Modules that a static link may leave out (counter_sysctl.o,
- * percpu_ref.o) fill a fixed slot from their constructors
+ * pserialize.o, percpu_ref.o) fill a fixed slot from their constructors
  * (percpu_fork_add), so using the slab alone does not drag them in and
  * constructor order does not matter; the slab's constructor registers the
  * handlers (percpu_fork_register).

@@ -50,6 +50,7 @@ void percpu_warn(const char *fmt, ...);
 #define PERCPU_HIDDEN __attribute__((visibility("hidden")))
 enum percpu_fork_slot {
 	PERCPU_FORK_SYSCTL,     /* outermost: taken first */
+	PERCPU_FORK_PSERIALIZE, /* the grace-period lock (a sysctl visitor may trydrain) */
 	PERCPU_FORK_REF,
 	PERCPU_FORK_SLOTS,
 };
@@ -67,5 +68,14 @@ PERCPU_HIDDEN void percpu_ops_fork_child(void);
 PERCPU_HIDDEN void percpu_slab_fork_prepare(void);
 PERCPU_HIDDEN void percpu_slab_fork_parent(void);
 PERCPU_HIDDEN void percpu_slab_fork_child(void);
+
+/*
+ * pserialize.c: one grace period -- every read section in flight at the
+ * call has exited when it returns (pserialize_perform's work; localcount_
+ * trydrain's cross-call).  `who` names the caller in abort messages.
+ */
+PERCPU_HIDDEN void percpu_pserialize_grace(const char *who);
+/* Grace periods completed in this process. */
+PERCPU_HIDDEN unsigned long percpu_pserialize_graces(void);
 
 #endif /* PERCPU_SRC_INTERNAL_H */

@@ -380,6 +380,14 @@ static int trydrain(struct localcount *lc, int *was, int64_t *refs)
 	uintptr_t mode;
 	int rc;
 
+	/*
+	 * The cross-call's other half (the trydrain post): wait out every
+	 * pserialize read section in flight, so a lookup that passed its
+	 * DYING check has acquired -- and is counted below -- or left.  It
+	 * must come before TRYDRAINING: such a lookup's localcount_acquire
+	 * is legal, and would not be once the decision has begun.
+	 */
+	percpu_pserialize_grace("localcount_trydrain");
 	if (!change_state(lc, LOCALCOUNT_LIVE, LOCALCOUNT_TRYDRAINING, was))
 		return -2;
 	/* Live: MODE_PERCPU or MODE_ATOMIC (a failed trydrain restores the

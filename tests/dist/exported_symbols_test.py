@@ -67,7 +67,8 @@ def main():
         with open(h) as f:
             public |= declared(f.read())
     public = {n for n in public if n.startswith(("percpu_", "counter_",
-                                                 "localcount_", "sysctl_"))}
+                                                 "localcount_", "pserialize_",
+                                                 "sysctl_"))}
     extra, missing = sorted(exported - public), sorted(public - exported)
     for n in extra:
         print("FAIL: exported but not in a public header:", n)
