@@ -45,10 +45,6 @@ const char *__tsan_default_options(void)
 }
 #endif
 
-/* Test hooks in core/src/localcount.c. */
-extern void (*volatile percpu_test_localcount_hook)(void);
-extern unsigned long percpu_test_localcount_late_central;
-
 static int oversubscribed(void)
 {
 	return 6 * stress_nr_online();
@@ -705,9 +701,6 @@ TEST(negative_control_lifecycle_without_drain_is_caught)
  * rseq, or atomic mode); the per-CPU path's window is its rseq section,
  * closed by the fence, and is covered by the bounded race loop.
  */
-extern void (*volatile percpu_test_localcount_acquire_hook)(struct localcount *);
-extern void (*volatile percpu_test_localcount_trydrain_hook)(struct localcount *);
-
 static struct percpu_py_localcount *hooked;
 static int hook_calls, hook_rc;
 static enum { IN_HOOK_DRAIN, IN_HOOK_TRYDRAIN, IN_HOOK_BLOCKED_DRAIN } hook_does;
