@@ -181,7 +181,6 @@ int percpu_numa_node_limit(void);
 int percpu_numa_node_of_cpu(unsigned cpu);
 int percpu_numa_memory_node_of_cpu(unsigned cpu);
 void percpu_slab_get_stats(struct percpu_slab_stats *out);
-void percpu_slab_inject_failure(long countdown);
 long percpu_py_live_objects(void);
 long percpu_py_leaked_objects(void);
 

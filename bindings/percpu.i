@@ -553,7 +553,6 @@ char *sysctl_prometheus(const char *prefix)
 %rename(numa_node_limit) percpu_numa_node_limit;
 %rename(numa_node_of_cpu) percpu_numa_node_of_cpu;
 %rename(numa_memory_node_of_cpu) percpu_numa_memory_node_of_cpu;
-%rename(slab_inject_failure) percpu_slab_inject_failure;
 %rename(live_objects) percpu_py_live_objects;
 %rename(leaked_objects) percpu_py_leaked_objects;
 
@@ -569,7 +568,6 @@ int percpu_numa_nr_nodes(void);
 int percpu_numa_node_limit(void);
 int percpu_numa_node_of_cpu(unsigned cpu);
 int percpu_numa_memory_node_of_cpu(unsigned cpu);
-void percpu_slab_inject_failure(long countdown);
 long percpu_py_live_objects(void);
 long percpu_py_leaked_objects(void);
 

@@ -41,10 +41,12 @@
  * annotates every attempt (PERCPU_TSAN_RELEASE) once, for every
  * architecture, so these files need no TSan code of their own.
  *
- * Test builds (-DPERCPU_TEST_INJECT) spin percpu_test_inject_spins times
- * inside every section, between the checks and the commit, so signals and
- * preemption land inside it (librseq's RSEQ_INJECT_ASM idea); a negative
- * count selects gate mode (below).
+ * Test builds (-DPERCPU_TEST_INJECT, the test binaries only) spin inside
+ * every section, between the checks and the commit, so signals and
+ * preemption land inside it (librseq's RSEQ_INJECT_ASM idea), or hold it
+ * there (gate mode).  The hooks that drive this are declared in the
+ * test-only header <percpu/test_hooks.h> (core/testing, not installed),
+ * included below only in such builds.
  */
 #ifndef PERCPU_ARCH_ARCH_H
 #define PERCPU_ARCH_ARCH_H
@@ -52,16 +54,7 @@
 #include <stdint.h>
 
 #ifdef PERCPU_TEST_INJECT
-/* Spin count injected inside every critical section (defined in the library). */
-extern volatile long percpu_test_inject_spins;
-/*
- * Gate mode, for controls that need a section held between its checks and
- * its commit (percpu_test_inject_spins < 0): the section stores 1 here once
- * past its checks and commits only after a controller stores 2, waiting at
- * most -percpu_test_inject_spins rounds (then it aborts and retries).  Weak
- * and defined only in test builds, so production objects never see it.
- */
-__attribute__((weak)) volatile long percpu_test_inject_gate;
+#include <percpu/test_hooks.h> /* test binaries only (not installed) */
 #endif
 
 #if defined(__x86_64__) && !defined(PERCPU_NO_RSEQ) && __has_include(<sys/rseq.h>)

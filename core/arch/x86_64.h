@@ -50,8 +50,8 @@ _Static_assert(RSEQ_SIG == 0x53053053, "x86-64 rseq signature");
 
 #ifdef PERCPU_TEST_INJECT
 /*
- * spins >= 0: spin that many times.  spins < 0 (gate mode, see arch.h):
- * store 1 to percpu_test_inject_gate ("past the checks"), then wait up to
+ * spins >= 0: spin that many times.  spins < 0 (gate mode, see
+ * <percpu/test_hooks.h>): store 1 to the gate ("past the checks"), then wait up to
  * -spins rounds for a controller to store 2 ("go") before committing; a
  * section not released within the bound aborts instead of committing, so
  * a commit in gate mode always follows the controller's "go".
@@ -72,8 +72,8 @@ _Static_assert(RSEQ_SIG == 0x53053053, "x86-64 rseq signature");
 	"jmp 4f\n\t"                                                           \
 	"7:\n\t"
 #define PERCPU_X86_INJECT_INPUT                                                \
-	, [inject_spins] "r"(percpu_test_inject_spins),                        \
-	  [inject_gate] "r"(&percpu_test_inject_gate)
+	, [inject_spins] "r"(PERCPU_TEST_INJECT_SPINS),                        \
+	  [inject_gate] "r"(&PERCPU_TEST_INJECT_GATE)
 #define PERCPU_X86_INJECT_CLOBBER , "rcx"
 #else
 #define PERCPU_X86_INJECT ""

@@ -30,6 +30,24 @@ void percpu_warn(const char *fmt, ...);
 			percpu_warn(__VA_ARGS__);                              \
 	} while (0)
 
+/*
+ * Test hooks the library's own sources read (<percpu/test_hooks.h> says
+ * what each is for): real only in //core:percpu_testing, compiled with
+ * -DPERCPU_TEST_HOOKS.  In every other build they are constants, so the
+ * production library has no symbol for them and no branch on one.
+ */
+#ifdef PERCPU_TEST_HOOKS
+#include <percpu/test_hooks.h>
+/* The hook's value (a flag, an errno, a function pointer). */
+#define PERCPU_TEST_HOOK(hook) (hook)
+/* Count an event in a hook's counter. */
+#define PERCPU_TEST_COUNT(counter)                                             \
+	((void)__atomic_fetch_add(&(counter), 1, __ATOMIC_RELAXED))
+#else
+#define PERCPU_TEST_HOOK(hook) 0
+#define PERCPU_TEST_COUNT(counter) ((void)0)
+#endif
+
 #ifdef NDEBUG
 #define PERCPU_DEBUG_ASSERT(cond, ...) ((void)0)
 #else

@@ -38,23 +38,10 @@ static int64_t central_count(int64_t word)
 }
 
 /*
- * Test hook (tests/c/localcount_test.c): called by a release counted in
- * lc_central between reading a live mode and its atomic add, to widen the
- * window in which a drain can close the word under it; and how many
- * releases found it closed.  Read on the slow path only.
+ * Test hooks (percpu_test_localcount_*: <percpu/test_hooks.h>, test
+ * builds only; PERCPU_TEST_HOOK is 0 in every other build) are read on
+ * the slow paths below.
  */
-void (*volatile percpu_test_localcount_hook)(void);
-unsigned long percpu_test_localcount_late_central;
-
-/*
- * Test hooks for the acquire/trydrain races (tests/c/localcount_test.c):
- * called by an acquire counted in lc_central between reading a live mode
- * and its compare-and-swap (where a whole drain or trydrain may run), and
- * by localcount_trydrain() with lc_central held (TRYCLOSED) before it
- * decides (where acquires and releases meet a trydrain in progress).
- */
-void (*volatile percpu_test_localcount_acquire_hook)(struct localcount *);
-void (*volatile percpu_test_localcount_trydrain_hook)(struct localcount *);
 
 static const char *state_name(int state)
 {
@@ -186,7 +173,7 @@ static int tryacquire_slow(struct localcount *lc, const char *fn)
 		 * read the mode is seen here, and nothing was added.
 		 */
 		void (*hook)(struct localcount *) =
-			percpu_test_localcount_acquire_hook;
+			PERCPU_TEST_HOOK(percpu_test_localcount_acquire_hook);
 		int64_t old;
 
 		if (hook)
@@ -279,7 +266,8 @@ void localcount_release_slow(struct localcount *lc, pthread_cond_t *cv,
 	 * not, as below.
 	 */
 	if (mode_is_live(mode) || mode_is_trydraining(mode)) {
-		void (*hook)(void) = percpu_test_localcount_hook;
+		void (*hook)(void) =
+			PERCPU_TEST_HOOK(percpu_test_localcount_hook);
 		int64_t old;
 
 		if (hook)
@@ -296,8 +284,7 @@ void localcount_release_slow(struct localcount *lc, pthread_cond_t *cv,
 		 * that saw the drain.
 		 */
 		__atomic_fetch_add(&lc->lc_central, CENTRAL_ONE, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&percpu_test_localcount_late_central, 1,
-		                   __ATOMIC_RELAXED);
+		PERCPU_TEST_COUNT(percpu_test_localcount_late_central);
 	} else if (mode != MODE_DRAINING) {
 		misuse("localcount_release", lc, load_state(lc), "release of a "
 		       "reference that cannot exist (more releases than "
@@ -409,7 +396,7 @@ static int trydrain(struct localcount *lc, int *was, int64_t *refs)
 	if (central & (CENTRAL_CLOSED | CENTRAL_TRYCLOSED))
 		percpu_die("localcount_trydrain(%p): central word already closed "
 		           "(corrupt localcount)", (void *)lc);
-	hook = percpu_test_localcount_trydrain_hook;
+	hook = PERCPU_TEST_HOOK(percpu_test_localcount_trydrain_hook);
 	if (hook)
 		hook(lc);
 	/*

@@ -76,10 +76,6 @@ struct percpu_ref_data {
 	struct percpu_ref_data *next;      /* worker queue */
 };
 
-/* Test hooks (declared in the header for PERCPU_TEST_INJECT builds). */
-volatile bool percpu_ref_test_skip_fence;
-unsigned long percpu_ref_test_fences;
-
 static pthread_mutex_t switch_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t switch_done = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t work_queued = PTHREAD_COND_INITIALIZER;
@@ -110,9 +106,6 @@ static bool fork_work_pending;
 /* This thread is the worker, or is processing the queue inline: a
  * callback it runs must not wait for a switch. */
 static __thread bool on_worker;
-
-/* Test hook: pthread_create of the worker "fails" with this errno. */
-volatile int percpu_ref_test_fail_worker_start;
 
 static void noop_confirm(struct percpu_ref *ref)
 {
@@ -205,7 +198,8 @@ static bool ensure_worker_locked(void)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	rc = percpu_ref_test_fail_worker_start;
+	/* 0 outside test builds (as is every PERCPU_TEST_HOOK) */
+	rc = PERCPU_TEST_HOOK(percpu_ref_test_fail_worker_start);
 	if (rc == 0)
 		rc = pthread_create(&thread, &attr, worker_main, NULL);
 	pthread_attr_destroy(&attr);
@@ -351,8 +345,8 @@ static void fence_for_batch(void)
 {
 	int rc;
 
-	__atomic_fetch_add(&percpu_ref_test_fences, 1, __ATOMIC_RELAXED);
-	if (percpu_ref_test_skip_fence)
+	PERCPU_TEST_COUNT(percpu_ref_test_fences);
+	if (PERCPU_TEST_HOOK(percpu_ref_test_skip_fence))
 		return;
 	/* Only refs in percpu mode are queued, so the fence exists. */
 	rc = percpu_fence();

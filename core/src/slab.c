@@ -57,7 +57,19 @@ static struct chunk **chunks;       /* sorted by base, for free() lookup */
 static size_t nr_chunks, chunks_cap;
 static size_t alloc_hint;           /* chunk index to try first */
 static size_t live_objects, granules_in_use, units_unplaced;
+#ifdef PERCPU_TEST_HOOKS
+/* percpu_slab_inject_failure(), <percpu/test_hooks.h>; test builds only. */
 static long inject_countdown = -1;
+#define INJECTED_FAILURE() (inject_countdown == 0)
+#define COUNT_SUCCESS()                                                        \
+	do {                                                                   \
+		if (inject_countdown > 0)                                      \
+			inject_countdown--;                                    \
+	} while (0)
+#else
+#define INJECTED_FAILURE() false
+#define COUNT_SUCCESS() ((void)0)
+#endif
 
 /* ---- bitmaps --------------------------------------------------------- */
 
@@ -268,7 +280,7 @@ void *percpu_slab_alloc(size_t size, size_t align)
 	align_granules = align < PERCPU_SLAB_GRANULE ? 1 : align / PERCPU_SLAB_GRANULE;
 
 	pthread_mutex_lock(&slab_lock);
-	if (inject_countdown == 0) {
+	if (INJECTED_FAILURE()) {
 		errno = ENOMEM;
 		goto out;
 	}
@@ -300,8 +312,8 @@ void *percpu_slab_alloc(size_t size, size_t align)
 	alloc_hint = (size_t)pos;
 	p = take_run(c, 0, n);
 out:
-	if (p && inject_countdown > 0)
-		inject_countdown--;
+	if (p)
+		COUNT_SUCCESS();
 	pthread_mutex_unlock(&slab_lock);
 	return p;
 }
@@ -407,12 +419,14 @@ int percpu_slab_unit_placement(const void *handle, unsigned cpu,
 	return 0;
 }
 
+#ifdef PERCPU_TEST_HOOKS
 void percpu_slab_inject_failure(long countdown)
 {
 	pthread_mutex_lock(&slab_lock);
 	inject_countdown = countdown < 0 ? -1 : countdown;
 	pthread_mutex_unlock(&slab_lock);
 }
+#endif
 
 /*
  * fork(): fork.c takes this lock last (it is the innermost), so the child

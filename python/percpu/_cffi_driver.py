@@ -338,7 +338,6 @@ numa_nr_nodes = lib.percpu_numa_nr_nodes
 numa_node_limit = lib.percpu_numa_node_limit
 numa_node_of_cpu = lib.percpu_numa_node_of_cpu
 numa_memory_node_of_cpu = lib.percpu_numa_memory_node_of_cpu
-slab_inject_failure = lib.percpu_slab_inject_failure
 live_objects = lib.percpu_py_live_objects
 leaked_objects = lib.percpu_py_leaked_objects
 

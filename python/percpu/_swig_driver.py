@@ -130,7 +130,6 @@ numa_node_limit = _m.numa_node_limit
 numa_node_of_cpu = _m.numa_node_of_cpu
 numa_memory_node_of_cpu = _m.numa_memory_node_of_cpu
 slab_stats = _m.slab_stats
-slab_inject_failure = _m.slab_inject_failure
 live_objects = _m.live_objects
 leaked_objects = _m.leaked_objects
 

@@ -2,7 +2,9 @@
 """percpu_c_test: one C test binary, run once per library path.
 
 Each test binary is built with -DPERCPU_TEST_INJECT (delay injection inside
-critical sections) and run three times:
+critical sections) and links the library's test build with its hooks,
+//core:percpu_testing (through //tests/c:harness; never //core:percpu as
+well), and is run three times:
   <name>_rseq       glibc's rseq registration, the fast path
   <name>_tunable    GLIBC_TUNABLES=glibc.pthread.rseq=0, the fallback path
   <name>_seccomp    rseq and membarrier denied by seccomp before exec

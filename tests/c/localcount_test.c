@@ -36,9 +36,6 @@
 #include "percpu_py.h"
 #include "stress.h"
 
-/* Test hooks in core/src/localcount.c. */
-extern void (*volatile percpu_test_localcount_hook)(void);
-extern unsigned long percpu_test_localcount_late_central;
 
 static pthread_mutex_t interlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t drained_cv = PTHREAD_COND_INITIALIZER;
@@ -691,9 +688,6 @@ TEST(negative_control_lifecycle_without_drain_is_caught)
  * rseq, or atomic mode); the per-CPU path's window is its rseq section,
  * closed by the fence, and is covered by the bounded race loop.
  */
-extern void (*volatile percpu_test_localcount_acquire_hook)(struct localcount *);
-extern void (*volatile percpu_test_localcount_trydrain_hook)(struct localcount *);
-
 static struct percpu_py_localcount *hooked;
 static int hook_calls, hook_rc;
 static enum { IN_HOOK_DRAIN, IN_HOOK_TRYDRAIN, IN_HOOK_BLOCKED_DRAIN } hook_does;

@@ -433,7 +433,7 @@ TEST(mode_switch_with_fence_loses_nothing_and_nothing_commits_late)
  * Negative control for the switch protocol: the same check with the fence
  * left out must see a late commit -- otherwise the test above proves
  * nothing.  (Only meaningful where per-CPU adds happen.)  The late commit
- * is forced, not hoped for: the sections run in gate mode (arch.h), so the
+ * is forced, not hoped for: the sections run in gate mode (test_hooks.h), so the
  * worker's section, past its mode check, announces itself and waits; the
  * controller, on the other CPU, switches the mode without a fence and
  * only then lets it commit.  A section preempted meanwhile aborts, retries,

@@ -845,7 +845,7 @@ TEST(confirm_runs_only_after_every_cpu_sees_atomic_mode)
 }
 
 /*
- * The negative control, forced (gate mode of the injected spin, arch.h):
+ * The negative control, forced (gate mode of the injected spin, test_hooks.h):
  * one user, alone on CPU 1, does get/put pairs whose sections, once past
  * their mode check, announce themselves and wait for "go".  The switcher
  * (CPU 0, with the worker) waits for such a section, then switches to

@@ -46,6 +46,15 @@ import subprocess
 lib = os.path.join(os.path.dirname(percpu.__file__), "libpercpu.so.0")
 syms = subprocess.run(["nm", "-D", "--defined-only", lib], check=True, capture_output=True, text=True).stdout
 assert "percpu_die" not in syms and "percpu_warn" not in syms, "the pip-built libpercpu.so.0 exports internals"
+# No test hook in the pip build either (//tests/dist:no_test_hooks_test's rule).
+import glob, re
+objs = [lib] + glob.glob(os.path.join(os.path.dirname(lib), "_percpu_*.so"))
+assert len(objs) == 3, objs
+for so in objs:
+    out = subprocess.run(["nm", "--defined-only", so], check=True, capture_output=True, text=True).stdout
+    hooks = [l.split()[-1] for l in out.splitlines() if l.split() and re.search(r"^percpu_(?:\w+_)?test_|inject", l.split()[-1], re.I)]
+    assert not hooks, f"{so} defines test hooks {hooks}"
+    assert b"PERCPU_TEST_" not in open(so, "rb").read(), f"{so} names a test-only environment variable"
 for name in ("swig", "cffi"):
     c = percpu.get_backend(name).Counter()
     c.add(3)

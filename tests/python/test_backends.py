@@ -77,30 +77,122 @@ def test_errors_carry_errno(pc):
     assert info.value.strerror == os.strerror(errno.ENOENT)
 
 
-def test_enomem_from_the_slab(pc):
-    d = pc.driver
-    d.slab_inject_failure(0)
+# A real ENOMEM from the slab (no hook: the product has none).  In a child
+# process, so that nothing else runs under the limit: fill the slab's
+# chunks until the next allocation needs a new one, then lower RLIMIT_AS
+# to the process's size plus half a chunk -- the chunk's mmap fails with
+# ENOMEM while the few small allocations Python makes around the call
+# still fit -- and check the error, that nothing leaked, and that the
+# same allocation works once the limit is lifted.
+_ENOMEM_CHILD = r"""
+import errno, gc, resource, sys
+import percpu
+from percpu import PercpuError
+
+pc = percpu.get_backend(sys.argv[1])
+scenario = sys.argv[2]
+stats = pc.topology.slab_stats
+# One chunk: a unit of 128 KiB per possible CPU (core/include/percpu/slab.h).
+chunk_bytes = pc.topology.possible_cpus() << 17
+MAKERS = {
+    "Counter": pc.Counter,
+    "CounterArray(4)": lambda: pc.CounterArray(4),
+    "LocalCount": pc.LocalCount,
+    "PercpuRef": pc.PercpuRef,
+}
+
+
+def vm_size():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmSize in /proc/self/status")
+
+
+keep = []
+
+
+def fill(leave):
+    # Counters are 8 bytes: fill the chunks up to `leave` free bytes.
+    while True:
+        s = stats()
+        if s.chunks and s.bytes_capacity - s.bytes_in_use <= leave:
+            assert s.bytes_capacity - s.bytes_in_use == leave, s
+            return s
+        keep.append(pc.Counter())
+
+
+def under_limit(make):
+    # Everything Python needs around the call exists already: the
+    # exception class and its message, pymalloc pools with room.
     try:
-        for make in (pc.Counter, lambda: pc.CounterArray(4), pc.LocalCount,
-                     pc.PercpuRef):
-            with pytest.raises(PercpuError) as info:
-                make()
-            assert info.value.errno == errno.ENOMEM
+        raise PercpuError(errno.ENOMEM, "warm-up")
+    except PercpuError:
+        pass
+    gc.collect()
+    gc.disable()
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (vm_size() + chunk_bytes // 2, hard))
+    try:
+        make()
+    except PercpuError as e:
+        return e
     finally:
-        d.slab_inject_failure(-1)
-    pc.Counter().close()  # allocation works again
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        gc.enable()
+    return None
+
+
+for make in MAKERS.values():  # warm up every path the failures take
+    make().close()
+gc.collect()
+
+if scenario == "each":
+    for name, make in MAKERS.items():
+        before = fill(0)
+        err = under_limit(make)
+        after = stats()
+        assert err is not None, f"{name}: allocated under RLIMIT_AS"
+        assert err.errno == errno.ENOMEM, f"{name}: {err!r}"
+        assert (after.chunks, after.objects, after.bytes_in_use) == (
+            before.chunks, before.objects, before.bytes_in_use), (name, before, after)
+        keep.append(make())  # recovers: a new chunk, once the limit is gone
+        assert stats().chunks == before.chunks + 1, (name, stats())
+elif scenario == "partial":
+    before = fill(3 * 8)  # room for 3 counters: the 4th element fails
+    err = under_limit(lambda: pc.CounterArray(8))
+    after = stats()
+    assert err is not None and err.errno == errno.ENOMEM, repr(err)
+    assert (after.chunks, after.objects, after.bytes_in_use) == (
+        before.chunks, before.objects, before.bytes_in_use), (before, after)
+    keep.append(pc.CounterArray(8))
+    assert stats().chunks == before.chunks + 1, stats()
+else:
+    raise SystemExit("unknown scenario " + scenario)
+print("OK", scenario, stats())
+"""
+
+
+def _enomem_in_child(pc, scenario):
+    res = subprocess.run(
+        [sys.executable, "-c", _ENOMEM_CHILD, pc.name, scenario],
+        capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.startswith("OK " + scenario), res.stdout + res.stderr
+
+
+def test_enomem_from_the_slab(pc):
+    """Counter, CounterArray, LocalCount, PercpuRef: a refused chunk is
+    PercpuError(ENOMEM), nothing is left allocated, and the same
+    allocation works once memory is there again."""
+    _enomem_in_child(pc, "each")
 
 
 def test_array_partial_failure_frees_everything(pc):
-    d = pc.driver
-    before = pc.topology.slab_stats().objects
-    d.slab_inject_failure(3)  # the 4th element fails
-    try:
-        with pytest.raises(PercpuError):
-            pc.CounterArray(8)
-    finally:
-        d.slab_inject_failure(-1)
-    assert pc.topology.slab_stats().objects == before
+    """A CounterArray whose 4th element finds no memory frees the 3
+    already allocated."""
+    _enomem_in_child(pc, "partial")
 
 
 def test_one_c_state_for_both_backends():

@@ -58,8 +58,6 @@
  * No fast-path check can see any of this (it would cost every add a
  * syscall); the probe is the kernel's own answer, for slow paths and
  * start-up checks.
- *
- * Environment: PERCPU_TEST_NO_SYSFS=1 ignores the sysfs list (tests).
  */
 #ifndef PERCPU_CPU_H
 #define PERCPU_CPU_H

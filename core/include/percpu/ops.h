@@ -133,20 +133,9 @@ void __tsan_release(void *addr);
 #define PERCPU_TSAN_ACQUIRE(handle) ((void)0)
 #endif
 
-#ifdef PERCPU_TEST_INJECT
-/* Called between preparing the CPU and entering the section (may migrate). */
-extern void (*volatile percpu_test_inject_hook)(void);
-/* Sections aborted so far, all threads. */
-extern unsigned long percpu_test_aborts;
-#define PERCPU_TEST_BEFORE_SECTION()                                           \
-	do {                                                                   \
-		void (*hook_)(void) = percpu_test_inject_hook;                 \
-		if (hook_)                                                     \
-			hook_();                                               \
-	} while (0)
-#define PERCPU_TEST_SECTION_ABORTED()                                          \
-	__atomic_fetch_add(&percpu_test_aborts, 1, __ATOMIC_RELAXED)
-#else
+/* Test binaries (-DPERCPU_TEST_INJECT) get these from the test-only
+ * <percpu/test_hooks.h>, through arch.h; everywhere else they are nothing. */
+#ifndef PERCPU_TEST_INJECT
 #define PERCPU_TEST_BEFORE_SECTION() ((void)0)
 #define PERCPU_TEST_SECTION_ABORTED() ((void)0)
 #endif

@@ -423,15 +423,6 @@ static inline bool percpu_ref_is_dying(struct percpu_ref *ref)
 	return __atomic_load_n(&ref->mode, __ATOMIC_RELAXED) & __PERCPU_REF_DEAD;
 }
 
-#ifdef PERCPU_TEST_INJECT
-/* Test hooks: the switch worker skips the fence (negative control only);
- * batches fenced so far; non-zero: starting the switch worker fails with
- * this errno, as pthread_create would under RLIMIT_NPROC. */
-extern volatile bool percpu_ref_test_skip_fence;
-extern unsigned long percpu_ref_test_fences;
-extern volatile int percpu_ref_test_fail_worker_start;
-#endif
-
 #ifdef __cplusplus
 }
 #endif

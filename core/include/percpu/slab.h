@@ -121,12 +121,6 @@ struct percpu_unit_placement {
 int percpu_slab_unit_placement(const void *handle, unsigned cpu,
                                struct percpu_unit_placement *out);
 
-/*
- * Test hook: after `countdown` more successful allocations, make every
- * allocation fail with ENOMEM; a negative countdown turns this off.
- */
-void percpu_slab_inject_failure(long countdown);
-
 #ifdef __cplusplus
 }
 #endif
