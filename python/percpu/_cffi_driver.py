@@ -22,6 +22,7 @@ import functools
 import operator
 from typing import Any, Dict
 
+from ._drivers import CONSTANTS, DIRECT_CALLS, driver_name
 from ._errors import raise_errno
 from ._ext import import_extension
 
@@ -32,24 +33,11 @@ lib = _mod.lib
 name = "cffi"
 module = _mod
 
-EV_RELEASE = lib.PERCPU_PY_EV_RELEASE
-EV_CONFIRM_KILL = lib.PERCPU_PY_EV_CONFIRM_KILL
-EV_CONFIRM_SWITCH = lib.PERCPU_PY_EV_CONFIRM_SWITCH
-EV_FREED = lib.PERCPU_PY_EV_FREED
-REF_INIT_ATOMIC = lib.PERCPU_REF_INIT_ATOMIC
-REF_INIT_DEAD = lib.PERCPU_REF_INIT_DEAD
-REF_ALLOW_REINIT = lib.PERCPU_REF_ALLOW_REINIT
-LEAF_WRITABLE = lib.PERCPU_PY_LEAF_WRITABLE
-LEAF_HIDDEN = lib.PERCPU_PY_LEAF_HIDDEN
-LOCALCOUNT_LIVE = lib.LOCALCOUNT_LIVE
-LOCALCOUNT_TRYDRAINING = lib.LOCALCOUNT_TRYDRAINING
-LOCALCOUNT_DRAINING = lib.LOCALCOUNT_DRAINING
-LOCALCOUNT_DRAINED = lib.LOCALCOUNT_DRAINED
-STRESS_OUTSTANDING = lib.PERCPU_STRESS_OUTSTANDING
-STRESS_READY = lib.PERCPU_STRESS_READY
-STRESS_GO = lib.PERCPU_STRESS_GO
-STRESS_FAILURES = lib.PERCPU_STRESS_FAILURES
-STRESS_SHARED = lib.PERCPU_STRESS_SHARED
+for _c, _cname in CONSTANTS.items():
+    globals()[_c] = getattr(lib, _cname)
+for _cname in DIRECT_CALLS:
+    globals()[driver_name(_cname)] = getattr(lib, _cname)
+del _c, _cname
 
 _EBUSY = lib.EBUSY
 _ENOMEM = lib.ENOMEM
@@ -188,13 +176,13 @@ def bind_lc(h, _acq=lib.percpu_py_localcount_acquire):
 _keepalive: Dict[Any, Any] = {}
 
 
-@ffi.def_extern()
-def percpu_cffi_event(ctx, event):
+@ffi.def_extern(name="percpu_cffi_event")
+def _event(ctx, event):
     dispatcher = ffi.from_handle(ctx)
     try:
         dispatcher(event)
     finally:
-        if event == EV_FREED:
+        if event == lib.PERCPU_PY_EV_FREED:
             _keepalive.pop(dispatcher, None)
 
 
@@ -325,22 +313,8 @@ def sysctl_prometheus(prefix):
         lib.percpu_py_free(text)
 
 
-# ---- topology, paths, diagnostics ----
-nr_cpus = lib.percpu_nr_cpus
-nr_cpus_exact = lib.percpu_nr_cpus_exact
-current_cpu = lib.percpu_current_cpu
-rseq_thread_registered = lib.percpu_rseq_thread_registered
-rseq_process_available = lib.percpu_rseq_process_available
-fence_available = lib.percpu_fence_available
-fast_mode_available = lib.percpu_fast_mode_available
-numa_available = lib.percpu_numa_available
-numa_nr_nodes = lib.percpu_numa_nr_nodes
-numa_node_limit = lib.percpu_numa_node_limit
-numa_node_of_cpu = lib.percpu_numa_node_of_cpu
-numa_memory_node_of_cpu = lib.percpu_numa_memory_node_of_cpu
+# ---- topology, paths, diagnostics (the rest: _drivers.DIRECT_CALLS) ----
 slab_inject_failure = lib.percpu_slab_inject_failure
-live_objects = lib.percpu_py_live_objects
-leaked_objects = lib.percpu_py_leaked_objects
 
 
 def slab_stats():
@@ -358,12 +332,4 @@ def stress_sync_new():
 
 stress_sync_get = lib.percpu_stress_sync_get
 stress_sync_set = lib.percpu_stress_sync_set
-stress_counter_add = lib.percpu_stress_counter_add
-stress_array_add = lib.percpu_stress_array_add
-stress_counter_drain_rounds = lib.percpu_stress_counter_drain_rounds
-stress_localcount_cycle = lib.percpu_stress_localcount_cycle
-stress_localcount_hold = lib.percpu_stress_localcount_hold
-stress_localcount_drain = lib.percpu_stress_localcount_drain
-stress_ref_get_put = lib.percpu_stress_ref_get_put
-stress_ref_tryget_put = lib.percpu_stress_ref_tryget_put
-stress_rendezvous = lib.percpu_stress_rendezvous
+# the loops: _drivers.DIRECT_CALLS
