@@ -170,6 +170,84 @@ typedef int percpu_py_status;
 %constant int STRESS_FAILURES = PERCPU_STRESS_FAILURES;
 %constant int STRESS_SHARED = PERCPU_STRESS_SHARED;
 
+/*
+ * Docstrings and signatures.  SWIG's autodoc writes each wrapper's
+ * signature from its C declaration, "add(self, n=1)"; %init below turns
+ * that into CPython's convention, "add($self, n=1, /)\n--\n\n" (the
+ * wrappers take positional arguments only), so inspect.signature() and
+ * help() work on every method and function -- also on the per-instance
+ * fast paths the facade stores on its objects as they are (Counter.add,
+ * LocalCount's acquire and release, PercpuRef's get/put/tryget/
+ * tryget_live), whose text is given here; name their parameters as the
+ * facade does.  Docs live in the method tables: nothing per call.
+ */
+%feature("autodoc", "0");
+%feature("docstring") percpu_py_counter::x_add
+	"Add n (default 1) on the calling CPU.  Never blocks; keeps the GIL.";
+%feature("docstring") percpu_py_localcount::x_acquire
+	"Take a reference (PercpuError EINVAL once a drain began or succeeded).";
+%feature("docstring") percpu_py_localcount::x_release
+	"Drop a reference (on any thread).  Takes the drain's lock briefly "
+	"during a drain; otherwise never blocks.";
+%feature("docstring") percpu_py_ref::x_get
+	"Take n references; the caller holds one already.  Never blocks.  "
+	"PercpuError(EINVAL) on a ref whose count reached zero.";
+%feature("docstring") percpu_py_ref::x_put
+	"Drop n references; may run the release callback on this thread.";
+%feature("docstring") percpu_py_ref::x_tryget
+	"Take n references unless the count is zero; True if taken.";
+%feature("docstring") percpu_py_ref::x_tryget_live
+	"Take a reference unless the ref is dying or zero; True if taken.";
+
+%{
+/*
+ * SWIG writes "name(self, a, b=1) -> T" or "\nname(self, a)\ntext\n":
+ * make it "name($self, a, b=1, /)\n--\n\n" and the text (or, with none,
+ * the autodoc line itself, which names the C return type).  Once, at
+ * import; the strings live as long as the process (the module is never
+ * unloaded: -z nodelete).
+ */
+static void percpu_swig_signatures(PyMethodDef *m, int method)
+{
+	for (; m && m->ml_name; m++) {
+		const char *doc = m->ml_doc, *args, *close, *text;
+		size_t n = strlen(m->ml_name), size;
+		char *sig;
+
+		if (!doc)
+			continue;
+		if (doc[0] == '\n')
+			doc++;
+		m->ml_doc = doc;
+		if (strncmp(doc, m->ml_name, n) || doc[n] != '(' ||
+		    !(close = strchr(doc + n, ')')))
+			continue;
+		args = doc + n + 1;
+		text = strchr(close, '\n');
+		text = text && text[1] ? text + 1 : doc;
+		size = n + strlen(text) + (size_t)(close - args) + 16;
+		sig = malloc(size);
+		if (!sig)
+			continue;
+		snprintf(sig, size, "%s(%s%.*s%s)\n--\n\n%s", m->ml_name,
+		         method ? "$" : "", (int)(close - args), args,
+		         close > args ? ", /" : "", text);
+		m->ml_doc = sig;
+	}
+}
+%}
+/* Before the types are made ready: they keep pointers to these tables
+ * (SWIG -builtin names them SwigPyBuiltin__<struct>_methods). */
+%init %{
+	percpu_swig_signatures(SwigMethods, 0);
+	percpu_swig_signatures(SwigPyBuiltin__percpu_py_counter_methods, 1);
+	percpu_swig_signatures(SwigPyBuiltin__percpu_py_counter_array_methods, 1);
+	percpu_swig_signatures(SwigPyBuiltin__percpu_py_ratecheck_methods, 1);
+	percpu_swig_signatures(SwigPyBuiltin__percpu_py_localcount_methods, 1);
+	percpu_swig_signatures(SwigPyBuiltin__percpu_py_ref_methods, 1);
+	percpu_swig_signatures(SwigPyBuiltin__percpu_stress_sync_methods, 1);
+%}
+
 /* Methods are written x_name (so SWIG's helper percpu_py_counter_x_add
  * cannot collide with the shim's percpu_py_counter_add) and exposed as
  * name. */
@@ -213,7 +291,7 @@ struct percpu_py_counter {};
 		return p;
 	}
 	~percpu_py_counter() { percpu_py_counter_free($self); }
-	void x_add(int64_t v = 1) { percpu_py_counter_add($self, v); }
+	void x_add(int64_t n = 1) { percpu_py_counter_add($self, n); }
 	uint64_t x_fetch() { return percpu_py_counter_fetch($self); }
 	uint64_t x_fetch_and_zero() { return percpu_py_counter_fetch_and_zero($self); }
 	PyObject *x_read_cpu(unsigned cpu) {
@@ -383,9 +461,9 @@ struct percpu_py_ref {};
 		return r;
 	}
 	~percpu_py_ref() { percpu_py_ref_destroy($self); }
-	percpu_py_status x_get(unsigned long nr = 1) { return percpu_py_ref_get($self, nr); }
-	percpu_py_status x_put(unsigned long nr = 1) { return percpu_py_ref_put($self, nr); }
-	bool x_tryget(unsigned long nr = 1) { return percpu_py_ref_tryget($self, nr); }
+	percpu_py_status x_get(unsigned long n = 1) { return percpu_py_ref_get($self, n); }
+	percpu_py_status x_put(unsigned long n = 1) { return percpu_py_ref_put($self, n); }
+	bool x_tryget(unsigned long n = 1) { return percpu_py_ref_tryget($self, n); }
 	bool x_tryget_live() { return percpu_py_ref_tryget_live($self); }
 	percpu_py_status x_kill(int confirm = 0) { return percpu_py_ref_kill($self, confirm); }
 	percpu_py_status x_switch_to_atomic(int confirm = 0) {

@@ -19,6 +19,7 @@ encoded here (UTF-8).
 """
 
 import functools
+import inspect
 import operator
 from typing import Any, Dict
 
@@ -87,8 +88,24 @@ def counter_unit_placement(h, cpu):
             pl.pages_on_wanted, pl.pages_unknown)
 
 
+# The per-instance fast paths (bind_*) get their docstrings here, in the
+# def (a constant: nothing per call), and a signature: the closures have
+# one; a functools.partial of a C function gets one set on it, once per
+# object (a partial stays the fastest way to bind the handle).
+_NO_ARGS = inspect.Signature()
+
+
+def _bind_noargs(f, h, doc):
+    """f(h) as a callable of no arguments, with a docstring."""
+    bound = functools.partial(f, h)
+    bound.__doc__ = doc
+    bound.__signature__ = _NO_ARGS
+    return bound
+
+
 def bind_counter_add(h, _f=lib.percpu_py_counter_add):
     def add(n=1, /):
+        """Add n (default 1) on the calling CPU.  Never blocks."""
         _f(h, _index(n))
     return add
 
@@ -164,10 +181,15 @@ lc_refcnt = lib.percpu_py_localcount_refcnt
 
 def bind_lc(h, _acq=lib.percpu_py_localcount_acquire):
     def acquire():
+        """Take a reference (PercpuError EINVAL once a drain began or
+        succeeded)."""
         rc = _acq(h)
         if rc:
             raise_errno(rc)
-    return acquire, functools.partial(lib.percpu_py_localcount_release, h)
+    return acquire, _bind_noargs(
+        lib.percpu_py_localcount_release, h,
+        "Drop a reference (on any thread).  Takes the drain's lock briefly "
+        "during a drain; otherwise never blocks.")
 
 
 # ---- PercpuRef ----
@@ -232,19 +254,26 @@ ref_releases = lib.percpu_py_ref_releases
 def bind_ref(h, _get=lib.percpu_py_ref_get, _put=lib.percpu_py_ref_put,
              _tryget=lib.percpu_py_ref_tryget):
     def get(n=1, /):
+        """Take n references; the caller holds one already.  Never
+        blocks.  PercpuError(EINVAL) on a ref whose count reached zero."""
         rc = _get(h, _index(n))
         if rc:
             raise_errno(rc)
 
     def put(n=1, /):
+        """Drop n references; may run the release callback on this
+        thread."""
         rc = _put(h, _index(n))
         if rc:
             raise_errno(rc)
 
     def tryget(n=1, /):
+        """Take n references unless the count is zero; True if taken."""
         return _tryget(h, _index(n))
 
-    return get, put, tryget, functools.partial(lib.percpu_py_ref_tryget_live, h)
+    return get, put, tryget, _bind_noargs(
+        lib.percpu_py_ref_tryget_live, h,
+        "Take a reference unless the ref is dying or zero; True if taken.")
 
 
 # ---- sysctl tree ----
