@@ -248,6 +248,12 @@ static void percpu_swig_signatures(PyMethodDef *m, int method)
 	percpu_swig_signatures(SwigPyBuiltin__percpu_stress_sync_methods, 1);
 %}
 
+/* Module-level C functions keep their C name less the prefix, as the
+ * drivers expect (_drivers.driver_name): percpu_nr_cpus is nr_cpus,
+ * percpu_py_live_objects live_objects, percpu_stress_rendezvous
+ * stress_rendezvous.  (This file's own percpu_swig_* helpers keep theirs.) */
+%rename("%(regex:/^percpu_(py_)?(?!swig_)(.*)/\\2/)s", %$isfunction, %$not %$ismember) "";
+
 /* Methods are written x_name (so SWIG's helper percpu_py_counter_x_add
  * cannot collide with the shim's percpu_py_counter_add) and exposed as
  * name. */
@@ -619,21 +625,7 @@ char *sysctl_prometheus(const char *prefix)
 
 /* ---- topology, paths, diagnostics -------------------------------------- */
 
-%rename(nr_cpus) percpu_nr_cpus;
-%rename(nr_cpus_exact) percpu_nr_cpus_exact;
-%rename(current_cpu) percpu_current_cpu;
-%rename(rseq_thread_registered) percpu_rseq_thread_registered;
-%rename(rseq_process_available) percpu_rseq_process_available;
-%rename(fence_available) percpu_fence_available;
-%rename(fast_mode_available) percpu_fast_mode_available;
-%rename(numa_available) percpu_numa_available;
-%rename(numa_nr_nodes) percpu_numa_nr_nodes;
-%rename(numa_node_limit) percpu_numa_node_limit;
-%rename(numa_node_of_cpu) percpu_numa_node_of_cpu;
-%rename(numa_memory_node_of_cpu) percpu_numa_memory_node_of_cpu;
 %rename(slab_inject_failure) percpu_slab_inject_failure;
-%rename(live_objects) percpu_py_live_objects;
-%rename(leaked_objects) percpu_py_leaked_objects;
 
 unsigned percpu_nr_cpus(void);
 bool percpu_nr_cpus_exact(void);
@@ -690,15 +682,6 @@ struct percpu_stress_sync {};
 %threadallow percpu_stress_ref_get_put;
 %threadallow percpu_stress_ref_tryget_put;
 %threadallow percpu_stress_rendezvous;
-%rename("%(strip:[percpu_])s") percpu_stress_counter_add;
-%rename("%(strip:[percpu_])s") percpu_stress_array_add;
-%rename("%(strip:[percpu_])s") percpu_stress_counter_drain_rounds;
-%rename("%(strip:[percpu_])s") percpu_stress_localcount_cycle;
-%rename("%(strip:[percpu_])s") percpu_stress_localcount_hold;
-%rename("%(strip:[percpu_])s") percpu_stress_localcount_drain;
-%rename("%(strip:[percpu_])s") percpu_stress_ref_get_put;
-%rename("%(strip:[percpu_])s") percpu_stress_ref_tryget_put;
-%rename("%(strip:[percpu_])s") percpu_stress_rendezvous;
 
 uint64_t percpu_stress_counter_add(struct percpu_py_counter *c, uint64_t iters,
                                    int64_t delta);
