@@ -14,7 +14,8 @@ Used three ways, all producing the module ``percpu._percpu_cffi``:
   * Bazel (bindings/BUILD): ``cffi_build.py --emit OUT.c``, then
     cc_binary(linkshared=True) compiles it against libpercpu.so.0;
   * setup.py: emit_c_code() into the build directory, then an Extension;
-  * by hand: ``python3 bindings/cffi_build.py --emit /tmp/x.c``.
+  * by hand: ``python3 bindings/cffi_build.py --emit /tmp/x.c``
+    (``--cdef`` prints the declarations cffi is given).
 
 GIL: cffi releases the GIL around every C call, and there is no way to
 opt out per function (cffi/recompiler.py).  Hence the C side must never
@@ -197,7 +198,10 @@ def main(argv):
         # C source only: the compiler and linker are Bazel's or setup.py's.
         ffibuilder.emit_c_code(argv[2])
         return 0
-    print("usage: cffi_build.py --emit OUT.c", file=sys.stderr)
+    if argv[1:] == ["--cdef"]:
+        sys.stdout.write(make_cdef())
+        return 0
+    print("usage: cffi_build.py --emit OUT.c | --cdef", file=sys.stderr)
     return 2
 
 
