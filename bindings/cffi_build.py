@@ -2,18 +2,20 @@
 """CFFI out-of-line API-mode builder for the percpu Python binding.
 
 Declares, for cffi, the same surface the SWIG interface (percpu.i) wraps:
-the C shim (percpu_py.h), a few public core calls (topology, paths) and
-the test-only stress loops (percpu_stress.h).  API mode: the generated C
-includes the real headers, so the C compiler checks every declaration
-below against them (a signature that drifts is a build error, not a
-crash), and `static const int` constants take their values from the
-headers.
+the C shim (percpu_py.h) and the test-only stress loops (percpu_stress.h),
+read from those headers themselves (header_cdef: a new shim call needs
+no line here), plus a few public core calls (topology, paths), listed in
+CORE_CDEF.  API mode: the generated C includes the real headers, so the
+C compiler checks every declaration against them (a signature that
+drifts is a build error, not a crash), and constants take their values
+from the headers.
 
 Used three ways, all producing the module ``percpu._percpu_cffi``:
   * Bazel (bindings/BUILD): ``cffi_build.py --emit OUT.c``, then
     cc_binary(linkshared=True) compiles it against libpercpu.so.0;
   * setup.py: emit_c_code() into the build directory, then an Extension;
-  * by hand: ``python3 bindings/cffi_build.py --emit /tmp/x.c``.
+  * by hand: ``python3 bindings/cffi_build.py --emit /tmp/x.c``
+    (``--cdef`` prints the declarations cffi is given).
 
 GIL: cffi releases the GIL around every C call, and there is no way to
 opt out per function (cffi/recompiler.py).  Hence the C side must never
@@ -21,23 +23,26 @@ touch Python (the shim does not), and callbacks come back through the
 ``extern "Python"`` function below, which takes the GIL itself.
 """
 
+import os
+import re
 import sys
 
 from cffi import FFI
 
 MODULE_NAME = "percpu._percpu_cffi"
 
-CDEF = r"""
-/* ---- constants (values from the headers) ---- */
-static const int PERCPU_PY_EV_RELEASE;
-static const int PERCPU_PY_EV_CONFIRM_KILL;
-static const int PERCPU_PY_EV_CONFIRM_SWITCH;
-static const int PERCPU_PY_EV_FREED;
+# What the bindings declare, read from these headers (next to this file).
+HEADERS = ("percpu_py.h", "percpu_stress.h")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# The few public core declarations the bindings reach directly (topology,
+# diagnostics).  The core headers themselves are not parsed: they hold
+# the library's inline fast paths and arch includes.  API mode still
+# checks each line against them.
+CORE_CDEF = r"""
 static const int PERCPU_REF_INIT_ATOMIC;
 static const int PERCPU_REF_INIT_DEAD;
 static const int PERCPU_REF_ALLOW_REINIT;
-static const int PERCPU_PY_LEAF_WRITABLE;
-static const int PERCPU_PY_LEAF_HIDDEN;
 static const int LOCALCOUNT_LIVE;
 static const int LOCALCOUNT_TRYDRAINING;
 static const int LOCALCOUNT_DRAINING;
@@ -47,27 +52,6 @@ static const int EBUSY;
 static const int ENOMEM;
 static const int ENOENT;
 
-/* ---- opaque owners ---- */
-struct percpu_py_counter;
-struct percpu_py_counter_array;
-struct percpu_py_localcount;
-struct percpu_py_ref;
-struct percpu_py_ratecheck;
-struct percpu_stress_sync;
-
-struct percpu_py_sysctl_entry {
-    char *name;
-    char *descr;
-    unsigned access;
-    size_t len;
-    int dynamic;
-    ...;
-};
-struct percpu_py_sysctl_list {
-    size_t n;
-    struct percpu_py_sysctl_entry *entries;
-    ...;
-};
 struct percpu_unit_placement {
     int wanted_node;
     int bind_error;
@@ -86,88 +70,6 @@ struct percpu_slab_stats {
     ...;
 };
 
-/* ---- counters ---- */
-int percpu_py_counter_new(struct percpu_py_counter **out);
-void percpu_py_counter_free(struct percpu_py_counter *p);
-void percpu_py_counter_add(struct percpu_py_counter *p, int64_t v);
-uint64_t percpu_py_counter_fetch(struct percpu_py_counter *p);
-uint64_t percpu_py_counter_fetch_and_zero(struct percpu_py_counter *p);
-int percpu_py_counter_read_cpu(struct percpu_py_counter *p, unsigned cpu,
-                               int64_t *out);
-int percpu_py_counter_register(struct percpu_py_counter *p, const char *name,
-                               int leaf_flags, const char *descr);
-int percpu_py_unit_placement(struct percpu_py_counter *p, unsigned cpu,
-                             struct percpu_unit_placement *out);
-
-int percpu_py_counter_array_new(struct percpu_py_counter_array **out, size_t n);
-void percpu_py_counter_array_free(struct percpu_py_counter_array *p);
-int percpu_py_counter_array_add(struct percpu_py_counter_array *p, size_t i,
-                                int64_t v);
-int percpu_py_counter_array_fetch(struct percpu_py_counter_array *p, size_t i,
-                                  uint64_t *out);
-void percpu_py_counter_array_fetch_all(struct percpu_py_counter_array *p,
-                                       uint64_t *dst);
-void percpu_py_counter_array_zero(struct percpu_py_counter_array *p);
-int percpu_py_counter_array_register(struct percpu_py_counter_array *p,
-                                     const char *name, int leaf_flags,
-                                     const char *descr);
-
-/* ---- rate check ---- */
-int percpu_py_ratecheck_new(struct percpu_py_ratecheck **out);
-void percpu_py_ratecheck_free(struct percpu_py_ratecheck *p);
-int64_t percpu_py_ratecheck_check(struct percpu_py_ratecheck *p, int64_t limit);
-uint64_t percpu_py_ratecheck_count(struct percpu_py_ratecheck *p);
-
-/* ---- sysctl tree ---- */
-int percpu_py_sysctl_len(const char *name);
-int percpu_py_sysctl_read(const char *name, uint64_t *values, size_t cap,
-                          size_t *len);
-int percpu_py_sysctl_zero(const char *name);
-int percpu_py_sysctl_read_and_zero(const char *name, uint64_t *values,
-                                   size_t cap, size_t *len);
-int percpu_py_sysctl_remove(const char *name);
-int percpu_py_sysctl_list_new(struct percpu_py_sysctl_list **out,
-                              const char *prefix);
-void percpu_py_sysctl_list_free(struct percpu_py_sysctl_list *l);
-int percpu_py_sysctl_describe(const char *name,
-                              struct percpu_py_sysctl_entry *out);
-char *percpu_py_sysctl_prometheus(const char *prefix);
-void percpu_py_free(void *p);
-
-/* ---- localcount ---- */
-int percpu_py_localcount_new(struct percpu_py_localcount **out);
-int percpu_py_localcount_free(struct percpu_py_localcount *p);
-int percpu_py_localcount_acquire(struct percpu_py_localcount *p);
-void percpu_py_localcount_release(struct percpu_py_localcount *p);
-int percpu_py_localcount_drain(struct percpu_py_localcount *p);
-int percpu_py_localcount_trydrain(struct percpu_py_localcount *p);
-int percpu_py_localcount_state(struct percpu_py_localcount *p);
-int64_t percpu_py_localcount_refcnt(struct percpu_py_localcount *p);
-
-/* ---- percpu_ref ---- */
-int percpu_py_ref_new(struct percpu_py_ref **out, unsigned flags,
-                      void (*event)(void *ctx, int event), void *ctx);
-void percpu_py_ref_destroy(struct percpu_py_ref *r);
-int percpu_py_ref_get(struct percpu_py_ref *r, unsigned long nr);
-int percpu_py_ref_put(struct percpu_py_ref *r, unsigned long nr);
-bool percpu_py_ref_tryget(struct percpu_py_ref *r, unsigned long nr);
-bool percpu_py_ref_tryget_live(struct percpu_py_ref *r);
-int percpu_py_ref_kill(struct percpu_py_ref *r, int confirm);
-int percpu_py_ref_switch_to_atomic(struct percpu_py_ref *r, int confirm);
-int percpu_py_ref_switch_to_atomic_sync(struct percpu_py_ref *r);
-int percpu_py_ref_switch_to_percpu(struct percpu_py_ref *r);
-int percpu_py_ref_resurrect(struct percpu_py_ref *r);
-int percpu_py_ref_reinit(struct percpu_py_ref *r);
-bool percpu_py_ref_is_zero(struct percpu_py_ref *r);
-bool percpu_py_ref_is_dying(struct percpu_py_ref *r);
-unsigned percpu_py_ref_mode(struct percpu_py_ref *r);
-unsigned long percpu_py_ref_releases(struct percpu_py_ref *r);
-
-/* C -> Python: the shim's event callback, implemented with
- * @ffi.def_extern() in percpu/_cffi_driver.py. */
-extern "Python" void percpu_cffi_event(void *ctx, int event);
-
-/* ---- topology, paths, diagnostics (public core headers) ---- */
 unsigned percpu_nr_cpus(void);
 bool percpu_nr_cpus_exact(void);
 int percpu_current_cpu(void);
@@ -181,38 +83,97 @@ int percpu_numa_node_limit(void);
 int percpu_numa_node_of_cpu(unsigned cpu);
 int percpu_numa_memory_node_of_cpu(unsigned cpu);
 void percpu_slab_get_stats(struct percpu_slab_stats *out);
-long percpu_py_live_objects(void);
-long percpu_py_leaked_objects(void);
-
-/* ---- test-only stress loops (percpu_stress.h) ---- */
-static const int PERCPU_STRESS_OUTSTANDING;
-static const int PERCPU_STRESS_READY;
-static const int PERCPU_STRESS_GO;
-static const int PERCPU_STRESS_FAILURES;
-static const int PERCPU_STRESS_SHARED;
-int percpu_stress_sync_new(struct percpu_stress_sync **out);
-void percpu_stress_sync_free(struct percpu_stress_sync *s);
-int64_t percpu_stress_sync_get(struct percpu_stress_sync *s, int field);
-void percpu_stress_sync_set(struct percpu_stress_sync *s, int field, int64_t v);
-uint64_t percpu_stress_counter_add(struct percpu_py_counter *c, uint64_t iters,
-                                   int64_t delta);
-uint64_t percpu_stress_array_add(struct percpu_py_counter_array *a,
-                                 uint64_t iters);
-uint64_t percpu_stress_counter_drain_rounds(struct percpu_py_counter *c,
-                                            uint64_t rounds);
-uint64_t percpu_stress_localcount_cycle(struct percpu_py_localcount *lc,
-                                        uint64_t iters);
-int percpu_stress_localcount_hold(struct percpu_py_localcount *lc,
-                                  struct percpu_stress_sync *s, uint64_t nrefs,
-                                  uint64_t spin);
-int64_t percpu_stress_localcount_drain(struct percpu_py_localcount *lc,
-                                       struct percpu_stress_sync *s);
-uint64_t percpu_stress_ref_get_put(struct percpu_py_ref *r, uint64_t iters);
-uint64_t percpu_stress_ref_tryget_put(struct percpu_py_ref *r, uint64_t iters,
-                                      int live);
-int percpu_stress_rendezvous(struct percpu_stress_sync *s, int64_t n,
-                             uint64_t timeout_ms);
 """
+
+# C -> Python: the shim's event callback, implemented with
+# @ffi.def_extern() in percpu/_cffi_driver.py.
+CALLBACK_CDEF = r"""
+extern "Python" void percpu_cffi_event(void *ctx, int event);
+"""
+
+# Field types cffi is told as they are; a struct with any other field
+# (a core type, a mutex) is opaque to Python.
+_PLAIN_FIELD = re.compile(
+    r"^(const )?(char|bool|int|unsigned|unsigned int|long|unsigned long|"
+    r"size_t|u?int(8|16|32|64)_t|struct \w+ ?\*)[ *]*\w+$")
+
+
+def _matching_brace(text, start):
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+    raise ValueError("cffi_build: unbalanced braces")
+
+
+def _statements(text):
+    return [" ".join(d.split()) + ";" for d in text.split(";") if d.strip()]
+
+
+def header_cdef(text):
+    """A shim header's declarations, in the form cffi's cdef takes.
+
+    Kept: prototypes and typedefs as written.  Translated:
+    ``static inline T f(args) { ... }`` to ``T f(args);``;
+    ``#define X <value>`` to ``#define X ...`` and ``enum { X = ... }``
+    to ``static const int X;`` (values from the header, API mode);
+    ``struct s { ... };`` to ``struct s { fields; ...; };`` when every
+    field is a plain type, else to an opaque ``struct s;``.  Dropped:
+    comments, #include/#ifndef lines, the C++ ``extern "C"`` guard.
+    Anything else with a body is an error, not a guess.
+    """
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", "", text)
+    text = re.sub(r"#ifdef[ \t]+__cplusplus.*?#endif", "", text, flags=re.S)
+    out = ["#define %s ..." % m.group(1) for m in re.finditer(
+        r"^[ \t]*#[ \t]*define[ \t]+([A-Za-z_]\w*)[ \t]+\S", text, re.M)]
+    text = re.sub(r"^[ \t]*#.*$", "", text, flags=re.M)
+    pos = 0
+    while True:
+        brace = text.find("{", pos)
+        if brace < 0:
+            out += _statements(text[pos:])
+            return "\n".join(out) + "\n"
+        head_start = max(text.rfind(";", pos, brace),
+                         text.rfind("}", pos, brace)) + 1
+        out += _statements(text[pos:max(head_start, pos)])
+        head = " ".join(text[max(head_start, pos):brace].split())
+        end = _matching_brace(text, brace)
+        body = text[brace + 1:end]
+        if head.startswith("static inline "):
+            out.append(head[len("static inline "):] + ";")
+            pos = end + 1
+            continue
+        semi = text.index(";", end)
+        if head == "enum":
+            for item in body.split(","):
+                name = item.split("=")[0].strip()
+                if name:
+                    out.append("static const int %s;" % name)
+        elif head.startswith("struct ") and not text[end + 1:semi].strip():
+            fields = [f[:-1] for f in _statements(body)]
+            if all(_PLAIN_FIELD.match(f) for f in fields):
+                out.append("%s { %s; ...; };" % (head, "; ".join(fields)))
+            else:
+                out.append(head + ";")
+        else:
+            raise ValueError("cffi_build: cannot declare %r for cffi" % head)
+        pos = semi + 1
+
+
+def make_cdef(headers_dir=HERE):
+    """The whole cdef: core declarations, then each shim header's."""
+    parts = [CORE_CDEF]
+    for name in HEADERS:
+        with open(os.path.join(headers_dir, name)) as f:
+            parts.append("/* ---- %s ---- */\n" % name + header_cdef(f.read()))
+    parts.append(CALLBACK_CDEF)
+    return "\n".join(parts)
+
 
 SOURCE = r"""
 #include "percpu_py.h"
@@ -223,7 +184,7 @@ SOURCE = r"""
 def make_builder(**set_source_kwargs):
     """An FFI builder for MODULE_NAME; kwargs go to set_source()."""
     ffibuilder = FFI()
-    ffibuilder.cdef(CDEF)
+    ffibuilder.cdef(make_cdef())
     ffibuilder.set_source(MODULE_NAME, SOURCE, **set_source_kwargs)
     return ffibuilder
 
@@ -236,7 +197,10 @@ def main(argv):
         # C source only: the compiler and linker are Bazel's or setup.py's.
         ffibuilder.emit_c_code(argv[2])
         return 0
-    print("usage: cffi_build.py --emit OUT.c", file=sys.stderr)
+    if argv[1:] == ["--cdef"]:
+        sys.stdout.write(make_cdef())
+        return 0
+    print("usage: cffi_build.py --emit OUT.c | --cdef", file=sys.stderr)
     return 2
 
 

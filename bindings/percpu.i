@@ -170,6 +170,90 @@ typedef int percpu_py_status;
 %constant int STRESS_FAILURES = PERCPU_STRESS_FAILURES;
 %constant int STRESS_SHARED = PERCPU_STRESS_SHARED;
 
+/*
+ * Docstrings and signatures.  SWIG's autodoc writes each wrapper's
+ * signature from its C declaration, "add(self, n=1)"; %init below turns
+ * that into CPython's convention, "add($self, n=1, /)\n--\n\n" (the
+ * wrappers take positional arguments only), so inspect.signature() and
+ * help() work on every method and function -- also on the per-instance
+ * fast paths the facade stores on its objects as they are (Counter.add,
+ * LocalCount's acquire and release, PercpuRef's get/put/tryget/
+ * tryget_live), whose text is given here; name their parameters as the
+ * facade does.  Docs live in the method tables: nothing per call.
+ */
+%feature("autodoc", "0");
+%feature("docstring") percpu_py_counter::x_add
+	"Add n (default 1) on the calling CPU.  Never blocks; keeps the GIL.";
+%feature("docstring") percpu_py_localcount::x_acquire
+	"Take a reference (PercpuError EINVAL once a drain began or succeeded).";
+%feature("docstring") percpu_py_localcount::x_release
+	"Drop a reference (on any thread).  Takes the drain's lock briefly "
+	"during a drain; otherwise never blocks.";
+%feature("docstring") percpu_py_ref::x_get
+	"Take n references; the caller holds one already.  Never blocks.  "
+	"PercpuError(EINVAL) on a ref whose count reached zero.";
+%feature("docstring") percpu_py_ref::x_put
+	"Drop n references; may run the release callback on this thread.";
+%feature("docstring") percpu_py_ref::x_tryget
+	"Take n references unless the count is zero; True if taken.";
+%feature("docstring") percpu_py_ref::x_tryget_live
+	"Take a reference unless the ref is dying or zero; True if taken.";
+
+%{
+/*
+ * SWIG writes "name(self, a, b=1) -> T" or "\nname(self, a)\ntext\n":
+ * make it "name($self, a, b=1, /)\n--\n\n" and the text (or, with none,
+ * the autodoc line itself, which names the C return type).  Once, at
+ * import; the strings live as long as the process (the module is never
+ * unloaded: -z nodelete).
+ */
+static void percpu_swig_signatures(PyMethodDef *m, int method)
+{
+	for (; m && m->ml_name; m++) {
+		const char *doc = m->ml_doc, *args, *close, *text;
+		size_t n = strlen(m->ml_name), size;
+		char *sig;
+
+		if (!doc)
+			continue;
+		if (doc[0] == '\n')
+			doc++;
+		m->ml_doc = doc;
+		if (strncmp(doc, m->ml_name, n) || doc[n] != '(' ||
+		    !(close = strchr(doc + n, ')')))
+			continue;
+		args = doc + n + 1;
+		text = strchr(close, '\n');
+		text = text && text[1] ? text + 1 : doc;
+		size = n + strlen(text) + (size_t)(close - args) + 16;
+		sig = malloc(size);
+		if (!sig)
+			continue;
+		snprintf(sig, size, "%s(%s%.*s%s)\n--\n\n%s", m->ml_name,
+		         method ? "$" : "", (int)(close - args), args,
+		         close > args ? ", /" : "", text);
+		m->ml_doc = sig;
+	}
+}
+%}
+/* Before the types are made ready: they keep pointers to these tables
+ * (SWIG -builtin names them SwigPyBuiltin__<struct>_methods). */
+%init %{
+	percpu_swig_signatures(SwigMethods, 0);
+	percpu_swig_signatures(SwigPyBuiltin__percpu_py_counter_methods, 1);
+	percpu_swig_signatures(SwigPyBuiltin__percpu_py_counter_array_methods, 1);
+	percpu_swig_signatures(SwigPyBuiltin__percpu_py_ratecheck_methods, 1);
+	percpu_swig_signatures(SwigPyBuiltin__percpu_py_localcount_methods, 1);
+	percpu_swig_signatures(SwigPyBuiltin__percpu_py_ref_methods, 1);
+	percpu_swig_signatures(SwigPyBuiltin__percpu_stress_sync_methods, 1);
+%}
+
+/* Module-level C functions keep their C name less the prefix, as the
+ * drivers expect (_drivers.driver_name): percpu_nr_cpus is nr_cpus,
+ * percpu_py_live_objects live_objects, percpu_stress_rendezvous
+ * stress_rendezvous.  (This file's own percpu_swig_* helpers keep theirs.) */
+%rename("%(regex:/^percpu_(py_)?(?!swig_)(.*)/\\2/)s", %$isfunction, %$not %$ismember) "";
+
 /* Methods are written x_name (so SWIG's helper percpu_py_counter_x_add
  * cannot collide with the shim's percpu_py_counter_add) and exposed as
  * name. */
@@ -213,7 +297,7 @@ struct percpu_py_counter {};
 		return p;
 	}
 	~percpu_py_counter() { percpu_py_counter_free($self); }
-	void x_add(int64_t v = 1) { percpu_py_counter_add($self, v); }
+	void x_add(int64_t n = 1) { percpu_py_counter_add($self, n); }
 	uint64_t x_fetch() { return percpu_py_counter_fetch($self); }
 	uint64_t x_fetch_and_zero() { return percpu_py_counter_fetch_and_zero($self); }
 	PyObject *x_read_cpu(unsigned cpu) {
@@ -383,9 +467,9 @@ struct percpu_py_ref {};
 		return r;
 	}
 	~percpu_py_ref() { percpu_py_ref_destroy($self); }
-	percpu_py_status x_get(unsigned long nr = 1) { return percpu_py_ref_get($self, nr); }
-	percpu_py_status x_put(unsigned long nr = 1) { return percpu_py_ref_put($self, nr); }
-	bool x_tryget(unsigned long nr = 1) { return percpu_py_ref_tryget($self, nr); }
+	percpu_py_status x_get(unsigned long n = 1) { return percpu_py_ref_get($self, n); }
+	percpu_py_status x_put(unsigned long n = 1) { return percpu_py_ref_put($self, n); }
+	bool x_tryget(unsigned long n = 1) { return percpu_py_ref_tryget($self, n); }
 	bool x_tryget_live() { return percpu_py_ref_tryget_live($self); }
 	percpu_py_status x_kill(int confirm = 0) { return percpu_py_ref_kill($self, confirm); }
 	percpu_py_status x_switch_to_atomic(int confirm = 0) {
@@ -541,20 +625,6 @@ char *sysctl_prometheus(const char *prefix)
 
 /* ---- topology, paths, diagnostics -------------------------------------- */
 
-%rename(nr_cpus) percpu_nr_cpus;
-%rename(nr_cpus_exact) percpu_nr_cpus_exact;
-%rename(current_cpu) percpu_current_cpu;
-%rename(rseq_thread_registered) percpu_rseq_thread_registered;
-%rename(rseq_process_available) percpu_rseq_process_available;
-%rename(fence_available) percpu_fence_available;
-%rename(fast_mode_available) percpu_fast_mode_available;
-%rename(numa_available) percpu_numa_available;
-%rename(numa_nr_nodes) percpu_numa_nr_nodes;
-%rename(numa_node_limit) percpu_numa_node_limit;
-%rename(numa_node_of_cpu) percpu_numa_node_of_cpu;
-%rename(numa_memory_node_of_cpu) percpu_numa_memory_node_of_cpu;
-%rename(live_objects) percpu_py_live_objects;
-%rename(leaked_objects) percpu_py_leaked_objects;
 
 unsigned percpu_nr_cpus(void);
 bool percpu_nr_cpus_exact(void);
@@ -610,15 +680,6 @@ struct percpu_stress_sync {};
 %threadallow percpu_stress_ref_get_put;
 %threadallow percpu_stress_ref_tryget_put;
 %threadallow percpu_stress_rendezvous;
-%rename("%(strip:[percpu_])s") percpu_stress_counter_add;
-%rename("%(strip:[percpu_])s") percpu_stress_array_add;
-%rename("%(strip:[percpu_])s") percpu_stress_counter_drain_rounds;
-%rename("%(strip:[percpu_])s") percpu_stress_localcount_cycle;
-%rename("%(strip:[percpu_])s") percpu_stress_localcount_hold;
-%rename("%(strip:[percpu_])s") percpu_stress_localcount_drain;
-%rename("%(strip:[percpu_])s") percpu_stress_ref_get_put;
-%rename("%(strip:[percpu_])s") percpu_stress_ref_tryget_put;
-%rename("%(strip:[percpu_])s") percpu_stress_rendezvous;
 
 uint64_t percpu_stress_counter_add(struct percpu_py_counter *c, uint64_t iters,
                                    int64_t delta);

@@ -3,7 +3,10 @@
  * bindings/percpu_py.h -- the C shim under both Python bindings.
  *
  * SWIG (percpu.i) and CFFI (cffi_build.py) wrap this header and the
- * public headers it includes, nothing else.  The shim exists because
+ * public headers it includes, nothing else.  cffi_build.py reads its
+ * declarations from this file (and percpu_stress.h): write prototypes,
+ * static inline functions, structs, anonymous enums, typedefs and
+ * object-like #defines; anything else with a body stops the build.  The shim exists because
  * three things the C API leaves to its caller have no Python spelling:
  *
  *   - an owner object.  A Python object frees its C object when it is

@@ -19,9 +19,11 @@ encoded here (UTF-8).
 """
 
 import functools
+import inspect
 import operator
 from typing import Any, Dict
 
+from ._drivers import CONSTANTS, DIRECT_CALLS, driver_name
 from ._errors import raise_errno
 from ._ext import import_extension
 
@@ -32,24 +34,11 @@ lib = _mod.lib
 name = "cffi"
 module = _mod
 
-EV_RELEASE = lib.PERCPU_PY_EV_RELEASE
-EV_CONFIRM_KILL = lib.PERCPU_PY_EV_CONFIRM_KILL
-EV_CONFIRM_SWITCH = lib.PERCPU_PY_EV_CONFIRM_SWITCH
-EV_FREED = lib.PERCPU_PY_EV_FREED
-REF_INIT_ATOMIC = lib.PERCPU_REF_INIT_ATOMIC
-REF_INIT_DEAD = lib.PERCPU_REF_INIT_DEAD
-REF_ALLOW_REINIT = lib.PERCPU_REF_ALLOW_REINIT
-LEAF_WRITABLE = lib.PERCPU_PY_LEAF_WRITABLE
-LEAF_HIDDEN = lib.PERCPU_PY_LEAF_HIDDEN
-LOCALCOUNT_LIVE = lib.LOCALCOUNT_LIVE
-LOCALCOUNT_TRYDRAINING = lib.LOCALCOUNT_TRYDRAINING
-LOCALCOUNT_DRAINING = lib.LOCALCOUNT_DRAINING
-LOCALCOUNT_DRAINED = lib.LOCALCOUNT_DRAINED
-STRESS_OUTSTANDING = lib.PERCPU_STRESS_OUTSTANDING
-STRESS_READY = lib.PERCPU_STRESS_READY
-STRESS_GO = lib.PERCPU_STRESS_GO
-STRESS_FAILURES = lib.PERCPU_STRESS_FAILURES
-STRESS_SHARED = lib.PERCPU_STRESS_SHARED
+for _c, _cname in CONSTANTS.items():
+    globals()[_c] = getattr(lib, _cname)
+for _cname in DIRECT_CALLS:
+    globals()[driver_name(_cname)] = getattr(lib, _cname)
+del _c, _cname
 
 _EBUSY = lib.EBUSY
 _ENOMEM = lib.ENOMEM
@@ -99,8 +88,24 @@ def counter_unit_placement(h, cpu):
             pl.pages_on_wanted, pl.pages_unknown)
 
 
+# The per-instance fast paths (bind_*) get their docstrings here, in the
+# def (a constant: nothing per call), and a signature: the closures have
+# one; a functools.partial of a C function gets one set on it, once per
+# object (a partial stays the fastest way to bind the handle).
+_NO_ARGS = inspect.Signature()
+
+
+def _bind_noargs(f, h, doc):
+    """f(h) as a callable of no arguments, with a docstring."""
+    bound = functools.partial(f, h)
+    bound.__doc__ = doc
+    bound.__signature__ = _NO_ARGS
+    return bound
+
+
 def bind_counter_add(h, _f=lib.percpu_py_counter_add):
     def add(n=1, /):
+        """Add n (default 1) on the calling CPU.  Never blocks."""
         _f(h, _index(n))
     return add
 
@@ -176,10 +181,15 @@ lc_refcnt = lib.percpu_py_localcount_refcnt
 
 def bind_lc(h, _acq=lib.percpu_py_localcount_acquire):
     def acquire():
+        """Take a reference (PercpuError EINVAL once a drain began or
+        succeeded)."""
         rc = _acq(h)
         if rc:
             raise_errno(rc)
-    return acquire, functools.partial(lib.percpu_py_localcount_release, h)
+    return acquire, _bind_noargs(
+        lib.percpu_py_localcount_release, h,
+        "Drop a reference (on any thread).  Takes the drain's lock briefly "
+        "during a drain; otherwise never blocks.")
 
 
 # ---- PercpuRef ----
@@ -188,13 +198,13 @@ def bind_lc(h, _acq=lib.percpu_py_localcount_acquire):
 _keepalive: Dict[Any, Any] = {}
 
 
-@ffi.def_extern()
-def percpu_cffi_event(ctx, event):
+@ffi.def_extern(name="percpu_cffi_event")
+def _event(ctx, event):
     dispatcher = ffi.from_handle(ctx)
     try:
         dispatcher(event)
     finally:
-        if event == EV_FREED:
+        if event == lib.PERCPU_PY_EV_FREED:
             _keepalive.pop(dispatcher, None)
 
 
@@ -244,19 +254,26 @@ ref_releases = lib.percpu_py_ref_releases
 def bind_ref(h, _get=lib.percpu_py_ref_get, _put=lib.percpu_py_ref_put,
              _tryget=lib.percpu_py_ref_tryget):
     def get(n=1, /):
+        """Take n references; the caller holds one already.  Never
+        blocks.  PercpuError(EINVAL) on a ref whose count reached zero."""
         rc = _get(h, _index(n))
         if rc:
             raise_errno(rc)
 
     def put(n=1, /):
+        """Drop n references; may run the release callback on this
+        thread."""
         rc = _put(h, _index(n))
         if rc:
             raise_errno(rc)
 
     def tryget(n=1, /):
+        """Take n references unless the count is zero; True if taken."""
         return _tryget(h, _index(n))
 
-    return get, put, tryget, functools.partial(lib.percpu_py_ref_tryget_live, h)
+    return get, put, tryget, _bind_noargs(
+        lib.percpu_py_ref_tryget_live, h,
+        "Take a reference unless the ref is dying or zero; True if taken.")
 
 
 # ---- sysctl tree ----
@@ -325,21 +342,7 @@ def sysctl_prometheus(prefix):
         lib.percpu_py_free(text)
 
 
-# ---- topology, paths, diagnostics ----
-nr_cpus = lib.percpu_nr_cpus
-nr_cpus_exact = lib.percpu_nr_cpus_exact
-current_cpu = lib.percpu_current_cpu
-rseq_thread_registered = lib.percpu_rseq_thread_registered
-rseq_process_available = lib.percpu_rseq_process_available
-fence_available = lib.percpu_fence_available
-fast_mode_available = lib.percpu_fast_mode_available
-numa_available = lib.percpu_numa_available
-numa_nr_nodes = lib.percpu_numa_nr_nodes
-numa_node_limit = lib.percpu_numa_node_limit
-numa_node_of_cpu = lib.percpu_numa_node_of_cpu
-numa_memory_node_of_cpu = lib.percpu_numa_memory_node_of_cpu
-live_objects = lib.percpu_py_live_objects
-leaked_objects = lib.percpu_py_leaked_objects
+# ---- topology, paths, diagnostics (the rest: _drivers.DIRECT_CALLS) ----
 
 
 def slab_stats():
@@ -357,12 +360,4 @@ def stress_sync_new():
 
 stress_sync_get = lib.percpu_stress_sync_get
 stress_sync_set = lib.percpu_stress_sync_set
-stress_counter_add = lib.percpu_stress_counter_add
-stress_array_add = lib.percpu_stress_array_add
-stress_counter_drain_rounds = lib.percpu_stress_counter_drain_rounds
-stress_localcount_cycle = lib.percpu_stress_localcount_cycle
-stress_localcount_hold = lib.percpu_stress_localcount_hold
-stress_localcount_drain = lib.percpu_stress_localcount_drain
-stress_ref_get_put = lib.percpu_stress_ref_get_put
-stress_ref_tryget_put = lib.percpu_stress_ref_tryget_put
-stress_rendezvous = lib.percpu_stress_rendezvous
+# the loops: _drivers.DIRECT_CALLS

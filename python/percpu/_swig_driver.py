@@ -13,6 +13,7 @@ stress loops, which release it.  Errors arrive already raised as
 PercpuError (registered below) or IndexError.
 """
 
+from ._drivers import CONSTANTS, DIRECT_CALLS, driver_name
 from ._errors import PercpuError
 from ._ext import import_extension
 
@@ -22,24 +23,11 @@ _m.set_error_class(PercpuError)
 name = "swig"
 module = _m
 
-EV_RELEASE = _m.EV_RELEASE
-EV_CONFIRM_KILL = _m.EV_CONFIRM_KILL
-EV_CONFIRM_SWITCH = _m.EV_CONFIRM_SWITCH
-EV_FREED = _m.EV_FREED
-REF_INIT_ATOMIC = _m.REF_INIT_ATOMIC
-REF_INIT_DEAD = _m.REF_INIT_DEAD
-REF_ALLOW_REINIT = _m.REF_ALLOW_REINIT
-LEAF_WRITABLE = _m.LEAF_WRITABLE
-LEAF_HIDDEN = _m.LEAF_HIDDEN
-LOCALCOUNT_LIVE = _m.LOCALCOUNT_LIVE
-LOCALCOUNT_TRYDRAINING = _m.LOCALCOUNT_TRYDRAINING
-LOCALCOUNT_DRAINING = _m.LOCALCOUNT_DRAINING
-LOCALCOUNT_DRAINED = _m.LOCALCOUNT_DRAINED
-STRESS_OUTSTANDING = _m.STRESS_OUTSTANDING
-STRESS_READY = _m.STRESS_READY
-STRESS_GO = _m.STRESS_GO
-STRESS_FAILURES = _m.STRESS_FAILURES
-STRESS_SHARED = _m.STRESS_SHARED
+for _c in CONSTANTS:
+    globals()[_c] = getattr(_m, _c)
+for _c in DIRECT_CALLS:
+    globals()[driver_name(_c)] = getattr(_m, driver_name(_c))
+del _c
 
 # ---- Counter ----
 counter_new = _m.Counter
@@ -116,33 +104,11 @@ sysctl_list = _m.sysctl_list
 sysctl_describe = _m.sysctl_describe
 sysctl_prometheus = _m.sysctl_prometheus
 
-# ---- topology, paths, diagnostics ----
-nr_cpus = _m.nr_cpus
-nr_cpus_exact = _m.nr_cpus_exact
-current_cpu = _m.current_cpu
-rseq_thread_registered = _m.rseq_thread_registered
-rseq_process_available = _m.rseq_process_available
-fence_available = _m.fence_available
-fast_mode_available = _m.fast_mode_available
-numa_available = _m.numa_available
-numa_nr_nodes = _m.numa_nr_nodes
-numa_node_limit = _m.numa_node_limit
-numa_node_of_cpu = _m.numa_node_of_cpu
-numa_memory_node_of_cpu = _m.numa_memory_node_of_cpu
+# ---- topology, paths, diagnostics (the rest: _drivers.DIRECT_CALLS) ----
 slab_stats = _m.slab_stats
-live_objects = _m.live_objects
-leaked_objects = _m.leaked_objects
 
 # ---- test-only stress loops (GIL released) ----
 stress_sync_new = _m.StressSync
 stress_sync_get = _m.StressSync.get
 stress_sync_set = _m.StressSync.set
-stress_counter_add = _m.stress_counter_add
-stress_array_add = _m.stress_array_add
-stress_counter_drain_rounds = _m.stress_counter_drain_rounds
-stress_localcount_cycle = _m.stress_localcount_cycle
-stress_localcount_hold = _m.stress_localcount_hold
-stress_localcount_drain = _m.stress_localcount_drain
-stress_ref_get_put = _m.stress_ref_get_put
-stress_ref_tryget_put = _m.stress_ref_tryget_put
-stress_rendezvous = _m.stress_rendezvous
+# the loops: _drivers.DIRECT_CALLS
