@@ -743,7 +743,8 @@ class PercpuRef(_Owner):
         if confirm is not None:
             if not callable(confirm):
                 raise TypeError(f"PercpuRef.{op}: confirm must be callable or "
-                                f"None, not {type(confirm).__name__}")
+                                f"None, not {type(confirm).__name__} "
+                                f"({self._ident()})")
             queue.append(confirm)
         try:
             call(h, 1 if confirm is not None else 0)

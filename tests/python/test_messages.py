@@ -71,6 +71,10 @@ def test_percpu_ref_messages(pc):
     _raises(PercpuError, errno.EBUSY,
             r"^PercpuRef\.reinit: not dead with a zero count \(mode: percpu.*" + _at(r),
             r.reinit)
+    _raises(TypeError, None,
+            r"^PercpuRef\.kill: confirm must be callable or None, not int " + _at(r),
+            r.kill, 3)
+    assert not r.is_dying()
     r.get()  # keeps the ref above zero after the kill
     r.kill()
     _raises(PercpuError, errno.EINVAL,
