@@ -24,7 +24,46 @@ import shutil
 import subprocess
 import sys
 
-from setuptools import Extension, setup
+
+# ---- Which Python (issue 14) -------------------------------------------
+# The build imports setuptools, wheel (for bdist_wheel) and cffi from THE
+# INTERPRETER RUNNING IT.  A venv made by a python3 without Debian's
+# packages (pyenv's, a self-built one: whatever is first on PATH) has none
+# of them, and pip then said only "invalid command 'bdist_wheel'".  Say
+# which interpreter it was and what to use instead.
+def _check_build_modules():
+    def have(name):
+        try:
+            return importlib.util.find_spec(name) is not None
+        except ImportError:  # a parent package is missing
+            return False
+
+    missing = [m for m in ("setuptools", "cffi") if not have(m)]
+    # setuptools >= 70.1 has bdist_wheel itself; older ones need wheel.
+    if not have("wheel") and not have("setuptools.command.bdist_wheel"):
+        missing.insert(1, "wheel")
+    if not missing:
+        return
+    venv = (f" (a venv of {sys.base_prefix})" if sys.prefix != sys.base_prefix
+            else "")
+    sys.exit(
+        f"percpu setup.py: {sys.executable}{venv}, Python "
+        f"{sys.version.split()[0]}, cannot import {', '.join(missing)}, which "
+        f"the build needs.\n"
+        f"Build with Debian's /usr/bin/python3, in a venv that sees its "
+        f"packages:\n"
+        f"  apt-get install python3-setuptools python3-wheel python3-cffi "
+        f"python3-venv python3-dev swig libnuma-dev\n"
+        f"  /usr/bin/python3 -m venv --system-site-packages /tmp/venv\n"
+        f"  /tmp/venv/bin/pip install --no-build-isolation --no-index .\n"
+        f"A venv made by another python3 (e.g. pyenv's, if it comes first on "
+        f"PATH) does not see Debian's packages.")
+
+
+_check_build_modules()
+# -------------------------------------------------------------------------
+
+from setuptools import Extension, setup  # noqa: E402 (after the check)
 from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))

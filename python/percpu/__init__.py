@@ -23,8 +23,15 @@ Choose with the environment variable ``PERCPU_BACKEND=swig|cffi`` before
 import, per object with ``backend="cffi"``, or take a whole namespace with
 :func:`get_backend`.  :data:`backend` names the default one.
 
-Errors from C are :class:`PercpuError`, an :class:`OSError` with errno.
-See docs/python.md for the GIL policy and per-call costs.
+Errors from C are :class:`PercpuError`, an :class:`OSError` with errno
+and a ``detail`` naming the call and the object.  No object can be copied
+or pickled (TypeError): each owns its C object.  See docs/python.md for
+the GIL policy and per-call costs.
+
+Test support ships in the package but is not its API and not in
+``__all__``: ``percpu.stress`` (``python3 -m percpu.stress``, exact stress
+checks over test-only C loops compiled into the extensions) and
+``percpu.bench`` (``python3 -m percpu.bench``, per-call costs).
 """
 
 from typing import Literal, Union

@@ -50,6 +50,17 @@ class Backend:
     def __repr__(self):
         return f"<percpu backend {self.name!r}>"
 
+    # A namespace, not a state: copies are itself; a pickle loads as
+    # get_backend(name) (the objects it makes are not picklable).
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        return (get_backend, (self.name,))
+
 
 _lock = threading.Lock()
 _backends: Dict[str, "Backend"] = {}

@@ -15,6 +15,18 @@ Fast paths.  The tiny calls (``Counter.add``, ``LocalCount.release``,
 the backend's own callable -- with SWIG, a bound C method: calling
 ``c.add(1)`` runs no Python frame at all.  The class-level methods of the
 same names are what remains after ``close()``: they raise ValueError.
+
+Errors.  A failure says which operation on which object failed and why:
+``PercpuError(EINVAL, "LocalCount.drain: a drain already began
+(percpu.LocalCount at 0x7f...)")``.  The fast paths above are the
+binding's own callables, so their errors are the binding's (an
+OverflowError for an out-of-range ``n``, a PercpuError for a get/put on a
+released ref) and name no object.
+
+Copies.  No object can be copied or pickled: each owns a C object (per-CPU
+memory, sysctl names, references) that exactly one owner may free, so
+``copy.copy``, ``copy.deepcopy`` and ``pickle`` raise TypeError.  Create
+a new object instead (and, for a value, copy ``c.value()``).
 """
 
 import errno
@@ -26,7 +38,7 @@ from collections import deque
 from typing import Tuple
 
 from . import _drivers
-from ._errors import PercpuError
+from ._errors import PercpuError, error, with_context
 
 __all__ = [
     "Counter",
@@ -39,6 +51,19 @@ __all__ = [
 ]
 
 _index = operator.index
+
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+SIZE_MAX = (1 << 64) - 1
+
+
+def _int64(value, where, obj, what="n"):
+    """`value` as an int64_t argument, or OverflowError saying where."""
+    value = _index(value)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise OverflowError(f"{where}: {what}={value} is outside the int64 range "
+                            f"-2**63..2**63-1 ({obj._ident()})")
+    return value
 
 
 def _default_callback_error_hook(exc, callback):
@@ -70,11 +95,53 @@ class _Owner:
         self._d = _drivers.resolve(backend if backend is not None else self._backend)
         self._h = None
 
-    def _live(self):
+    def _live(self, op=None):
         h = self._h
         if h is None:
-            raise ValueError(f"operation on closed {type(self).__name__}")
+            name = type(self).__name__
+            where = f"{name}.{op}: " if op else ""
+            raise ValueError(f"{where}operation on closed {name} ({self._ident()})")
         return h
+
+    def _ident(self):
+        """Which object, for error messages: class and address."""
+        return f"percpu.{type(self).__name__} at 0x{id(self):x}"
+
+    def _why(self, op, err):
+        """The reason C refused `op` with errno `err` (None: its text)."""
+        return None
+
+    def _call(self, op, f, *args):
+        """``f(handle, *args)``, a failure re-raised saying `op`, why and
+        on which object."""
+        h = self._live(op)
+        try:
+            return f(h, *args)
+        except (PercpuError, IndexError) as e:
+            raise self._error(op, e) from None
+
+    def _error(self, op, exc, why=None):
+        if why is None and isinstance(exc, PercpuError):
+            why = self._why(op, exc.errno)
+        return with_context(exc, f"{type(self).__name__}.{op}", why, self._ident())
+
+    def _no_copy(self, how):
+        name = type(self).__name__
+        return TypeError(
+            f"percpu.{name} cannot be {how}: it owns a C object (per-CPU "
+            f"memory{self._owns}) that only this owner may free; create a "
+            f"new {name} instead")
+
+    _owns = ""
+
+    def __copy__(self):
+        raise self._no_copy("copied")
+
+    def __deepcopy__(self, memo):
+        raise self._no_copy("deep-copied")
+
+    def __reduce_ex__(self, protocol):
+        raise self._no_copy("pickled")
 
     def _drop(self):
         """Forget the handle; return it (None if already closed)."""
@@ -94,7 +161,7 @@ class _Owner:
         return self._h is None
 
     def __enter__(self):
-        self._live()
+        self._live("__enter__")
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -116,13 +183,26 @@ _registry_lock = threading.Lock()
 _registered = {}  # name -> Counter / CounterArray
 
 
+_REGISTER_WHY = {
+    errno.EINVAL: "bad sysctl name {name!r}: components of [A-Za-z0-9_] joined by dots",
+    errno.EEXIST: "the sysctl name {name!r} is taken",
+    errno.ENOTDIR: "{name!r} and an existing leaf are a prefix of each other",
+}
+
+
 def _register(obj, name, descr, writable, hidden):
     if not isinstance(name, str):
-        raise TypeError("sysctl name must be a str")
+        raise TypeError(f"{type(obj).__name__}.register: the sysctl name must be "
+                        f"a str, not {type(name).__name__} ({obj._ident()})")
     d = obj._d
     leaf_flags = (d.LEAF_WRITABLE if writable else 0) | (d.LEAF_HIDDEN if hidden else 0)
     with _registry_lock:
-        obj._register_c(obj._live(), name, leaf_flags, descr or "")
+        h = obj._live("register")
+        try:
+            obj._register_c(h, name, leaf_flags, descr or "")
+        except PercpuError as e:
+            why = _REGISTER_WHY.get(e.errno)
+            raise obj._error("register", e, why and why.format(name=name)) from None
         _registered[name] = obj
         obj._names.append(name)
 
@@ -188,6 +268,7 @@ class Counter(_Registrable):
     """
 
     _fast = ("add",)
+    _owns = ", sysctl names"
 
     def __init__(self, *, backend=None):
         self._open(backend)
@@ -196,27 +277,27 @@ class Counter(_Registrable):
         self.add = self._d.bind_counter_add(self._h)
 
     def add(self, n=1, /):
-        """Add `n` (default 1) on the calling CPU.  Never blocks; keeps
-        the GIL with the SWIG backend."""
-        self._live()
+        """Add `n` (default 1; an int64: negative subtracts) on the
+        calling CPU.  Never blocks; keeps the GIL with the SWIG backend."""
+        self._live("add")
 
     def value(self):
         """The sum over all CPUs (a racy snapshot)."""
-        return self._d.counter_fetch(self._live())
+        return self._d.counter_fetch(self._live("value"))
 
     def zero(self):
         """Set to zero, exactly: every concurrent add is either erased
         or kept, never lost and never counted twice."""
-        self._d.counter_fetch_and_zero(self._live())
+        self._d.counter_fetch_and_zero(self._live("zero"))
 
     def fetch_and_zero(self):
         """Zero and return what was removed, in one exact step."""
-        return self._d.counter_fetch_and_zero(self._live())
+        return self._d.counter_fetch_and_zero(self._live("fetch_and_zero"))
 
     def per_cpu(self):
         """Each possible CPU's share, as a list indexed by CPU (shares of a
         counter that was added to and subtracted from may be negative)."""
-        h = self._live()
+        h = self._live("per_cpu")
         return [self._d.counter_read_cpu(h, cpu) for cpu in range(self._d.nr_cpus())]
 
     def _register_c(self, h, name, leaf_flags, descr):
@@ -226,7 +307,18 @@ class Counter(_Registrable):
         return self.value()
 
     def __iadd__(self, n):
-        self.add(n)
+        """``c += n``: ``c.add(n)``; `n` an int64."""
+        self.add(_int64(n, "Counter +=", self))
+        return self
+
+    def __isub__(self, n):
+        """``c -= n``: ``c.add(-n)`` (counter(9) adds are signed); `-n`
+        must be an int64, so `n` is in -(2**63-1)..2**63."""
+        n = _index(n)
+        if not -INT64_MAX <= n <= -INT64_MIN:
+            raise OverflowError(f"Counter -=: n={n} is outside -(2**63-1)..2**63 "
+                                f"(-n must be an int64) ({self._ident()})")
+        self.add(-n)
         return self
 
     def _describe(self):
@@ -242,38 +334,56 @@ class CounterArray(_Registrable):
     a sysctl name, the array is one leaf with one value per element.
     """
 
+    _owns = ", sysctl names"
+
     def __init__(self, n, *, backend=None):
         n = _index(n)
         if n <= 0:
-            raise ValueError("CounterArray needs at least one element")
+            raise ValueError(f"CounterArray({n}): needs at least one element "
+                             f"(n in 1..2**64-1)")
+        if n > SIZE_MAX:
+            raise OverflowError(f"CounterArray({n}): n is outside the size_t "
+                                f"range 1..2**64-1")
         self._open(backend)
         self._names = []
         self._n = n
-        self._h = self._d.array_new(n)
+        self._h = None
+        try:
+            self._h = self._d.array_new(n)
+        except PercpuError as e:
+            why = ("too many elements: their size overflows size_t"
+                   if e.errno == errno.EINVAL else
+                   f"cannot allocate {n} per-CPU counters")
+            raise with_context(e, f"CounterArray({n})", why) from None
 
-    def _slot(self, i):
+    def _slot(self, i, op):
         i = _index(i)
-        if i < 0:
-            i += self._n
-            if i < 0:
-                raise IndexError("index out of range")
-        return i
+        n = self._n
+        slot = i + n if i < 0 else i
+        if not 0 <= slot < n:
+            raise IndexError(f"CounterArray.{op}: index {i} out of range for "
+                             f"{n} elements ({self._ident()})")
+        return slot
 
     def add(self, i, n=1):
-        """Add `n` (default 1) to element `i` on the calling CPU."""
-        self._d.array_add(self._live(), self._slot(i), n)
+        """Add `n` (default 1; an int64: negative subtracts) to element
+        `i` on the calling CPU."""
+        h = self._live("add")
+        self._d.array_add(h, self._slot(i, "add"),
+                          _int64(n, "CounterArray.add", self))
 
     def value(self, i):
         """Element `i`'s sum over all CPUs."""
-        return self._d.array_fetch(self._live(), self._slot(i))
+        h = self._live("value")
+        return self._d.array_fetch(h, self._slot(i, "value"))
 
     def values(self):
         """Every element's value, as a list."""
-        return self._d.array_fetch_all(self._live(), self._n)
+        return self._d.array_fetch_all(self._live("values"), self._n)
 
     def zero(self):
         """Zero every element (each exactly)."""
-        self._d.array_zero(self._live())
+        self._d.array_zero(self._live("zero"))
 
     def _register_c(self, h, name, leaf_flags, descr):
         self._d.array_register(h, name, leaf_flags, descr)
@@ -304,29 +414,48 @@ class RateCheck(_Owner):
     Every event is counted once: the positive returns of over-limit
     seconds plus ``count`` add up to the calls made.  ``count`` is the
     current second's count so far.
+
+    A limit is an int64 that is not negative: 0..2**63-1.  Outside that,
+    the constructor, ``check(limit)`` and ``r.limit = ...`` raise
+    (ValueError below 0, OverflowError above).
     """
 
     def __init__(self, limit, *, backend=None):
-        self.limit = self._check_limit(limit)
+        self._limit = self._check_limit(limit, f"RateCheck({limit!r})", None)
         self._open(backend)
         self._h = self._d.ratecheck_new()
 
     @staticmethod
-    def _check_limit(limit):
+    def _check_limit(limit, where, obj):
         limit = _index(limit)
-        if limit < 0:
-            raise ValueError("RateCheck limit must be >= 0")
+        if not 0 <= limit <= INT64_MAX:
+            who = f" ({obj._ident()})" if obj is not None else ""
+            kind = ValueError if limit < 0 else OverflowError
+            raise kind(f"{where}: limit={limit} is outside 0..2**63-1 "
+                       f"(a non-negative int64){who}")
         return limit
+
+    @property
+    def limit(self):
+        """Events per second allowed (0..2**63-1); assignable."""
+        return self._limit
+
+    @limit.setter
+    def limit(self, limit):
+        self._limit = self._check_limit(limit, "RateCheck.limit", self)
 
     def check(self, limit=None):
         """Count one event against `limit` (default: the object's)."""
-        limit = self.limit if limit is None else self._check_limit(limit)
-        return self._d.ratecheck_check(self._live(), limit)
+        if limit is None:
+            limit = self._limit
+        else:
+            limit = self._check_limit(limit, "RateCheck.check", self)
+        return self._d.ratecheck_check(self._live("check"), limit)
 
     @property
     def count(self):
         """Events counted in the current second so far (a snapshot)."""
-        return self._d.ratecheck_count(self._live())
+        return self._d.ratecheck_count(self._live("count"))
 
     def close(self):
         """Free the C object (idempotent)."""
@@ -340,7 +469,8 @@ class Reference:
     """One reference taken by ``LocalCount.acquire()`` or
     ``PercpuRef.acquire()``: ``release()`` it, or use it as a context
     manager (``with lc.acquire(): ...``), whose exit releases it.  It keeps
-    the C object alive until released."""
+    the C object alive until released.  It cannot be copied or pickled
+    (a copy would release the same reference twice)."""
 
     __slots__ = ("_owner", "_release")
 
@@ -348,12 +478,30 @@ class Reference:
         self._owner = owner
         self._release = release
 
+    def _ident(self):
+        return f"percpu.Reference at 0x{id(self):x} to {self._owner._ident()}"
+
     def release(self):
         """Drop this reference (once: a second call raises ValueError)."""
         release, self._release = self._release, None
         if release is None:
-            raise ValueError("reference already released")
+            raise ValueError(f"Reference.release: already released ({self._ident()})")
         release()
+
+    def _no_copy(self, how):
+        return TypeError(
+            f"percpu.Reference cannot be {how}: it stands for one reference "
+            f"held on a {type(self._owner).__name__}, which must be released "
+            f"exactly once; take another with acquire() instead")
+
+    def __copy__(self):
+        raise self._no_copy("copied")
+
+    def __deepcopy__(self, memo):
+        raise self._no_copy("deep-copied")
+
+    def __reduce_ex__(self, protocol):
+        raise self._no_copy("pickled")
 
     @property
     def released(self):
@@ -388,6 +536,7 @@ class LocalCount(_Owner):
     """
 
     _fast = ("release", "_acquire")
+    _owns = ", references"
 
     def __init__(self, *, backend=None):
         self._open(backend)
@@ -399,28 +548,44 @@ class LocalCount(_Owner):
         releases it).  Raises PercpuError(EINVAL) once a drain began or a
         drain/trydrain succeeded, never aborts, even racing them; waits
         out a trydrain() that is deciding."""
-        self._live()
-        self._acquire()
+        self._live("acquire")
+        try:
+            self._acquire()
+        except PercpuError as e:
+            raise self._error("acquire", e) from None
         return Reference(self, self.release)
 
     def release(self):
         """Drop a reference (on any thread).  During a drain it takes the
         drain's lock briefly; otherwise it never blocks."""
-        self._live()
+        self._live("release")
 
     def drain(self):
         """Wait until every reference is released; afterwards only
         close().  Blocks, with the GIL released.  Acquires racing it are
         counted and waited for, or refused (EINVAL); to end, new acquires
         must stop."""
-        self._d.lc_drain(self._live())
+        self._call("drain", self._d.lc_drain)
 
     def trydrain(self):
         """If no reference is held, make this final (as drain() does) and
         return True; otherwise return False and stay live (acquire works
         again).  Never waits for references.  Exact even with acquires
         racing it."""
-        return self._d.lc_trydrain(self._live())
+        return self._call("trydrain", self._d.lc_trydrain)
+
+    def _why(self, op, err):
+        if err != errno.EINVAL:
+            return None
+        state = self.state
+        if op == "acquire":
+            return ("no new references once a drain began or a drain/trydrain "
+                    f"succeeded (state: {state})")
+        if state == "live":
+            return ("more releases than acquires (the count is negative); "
+                    "the LocalCount stays live")
+        return (f"a drain already began or succeeded (state: {state}); "
+                "drain()/trydrain() succeed once")
 
     @property
     def state(self):
@@ -439,7 +604,7 @@ class LocalCount(_Owner):
     def refcount(self):
         """Diagnostic only: the count at no particular instant (racy; 0
         once drained).  Never a reason to free anything."""
-        return self._d.lc_refcnt(self._live())
+        return self._d.lc_refcnt(self._live("refcount"))
 
     def close(self):
         """Drain if still live (blocks until every reference is
@@ -451,9 +616,10 @@ class LocalCount(_Owner):
         if d.lc_state(h) == d.LOCALCOUNT_LIVE:
             try:
                 d.lc_drain(h)
-            except PercpuError:
+            except PercpuError as e:
                 if d.lc_state(h) == d.LOCALCOUNT_LIVE:
-                    raise  # a refused drain (negative count): stay open
+                    # a refused drain (negative count): stay open
+                    raise self._error("close", e) from None
                 # another thread's close() drains it
         self._drop()
 
@@ -526,11 +692,13 @@ class PercpuRef(_Owner):
     """
 
     _fast = ("get", "put", "tryget", "tryget_live")
+    _owns = ", references and callbacks"
 
     def __init__(self, release=None, *, atomic=False, dead=False,
                  allow_reinit=False, backend=None):
         if release is not None and not callable(release):
-            raise TypeError("release must be callable or None")
+            raise TypeError(f"PercpuRef: release must be callable or None, "
+                            f"not {type(release).__name__}")
         self._open(backend)
         d = self._d
         flags = ((d.REF_INIT_ATOMIC if atomic else 0) |
@@ -544,20 +712,20 @@ class PercpuRef(_Owner):
         """Take `n` references; the caller holds one already (or knows the
         ref is live).  Never blocks.  PercpuError(EINVAL) on a ref whose
         count reached zero."""
-        self._live()
+        self._live("get")
 
     def put(self, n=1, /):
         """Drop `n` references; may run `release` on this thread."""
-        self._live()
+        self._live("put")
 
     def tryget(self, n=1, /):
         """Take `n` references unless the count is zero; True if taken.
         Succeeds on a killed ref whose count is not zero yet."""
-        self._live()
+        self._live("tryget")
 
     def tryget_live(self):
         """Take a reference unless the ref is dying or zero; True if taken."""
-        self._live()
+        self._live("tryget_live")
 
     def acquire(self, *, live=True):
         """Take a reference (tryget_live, or tryget with live=False) and
@@ -565,72 +733,95 @@ class PercpuRef(_Owner):
         PercpuError(ENOENT) if the ref is dead."""
         ok = self.tryget_live() if live else self.tryget()
         if not ok:
-            raise PercpuError(errno.ENOENT, "percpu_ref is dead")
+            why = ("the ref is dying or its count is zero (tryget_live failed)"
+                   if live else "the count is zero (tryget failed)")
+            raise error(errno.ENOENT, "PercpuRef.acquire", why, self._ident())
         return Reference(self, self.put)
 
-    def _with_confirm(self, queue, call, confirm):
-        h = self._live()
+    def _with_confirm(self, op, queue, call, confirm):
+        h = self._live(op)
         if confirm is not None:
             if not callable(confirm):
-                raise TypeError("confirm must be callable or None")
+                raise TypeError(f"PercpuRef.{op}: confirm must be callable or "
+                                f"None, not {type(confirm).__name__} "
+                                f"({self._ident()})")
             queue.append(confirm)
         try:
             call(h, 1 if confirm is not None else 0)
-        except BaseException:
+        except BaseException as e:
             if confirm is not None:
                 try:
                     queue.remove(confirm)
                 except ValueError:
                     pass
+            if isinstance(e, PercpuError):
+                raise self._error(op, e) from None
             raise
+
+    _WHY = {
+        ("kill", errno.EINVAL): "already dying (killed): kill() once per life",
+        ("resurrect", errno.EINVAL): "not dying: only a killed ref can be resurrected",
+        ("reinit", errno.EBUSY): "not dead with a zero count (mode: {mode}, zero: {zero})",
+        ("switch_to_percpu", errno.EINVAL):
+            "created without allow_reinit (or atomic/dead, which imply it)",
+    }
+
+    def _why(self, op, err):
+        why = self._WHY.get((op, err))
+        if why is not None and "{" in why:
+            h = self._h
+            why = why.format(mode=self.mode if h is not None else "closed",
+                             zero=self._d.ref_is_zero(h) if h is not None else "?")
+        return why
 
     def kill(self, confirm=None):
         """Drop the initial reference and switch to atomic mode.
         `confirm` (optional) is called once every CPU sees the ref dead.
         PercpuError(EINVAL) if already dying.  May wait (GIL released)
         while a previous switch of this ref is in flight."""
-        self._with_confirm(self._events.kill_confirms, self._d.ref_kill, confirm)
+        self._with_confirm("kill", self._events.kill_confirms, self._d.ref_kill,
+                           confirm)
 
     def switch_to_atomic(self, confirm=None):
         """Switch to atomic mode (sticky until switch_to_percpu);
         `confirm` is called once every CPU sees it.  Returns at once."""
-        self._with_confirm(self._events.switch_confirms,
+        self._with_confirm("switch_to_atomic", self._events.switch_confirms,
                            self._d.ref_switch_to_atomic, confirm)
 
     def switch_to_atomic_sync(self):
         """Switch to atomic mode and wait for the switch to be confirmed
         (blocks, GIL released)."""
-        self._d.ref_switch_to_atomic_sync(self._live())
+        self._call("switch_to_atomic_sync", self._d.ref_switch_to_atomic_sync)
 
     def switch_to_percpu(self):
         """Back to percpu mode (deferred to the next reinit if dying).
         PercpuError(EINVAL) unless created with allow_reinit (or atomic /
         dead, which imply it)."""
-        self._d.ref_switch_to_percpu(self._live())
+        self._call("switch_to_percpu", self._d.ref_switch_to_percpu)
 
     def resurrect(self):
         """Bring a killed ref back to life with one (initial) reference.
         PercpuError(EINVAL) if it is not dying."""
-        self._d.ref_resurrect(self._live())
+        self._call("resurrect", self._d.ref_resurrect)
 
     def reinit(self):
         """Start a ref whose count reached zero over, as after creation.
         PercpuError(EBUSY) unless it is dead with a zero count."""
-        self._d.ref_reinit(self._live())
+        self._call("reinit", self._d.ref_reinit)
 
     def is_zero(self):
         """True if atomic with a zero count."""
-        return self._d.ref_is_zero(self._live())
+        return self._d.ref_is_zero(self._live("is_zero"))
 
     def is_dying(self):
         """True once killed."""
-        return self._d.ref_is_dying(self._live())
+        return self._d.ref_is_dying(self._live("is_dying"))
 
     @property
     def mode(self):
         """"percpu", "atomic" or "dead" (killed, which is atomic too)."""
         d = self._d
-        bits = d.ref_mode(self._live())
+        bits = d.ref_mode(self._live("mode"))
         if bits & 2:
             return "dead"
         return "atomic" if bits & 1 else "percpu"
@@ -638,7 +829,7 @@ class PercpuRef(_Owner):
     @property
     def releases(self):
         """How many times `release` has run (once per life)."""
-        return self._d.ref_releases(self._live())
+        return self._d.ref_releases(self._live("releases"))
 
     def close(self):
         """Kill if not dying, and let go: the C ref is freed once its count

@@ -1,6 +1,11 @@
 # SPDX-License-Identifier: MIT
 """Per-call cost of the two bindings, and what the GIL policy does.
 
+TEST SUPPORT, not product API: shipped in the wheel so the numbers of
+docs/python.md can be measured on an installed package, but not exported
+by ``percpu`` (``python3 -m percpu.bench`` only), and free to change.  See
+docs/python.md, "Test support shipped with the package".
+
     python3 -m percpu.bench [--number N] [--repeat R] [--threads-seconds S]
 
 Prints, for each backend, the nanoseconds per call (best of R runs of N

@@ -1,6 +1,15 @@
 # SPDX-License-Identifier: MIT
 """Stress scenarios for the Python bindings, with exact invariants.
 
+TEST SUPPORT, not product API.  This module ships in the wheel so that
+an installed package can be stress-tested where it runs, but it is not
+part of the ``percpu`` API: ``percpu.__all__`` does not export it, it is
+imported only as ``percpu.stress``, and its scenarios, options and output
+may change with the tests.  The C loops it drives (bindings/
+percpu_stress.h, bindings/stress_entry.c) are compiled into both
+extension modules for the same reason; applications never call them.
+See docs/python.md, "Test support shipped with the package".
+
     python3 -m percpu.stress [--backend swig|cffi|all] [--threads N]
                              [--iters N] [--variant c|python|all]
                              [--scenario NAME ...] [--list]

@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: MIT
+# Test support, not product API (docs/python.md, "Test support shipped
+# with the package"): typed so the stress tool's own callers check.
 from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 
 class Result(NamedTuple):

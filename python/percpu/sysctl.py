@@ -17,14 +17,20 @@ appear here too: the tree is the C library's, shared by both backends.
 The functions of this module use the default backend;
 ``percpu.get_backend(name).sysctl`` has the same functions on another.
 Names are components of [A-Za-z0-9_] joined by dots (bad names raise
-PercpuError EINVAL).  Unknown names raise PercpuError ENOENT.
+PercpuError EINVAL).  Unknown names raise PercpuError ENOENT.  Error
+messages name the call and the leaf: ``"sysctl.write('app.hits'):
+read-only leaf (register it with writable=True to allow zeroing)"``.
+
+A Sysctl namespace holds no state of its own: ``copy`` returns the same
+namespace, and a pickled one loads as the same backend's namespace.
 """
 
+import errno
 from collections import namedtuple
 
 from . import _drivers
 from . import _objects
-from ._errors import PercpuError
+from ._errors import PercpuError, with_context
 
 __all__ = [
     "SysctlEntry",
@@ -56,47 +62,81 @@ def _entry(t):
     return SysctlEntry(name, descr, bool(access & _CTLFLAG_WR), length, dynamic)
 
 
+_WHY = {
+    errno.ENOENT: "no such leaf",
+    errno.EPERM: "read-only leaf (register it with writable=True to allow zeroing)",
+}
+
+
+def _by_backend(name):
+    """The Sysctl of backend `name` (what a pickled Sysctl loads as)."""
+    from ._backend import get_backend  # late: _backend imports this module
+    return get_backend(name).sysctl
+
+
 class Sysctl:
     """The tree, through one backend's driver."""
 
     def __init__(self, driver):
         self._d = driver
 
+    def _call(self, op, f, name):
+        try:
+            return f(name)
+        except PercpuError as e:
+            raise with_context(e, f"sysctl.{op}({name!r})", _WHY.get(e.errno)) from None
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        return (_by_backend, (self._d.name,))
+
+    def __repr__(self):
+        return f"<percpu.sysctl backend={self._d.name!r}>"
+
     def register(self, name, counter, *, descr="", writable=False, hidden=False):
         """Export `counter` (a Counter or CounterArray, of any backend) as
         leaf `name` (``writable``, ``hidden``: as for Counter.register).
         The tree keeps it alive until unregister(name) or counter.close()."""
         if not isinstance(counter, (_objects.Counter, _objects.CounterArray)):
-            raise TypeError("only a Counter or a CounterArray can be registered")
+            raise TypeError(f"sysctl.register({name!r}): only a Counter or a "
+                            f"CounterArray can be registered, not "
+                            f"{type(counter).__name__}")
         counter.register(name, descr=descr, writable=writable, hidden=hidden)
 
     def unregister(self, name):
         """Remove leaf `name` (the counter itself stays open)."""
         obj = _objects._registered_object(name)
-        _objects._unregister(name, obj._d if obj is not None else self._d)
+        self._call("unregister", lambda n: _objects._unregister(
+            n, obj._d if obj is not None else self._d), name)
 
     def read(self, name):
         """The leaf's value: an int, or a list of ints for an array."""
-        values = self._d.sysctl_read(name)
+        values = self._call("read", self._d.sysctl_read, name)
         return values[0] if len(values) == 1 else values
 
     def write(self, name, value=0):
         """Write the leaf, which zeroes it (sysctl semantics): `value`
         must be 0.  PercpuError(EPERM) for a read-only leaf."""
         if value != 0:
-            raise ValueError("a counter leaf can only be written with 0 (zero it)")
-        self._d.sysctl_zero(name)
+            raise ValueError(f"sysctl.write({name!r}): a counter leaf can only "
+                             f"be written with 0 (which zeroes it), not {value!r}")
+        self._call("write", self._d.sysctl_zero, name)
 
     def read_and_zero(self, name):
         """Read and zero in one exact step (sysctl(3) with both oldp and
         newp): each add is in the value returned or stays in the counter.
         PercpuError(EPERM) for a read-only leaf (nothing is zeroed)."""
-        values = self._d.sysctl_read_and_zero(name)
+        values = self._call("read_and_zero", self._d.sysctl_read_and_zero, name)
         return values[0] if len(values) == 1 else values
 
     def zero(self, name):
         """Same as write(name, 0)."""
-        self._d.sysctl_zero(name)
+        self._call("zero", self._d.sysctl_zero, name)
 
     def list(self, prefix=""):
         """The leaves under `prefix` ("" for all), in name order."""
@@ -108,7 +148,7 @@ class Sysctl:
 
     def describe(self, name):
         """The SysctlEntry of leaf `name`."""
-        return _entry(self._d.sysctl_describe(name))
+        return _entry(self._call("describe", self._d.sysctl_describe, name))
 
     def snapshot(self, prefix=""):
         """{name: value} for the leaves under `prefix` (each read

@@ -10,12 +10,20 @@ of a slab chunk, placed (best effort) on the CPU's NUMA node;
 
 The functions of this module use the default backend;
 ``percpu.get_backend(name).topology`` has the same on another.
+
+A `cpu` argument is an unsigned int (0..2**32-1; OverflowError outside);
+one the library does not know (>= possible_cpus(), or offline for the
+NUMA queries) is PercpuError(EINVAL).  A Topology namespace holds no
+state of its own: ``copy`` returns the same namespace, and a pickled one
+loads as the same backend's namespace.
 """
 
+import errno
+import operator
 from collections import namedtuple
 
 from . import _drivers
-from ._errors import raise_errno
+from ._errors import PercpuError, raise_errno, with_context
 
 __all__ = [
     "UnitPlacement",
@@ -54,11 +62,44 @@ SlabStats = namedtuple(
     "SlabStats", "chunks objects bytes_in_use bytes_capacity units_unplaced")
 
 
+UINT_MAX = (1 << 32) - 1
+
+
+def _by_backend(name):
+    """The Topology of backend `name` (what a pickled Topology loads as)."""
+    from ._backend import get_backend  # late: _backend imports this module
+    return get_backend(name).topology
+
+
 class Topology:
     """Topology queries through one backend's driver."""
 
     def __init__(self, driver):
         self._d = driver
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        return (_by_backend, (self._d.name,))
+
+    def __repr__(self):
+        return f"<percpu.topology backend={self._d.name!r}>"
+
+    def _cpu(self, op, cpu):
+        cpu = operator.index(cpu)
+        if not 0 <= cpu <= UINT_MAX:
+            raise OverflowError(f"topology.{op}({cpu}): cpu is outside 0..2**32-1 "
+                                f"(an unsigned int); possible CPUs are "
+                                f"0..{self._d.nr_cpus() - 1}")
+        return cpu
+
+    def _no_cpu(self, op, cpu):
+        return (f"topology.{op}({cpu})",
+                f"no such CPU known (possible CPUs are 0..{self._d.nr_cpus() - 1})")
 
     def possible_cpus(self):
         """Number of possible CPUs: highest possible CPU id + 1."""
@@ -87,17 +128,19 @@ class Topology:
     def node_of_cpu(self, cpu):
         """The NUMA node of `cpu` (0 without NUMA).  PercpuError(EINVAL)
         for a CPU the topology does not know (e.g. offline)."""
+        cpu = self._cpu("node_of_cpu", cpu)
         node = self._d.numa_node_of_cpu(cpu)
         if node < 0:
-            raise_errno(node)
+            raise_errno(node, *self._no_cpu("node_of_cpu", cpu))
         return node
 
     def memory_node_of_cpu(self, cpu):
         """The node `cpu`'s per-CPU memory should come from: its own, or
         the nearest node with memory when its own has none."""
+        cpu = self._cpu("memory_node_of_cpu", cpu)
         node = self._d.numa_memory_node_of_cpu(cpu)
         if node < 0:
-            raise_errno(node)
+            raise_errno(node, *self._no_cpu("memory_node_of_cpu", cpu))
         return node
 
     def cpu_nodes(self):
@@ -114,15 +157,20 @@ class Topology:
         if obj is None:
             return Counter(backend=self._d.name), True
         if not isinstance(obj, Counter):
-            raise TypeError("unit placement is reported for a Counter")
+            raise TypeError(f"topology: unit placement is reported for a "
+                            f"Counter, not {type(obj).__name__}")
         return obj, False  # its own driver: the slab is shared anyway
 
     def unit_placement(self, cpu, obj=None):
         """Where CPU `cpu`'s unit of the chunk holding `obj` (a Counter;
         default: a fresh counter) lives, asked of the kernel now."""
+        cpu = self._cpu("unit_placement", cpu)
         counter, temporary = self._probe(obj)
         try:
-            t = counter._d.counter_unit_placement(counter._live(), cpu)
+            t = counter._d.counter_unit_placement(counter._live("unit_placement"), cpu)
+        except PercpuError as e:
+            where, why = self._no_cpu("unit_placement", cpu)
+            raise with_context(e, where, why if e.errno == errno.EINVAL else None) from None
         finally:
             if temporary:
                 counter.close()

@@ -49,6 +49,29 @@ def ref_lifecycle() -> int:
     return len(released)
 
 
+def arithmetic_and_errors() -> Optional[str]:
+    c = percpu.Counter()
+    c += 5
+    c -= 2
+    assert int(c) == 3
+    c.close()
+    rc = percpu.RateCheck(10)
+    rc.limit = 20
+    limit: int = rc.limit
+    assert limit == 20
+    rc.close()
+    lc = percpu.LocalCount()
+    lc.drain()
+    detail: Optional[str] = None
+    try:
+        lc.drain()
+    except percpu.PercpuError as e:
+        detail = e.detail
+    lc.close()
+    assert detail is not None and detail.startswith("LocalCount.drain: ")
+    return detail
+
+
 def placement() -> Optional[int]:
     nodes: List[Optional[int]] = topology.cpu_nodes()
     return nodes[0] if nodes else None
@@ -62,6 +85,7 @@ def main() -> None:
     assert count_requests(10) == 12
     assert guarded_work()
     assert ref_lifecycle() == 1
+    arithmetic_and_errors()
     placement()
     try:
         percpu.CounterArray(0)

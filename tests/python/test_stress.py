@@ -40,3 +40,25 @@ def test_cli_run(capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "all invariants held" in out
+
+
+def test_test_support_is_not_product_api():
+    """percpu.stress and percpu.bench ship in the package as test support
+    (docs/python.md): not exported, not imported by `import percpu`, and
+    each says so in its docstring."""
+    import subprocess
+    import sys
+
+    import percpu
+    from percpu import bench
+
+    for name in ("stress", "bench"):
+        assert name not in percpu.__all__
+    for mod in (stress, bench):
+        assert "TEST SUPPORT, not product API" in mod.__doc__
+    out = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, percpu; print(sorted(m for m in sys.modules "
+         "if m in ('percpu.stress', 'percpu.bench')))"],
+        check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]", out
