@@ -28,7 +28,18 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-CFLAGS = ["-std=gnu11", "-O2", "-fno-strict-aliasing"]
+
+
+def _copts(name):
+    # The flags are written once, in copts.bzl (PIP_COPTS: why these).
+    spec = importlib.util.spec_from_file_location(
+        "percpu_copts", os.path.join(ROOT, "tools", "copts.py"))
+    copts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copts)
+    return copts.load(os.path.join(ROOT, "copts.bzl"))[name]
+
+
+CFLAGS = _copts("PIP_COPTS")
 CORE_SOURCES = sorted(glob.glob("core/src/*.c")) + ["numa/numa.c"]
 SHIM_SOURCES = ["bindings/percpu_py.c", "bindings/stress_entry.c"]
 LIBNAME = "libpercpu.so.0"

@@ -71,8 +71,11 @@ else
 	main="$here/api_fuzz_gate.c"
 fi
 
+# The project's flags, from copts.bzl (FUZZ_COPTS), plus the sanitizers.
+mapfile -t copts < <(/usr/bin/python3 "$root/tools/copts.py" FUZZ_COPTS)
+((${#copts[@]})) || { echo "run_fuzz.sh: no FUZZ_COPTS from copts.bzl" >&2; exit 1; }
 cc=${CLANG:-clang}
-"$cc" -std=gnu11 -g -O1 -Wall -Wextra -Werror \
+"$cc" "${copts[@]}" \
 	-fsanitize=$sanitize -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer -DFUZZ_NEGATIVE_CONTROL="$negative" \
 	-I"$root/core/include" -I"$root/numa/include" -I"$out/include" \

@@ -18,7 +18,8 @@ unset PYTHONPATH
 
 src=$tmp/src
 mkdir -p "$src"
-(cd "$runfiles" && cp -rL --parents LICENSE setup.py pyproject.toml docs/python.md \
+(cd "$runfiles" && cp -rL --parents LICENSE copts.bzl tools/copts.py \
+	setup.py pyproject.toml docs/python.md \
 	core/src core/include core/arch core/libpercpu.map numa/numa.c numa/include \
 	bindings python/percpu "$src")
 cp -rL "$runfiles/tests/python" "$tmp/suite"
