@@ -3,8 +3,9 @@
 # Pack what a C user installs: include/percpu/... (one include directory,
 # arch headers under percpu/arch/), lib/libpercpu.a (one archive: the core
 # and the NUMA leaf, which Bazel builds as two), lib/libpercpu.so.0 with its
-# libpercpu.so link, and a pkg-config file.
-# usage: make_dist.sh OUT.tar.gz FILE...   (Bazel passes headers and libraries)
+# libpercpu.so link, and a pkg-config file whose Version is the VERSION file's.
+# usage: make_dist.sh OUT.tar.gz FILE...   (Bazel passes VERSION, LICENSE,
+#        the headers and the libraries)
 set -euo pipefail
 out=$1
 shift
@@ -14,6 +15,7 @@ mkdir -p "$root/include/percpu/arch" "$root/lib/pkgconfig"
 for f in "$@"; do
 	case "$f" in
 	LICENSE | */LICENSE) cp "$f" "$root/" ;;
+	VERSION | */VERSION) version=$(<"$f") ;;
 	*/arch/*.h) cp "$f" "$root/include/percpu/arch/" ;;
 	*.h) cp "$f" "$root/include/percpu/" ;;
 	*/libpercpu.a) core_a=$f ;;
@@ -30,18 +32,19 @@ save
 end
 MRI
 ln -s libpercpu.so.0 "$root/lib/libpercpu.so"
+[[ ${version:-} =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "make_dist.sh: no VERSION among the inputs (or not N.N.N): '${version:-}'" >&2; exit 1; }
 # The static archive by default (by path: -lpercpu would pick the .so, and
 # a program linked to it would not start without an rpath).  The shared
 # library is for -L${libdir} -lpercpu -Wl,-rpath,${libdir} (README.md).
-cat > "$root/lib/pkgconfig/percpu.pc" <<'PC'
-prefix=${pcfiledir}/../..
-includedir=${prefix}/include
-libdir=${prefix}/lib
+cat > "$root/lib/pkgconfig/percpu.pc" <<PC
+prefix=\${pcfiledir}/../..
+includedir=\${prefix}/include
+libdir=\${prefix}/lib
 
 Name: percpu
 Description: per-CPU counters and reference counts for userspace (rseq, NUMA slab)
-Version: 0.1.0
-Cflags: -I${includedir}
-Libs: ${libdir}/libpercpu.a -lnuma -lpthread
+Version: $version
+Cflags: -I\${includedir}
+Libs: \${libdir}/libpercpu.a -lnuma -lpthread
 PC
 tar -C "$root" -czf "$out" LICENSE include lib
