@@ -20,7 +20,6 @@ sysctl tree.  Needs: a C compiler, swig, python3-dev headers, libnuma-dev.
 import glob
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 
@@ -51,8 +50,6 @@ class build_percpu(build_ext):
 
     def build_extensions(self):
         # Here self.compiler exists (build_ext.run() made it).
-        self.staged_include = os.path.join(self.build_temp, "include")
-        self._stage_arch_headers()
         self.lib_dir = self._package_dir()
         self._build_library()
         self._generate_wrappers()
@@ -63,16 +60,8 @@ class build_percpu(build_ext):
             return os.path.join(ROOT, "python", "percpu")
         return os.path.join(self.build_lib, "percpu")
 
-    def _stage_arch_headers(self):
-        # <percpu/arch/arch.h> lives at core/arch/arch.h in the tree (Bazel
-        # maps it with include_prefix); give the compiler the same path.
-        dst = os.path.join(self.staged_include, "percpu", "arch")
-        os.makedirs(dst, exist_ok=True)
-        for h in glob.glob("core/arch/*.h"):
-            shutil.copy(h, dst)
-
     def _includes(self):
-        return [self.staged_include, "core/include", "numa/include", "bindings"]
+        return ["core/include", "numa/include", "bindings"]
 
     def _build_library(self):
         cc = self.compiler

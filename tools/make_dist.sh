@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Pack what a C user installs: include/percpu/... (one include directory,
-# arch headers under percpu/arch/), lib/libpercpu.a (one archive: the core
+# laid out as in the tree's */include/: arch headers under percpu/arch/),
+# lib/libpercpu.a (one archive: the core
 # and the NUMA leaf, which Bazel builds as two), lib/libpercpu.so.0 with its
 # libpercpu.so link, and a pkg-config file whose Version is the VERSION file's.
 # usage: make_dist.sh OUT.tar.gz FILE...   (Bazel passes VERSION, LICENSE,
@@ -16,8 +17,11 @@ for f in "$@"; do
 	case "$f" in
 	LICENSE | */LICENSE) cp "$f" "$root/" ;;
 	VERSION | */VERSION) version=$(<"$f") ;;
-	*/arch/*.h) cp "$f" "$root/include/percpu/arch/" ;;
-	*.h) cp "$f" "$root/include/percpu/" ;;
+	*/include/percpu/*.h)
+		rel=${f##*/include/}
+		mkdir -p "$root/include/$(dirname "$rel")"
+		cp "$f" "$root/include/$rel"
+		;;
 	*/libpercpu.a) core_a=$f ;;
 	*/libpercpu.so.0) cp "$f" "$root/lib/" ;;
 	*/numa/libnuma.a) numa_a=$f ;;
