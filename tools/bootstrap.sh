@@ -83,8 +83,12 @@ if [[ -x $buildifier ]]; then
 else
 	prefix=${buildifier%/node_modules/*}
 	echo "bootstrap: installing buildifier $BUILDIFIER_VERSION (npm @bazel/buildifier) into $prefix"
-	"${sudo[@]}" mkdir -p "$prefix"
-	"${sudo[@]}" npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error \
-		"@bazel/buildifier@$BUILDIFIER_VERSION" >/dev/null
-	[[ -x $buildifier ]] || { echo "bootstrap: npm installed no $buildifier" >&2; exit 1; }
+	# Not fatal: without it only //tests/lint:buildifier_test fails (and
+	# says why); the rest of the matrix still runs.
+	if ! { "${sudo[@]}" mkdir -p "$prefix" &&
+		"${sudo[@]}" npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error \
+			"@bazel/buildifier@$BUILDIFIER_VERSION" >/dev/null && [[ -x $buildifier ]]; }; then
+		echo "bootstrap: WARNING: no buildifier at $buildifier (npm unreachable?);" \
+			"//tests/lint:buildifier_test will fail" >&2
+	fi
 fi
