@@ -9,9 +9,10 @@ In a consumer's WORKSPACE (Bazel 4.2.3, .bazelversion):
 
 Everything resolves offline.  Bazel 4.2.3 (Debian's bazel-bootstrap) would
 otherwise download rules_cc, rules_java and the coverage tools; Debian's
-bazel-rules-cc is too new for 4.2.3, so small stubs in third_party/ stand
-in.  They are found through a label of this repository, so the same call
-works here (WORKSPACE) and from a workspace that names this one @percpu.
+bazel-rules-cc is too new for 4.2.3, so small stubs in tools/bazel_stubs/
+stand in (written for this repository, not vendored code).  They are found
+through a label of this repository, so the same call works here
+(WORKSPACE) and from a workspace that names this one @percpu.
 A repository the caller has already defined is left alone.
 """
 
@@ -57,7 +58,7 @@ def percpu_deps(
     """
     for name in ["rules_cc", "rules_java", "remote_coverage_tools"]:
         if not native.existing_rule(name):
-            _percpu_tree(name = name, dir = "third_party/" + name)
+            _percpu_tree(name = name, dir = "tools/bazel_stubs/" + name)
     if not native.existing_rule("platforms"):
         native.local_repository(name = "platforms", path = platforms_path)
     if not native.existing_rule("python_headers"):

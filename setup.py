@@ -20,7 +20,6 @@ sysctl tree.  Needs: a C compiler, swig, python3-dev headers, libnuma-dev.
 import glob
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 
@@ -67,7 +66,18 @@ from setuptools import Extension, setup  # noqa: E402 (after the check)
 from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-CFLAGS = ["-std=gnu11", "-O2", "-fno-strict-aliasing"]
+
+
+def _copts(name):
+    # The flags are written once, in copts.bzl (PIP_COPTS: why these).
+    spec = importlib.util.spec_from_file_location(
+        "percpu_copts", os.path.join(ROOT, "tools", "copts.py"))
+    copts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copts)
+    return copts.load(os.path.join(ROOT, "copts.bzl"))[name]
+
+
+CFLAGS = _copts("PIP_COPTS")
 CORE_SOURCES = sorted(glob.glob("core/src/*.c")) + ["numa/numa.c"]
 SHIM_SOURCES = ["bindings/percpu_py.c", "bindings/stress_entry.c"]
 LIBNAME = "libpercpu.so.0"
@@ -79,8 +89,6 @@ class build_percpu(build_ext):
 
     def build_extensions(self):
         # Here self.compiler exists (build_ext.run() made it).
-        self.staged_include = os.path.join(self.build_temp, "include")
-        self._stage_arch_headers()
         self.lib_dir = self._package_dir()
         self._build_library()
         self._generate_wrappers()
@@ -91,16 +99,8 @@ class build_percpu(build_ext):
             return os.path.join(ROOT, "python", "percpu")
         return os.path.join(self.build_lib, "percpu")
 
-    def _stage_arch_headers(self):
-        # <percpu/arch/arch.h> lives at core/arch/arch.h in the tree (Bazel
-        # maps it with include_prefix); give the compiler the same path.
-        dst = os.path.join(self.staged_include, "percpu", "arch")
-        os.makedirs(dst, exist_ok=True)
-        for h in glob.glob("core/arch/*.h"):
-            shutil.copy(h, dst)
-
     def _includes(self):
-        return [self.staged_include, "core/include", "numa/include", "bindings"]
+        return ["core/include", "numa/include", "bindings"]
 
     def _build_library(self):
         cc = self.compiler

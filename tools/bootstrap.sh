@@ -1,9 +1,28 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Install the Debian packages percpu needs, and only those missing.
+# Install the Debian packages percpu needs, and only those missing, and
+# buildifier (npm's @bazel/buildifier, which ships the binaries: Debian has
+# no package) into a cache directory, not globally.
 # Idempotent: a second run installs nothing and says so.  Works as root,
 # or through sudo.
+#   tools/bootstrap.sh --buildifier-path   prints where buildifier is (or
+#                                          will be); installs nothing
 set -euo pipefail
+
+BUILDIFIER_VERSION=8.2.1
+buildifier_path() {
+	local arch
+	case $(uname -m) in
+	x86_64) arch=amd64 ;;
+	aarch64) arch=arm64 ;;
+	*) arch=$(uname -m) ;;
+	esac
+	echo "${PERCPU_BUILDIFIER_DIR:-/var/cache/percpu-buildifier}/$BUILDIFIER_VERSION/node_modules/@bazel/buildifier/buildifier-linux_$arch"
+}
+if [[ ${1:-} == --buildifier-path ]]; then
+	buildifier_path
+	exit 0
+fi
 
 packages=(
 	bazel-bootstrap   # Bazel 4.2.3: builds and tests everything
@@ -11,6 +30,7 @@ packages=(
 	build-essential   # gcc, libc headers, make
 	busybox-static    # the NUMA VM test's initramfs userland (tests/vm)
 	clang             # clang 14: the libFuzzer build (tests/fuzz/run_fuzz.sh)
+	clang-format      # clang-format 14: //tests/lint:clang_format_test
 	cpio              # packs the NUMA VM test's initramfs
 	libasan8          # ASan runtime (the asan leg; also preloaded into python3)
 	libtsan2          # TSan runtime (the tsan leg)
@@ -38,16 +58,37 @@ for pkg in "${packages[@]}"; do
 	status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
 	[[ "$status" == "install ok installed" ]] || missing+=("$pkg")
 done
-
-if ((${#missing[@]} == 0)); then
-	echo "bootstrap: all ${#packages[@]} packages present"
-	exit 0
+# npm, for buildifier, unless some nodejs already brings it (Debian's npm
+# package would conflict with another nodejs).
+buildifier=$(buildifier_path)
+if [[ ! -x $buildifier ]] && ! command -v npm >/dev/null; then
+	missing+=(npm)
 fi
 
 sudo=()
 ((EUID == 0)) || sudo=(sudo)
-echo "bootstrap: installing ${missing[*]}"
-"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "bootstrap: installed ${#missing[@]} packages"
+if ((${#missing[@]} == 0)); then
+	echo "bootstrap: all ${#packages[@]} packages present"
+else
+	echo "bootstrap: installing ${missing[*]}"
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	echo "bootstrap: installed ${#missing[@]} packages"
+fi
+
+# buildifier: //tests/lint:buildifier_test (the one thing not from Debian).
+if [[ -x $buildifier ]]; then
+	echo "bootstrap: buildifier $BUILDIFIER_VERSION present"
+else
+	prefix=${buildifier%/node_modules/*}
+	echo "bootstrap: installing buildifier $BUILDIFIER_VERSION (npm @bazel/buildifier) into $prefix"
+	# Not fatal: without it only //tests/lint:buildifier_test fails (and
+	# says why); the rest of the matrix still runs.
+	if ! { "${sudo[@]}" mkdir -p "$prefix" &&
+		"${sudo[@]}" npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error \
+			"@bazel/buildifier@$BUILDIFIER_VERSION" >/dev/null && [[ -x $buildifier ]]; }; then
+		echo "bootstrap: WARNING: no buildifier at $buildifier (npm unreachable?);" \
+			"//tests/lint:buildifier_test will fail" >&2
+	fi
+fi

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Pack what a C user installs: include/percpu/... (one include directory,
-# arch headers under percpu/arch/), lib/libpercpu.a (one archive: the core
+# laid out as in the tree's */include/: arch headers under percpu/arch/),
+# lib/libpercpu.a (one archive: the core
 # and the NUMA leaf, which Bazel builds as two), lib/libpercpu.so.0 with its
-# libpercpu.so link, and a pkg-config file.
-# usage: make_dist.sh OUT.tar.gz FILE...   (Bazel passes headers and libraries)
+# libpercpu.so link, and a pkg-config file whose Version is the VERSION file's.
+# usage: make_dist.sh OUT.tar.gz FILE...   (Bazel passes VERSION, LICENSE,
+#        the headers and the libraries)
 set -euo pipefail
 out=$1
 shift
@@ -14,8 +16,12 @@ mkdir -p "$root/include/percpu/arch" "$root/lib/pkgconfig"
 for f in "$@"; do
 	case "$f" in
 	LICENSE | */LICENSE) cp "$f" "$root/" ;;
-	*/arch/*.h) cp "$f" "$root/include/percpu/arch/" ;;
-	*.h) cp "$f" "$root/include/percpu/" ;;
+	VERSION | */VERSION) version=$(<"$f") ;;
+	*/include/percpu/*.h)
+		rel=${f##*/include/}
+		mkdir -p "$root/include/$(dirname "$rel")"
+		cp "$f" "$root/include/$rel"
+		;;
 	*/libpercpu.a) core_a=$f ;;
 	*/libpercpu.so.0) cp "$f" "$root/lib/" ;;
 	*/numa/libnuma.a) numa_a=$f ;;
@@ -30,18 +36,19 @@ save
 end
 MRI
 ln -s libpercpu.so.0 "$root/lib/libpercpu.so"
+[[ ${version:-} =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "make_dist.sh: no VERSION among the inputs (or not N.N.N): '${version:-}'" >&2; exit 1; }
 # The static archive by default (by path: -lpercpu would pick the .so, and
 # a program linked to it would not start without an rpath).  The shared
 # library is for -L${libdir} -lpercpu -Wl,-rpath,${libdir} (README.md).
-cat > "$root/lib/pkgconfig/percpu.pc" <<'PC'
-prefix=${pcfiledir}/../..
-includedir=${prefix}/include
-libdir=${prefix}/lib
+cat > "$root/lib/pkgconfig/percpu.pc" <<PC
+prefix=\${pcfiledir}/../..
+includedir=\${prefix}/include
+libdir=\${prefix}/lib
 
 Name: percpu
 Description: per-CPU counters and reference counts for userspace (rseq, NUMA slab)
-Version: 0.1.0
-Cflags: -I${includedir}
-Libs: ${libdir}/libpercpu.a -lnuma -lpthread
+Version: $version
+Cflags: -I\${includedir}
+Libs: \${libdir}/libpercpu.a -lnuma -lpthread
 PC
 tar -C "$root" -czf "$out" LICENSE include lib

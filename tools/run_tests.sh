@@ -6,7 +6,9 @@
 #   default   bazel test //...: every C test on the rseq, tunable
 #             (GLIBC_TUNABLES=glibc.pthread.rseq=0) and seccomp paths, the
 #             Python suite for both bindings on the same three paths, the
-#             QEMU NUMA VM test, the install-tree test
+#             QEMU NUMA VM test, the install-tree test, the tree's own
+#             checks (//tests/licence, //tests/lint: SPDX lines, one copy
+#             of the C flags and of the version, clang-format, buildifier)
 #   valgrind  the C suite under valgrind memcheck (<name>_valgrind targets,
 #             tag "valgrind"): the fallback path, every error or leak fatal
 #   asan      everything again with ASan + UBSan (--config=asan_ubsan)
@@ -53,7 +55,7 @@ declare -A LEG_ARGS=(
 # the tests it leaves out this way.  Prefer select() on //tools:asan etc.
 # where only part of a test must change.
 declare -A LEG_WHAT=(
-	[default]="full suite: C on rseq/tunable/seccomp(/nosysfs), Python x2 bindings x3 paths, NUMA VM, dist (the README's link lines), an external Bazel workspace consuming @percpu"
+	[default]="full suite: C on rseq/tunable/seccomp(/nosysfs), Python x2 bindings x3 paths, NUMA VM, dist (the README's link lines), an external Bazel workspace consuming @percpu, lint (clang-format, buildifier, copts, version, SPDX)"
 	[valgrind]="C suite under valgrind memcheck (fallback path; errors and leaks fatal)"
 	[asan]="full suite under ASan+UBSan (--config=asan_ubsan)"
 	[tsan]="full suite under TSan (--config=tsan)"

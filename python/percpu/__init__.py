@@ -69,6 +69,7 @@ __all__ = [
     "topology",
 ]
 
+# The contents of VERSION (//tests/lint:version_test fails if they differ).
 __version__ = "0.1.0"
 
 #: The default backend's name ("swig" or "cffi"): $PERCPU_BACKEND if set,

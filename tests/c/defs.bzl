@@ -29,6 +29,8 @@ once those threads are gone).  Each entry must say why.
 tests/tools/run_on_path.sh sets the expectations the harness verifies.
 """
 
+load("//:copts.bzl", "TEST_COPTS")
+
 PATHS = ["rseq", "tunable", "seccomp"]
 
 # What valgrind cannot run: binaries built with a sanitizer runtime.
@@ -44,7 +46,7 @@ def percpu_c_test(name, srcs, deps = [], size = "medium", tags = [], paths = PAT
     native.cc_binary(
         name = name + "_bin",
         srcs = srcs,
-        copts = ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-DPERCPU_TEST_INJECT"],
+        copts = TEST_COPTS,
         deps = deps + ["//tests/c:harness"],
         testonly = True,
     )

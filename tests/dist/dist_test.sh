@@ -7,10 +7,14 @@
 # build -- so that README and test cannot drift apart.  Then the one-archive
 # promise (lib/libpercpu.a links alone, without -lpercpu_numa) and strict
 # C: the example, which declares a SYSCTL_COUNTER_U64 leaf as documented,
-# compiles under -std=c11 -pedantic -Werror.
-# usage: dist_test.sh DIST.tar.gz EXAMPLE.c README.md
+# compiles under STRICT_CFLAGS (-std=c11 -pedantic -Werror: copts.bzl's
+# STRICT_C11_COPTS, which the BUILD file passes).
+# usage: dist_test.sh DIST.tar.gz EXAMPLE.c README.md STRICT_CFLAGS...
 set -euo pipefail
 tarball=$1 example=$2 readme=$3
+shift 3
+strict=("$@")
+((${#strict[@]})) || { echo "dist_test.sh: no strict C flags given" >&2; exit 2; }
 work=${TEST_TMPDIR:-$(mktemp -d)}
 work=$(cd "$work" && pwd)
 
@@ -71,6 +75,6 @@ cc -std=gnu11 -O2 -I"$tree/include" "$example" "$tree/lib/libpercpu.a" \
 "$work/example_static" | grep -q '^hits=1000 '
 
 # Strict C against the installed headers.
-cc -std=c11 -pedantic -Wall -Wextra -Werror -I"$tree/include" -c "$example" \
+cc "${strict[@]}" -I"$tree/include" -c "$example" \
 	-o "$work/example_strict.o"
 echo "1 passed, 0 failed"

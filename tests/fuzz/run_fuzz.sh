@@ -56,9 +56,7 @@ if ((!explore)) && ((keep || ${#extra[@]})); then
 fi
 
 out=${FUZZ_OUT:-/tmp/percpu-fuzz}
-mkdir -p "$out/include/percpu" "$out/work"
-# <percpu/arch/...> as Bazel's include_prefix lays it out.
-ln -sfn "$root/core/arch" "$out/include/percpu/arch"
+mkdir -p "$out/work"
 mode=gate
 ((explore)) && mode=explore
 bin="$out/api_fuzz_$mode"
@@ -71,11 +69,14 @@ else
 	main="$here/api_fuzz_gate.c"
 fi
 
+# The project's flags, from copts.bzl (FUZZ_COPTS), plus the sanitizers.
+mapfile -t copts < <(/usr/bin/python3 "$root/tools/copts.py" FUZZ_COPTS)
+((${#copts[@]})) || { echo "run_fuzz.sh: no FUZZ_COPTS from copts.bzl" >&2; exit 1; }
 cc=${CLANG:-clang}
-"$cc" -std=gnu11 -g -O1 -Wall -Wextra -Werror \
+"$cc" "${copts[@]}" \
 	-fsanitize=$sanitize -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer -DFUZZ_NEGATIVE_CONTROL="$negative" \
-	-I"$root/core/include" -I"$root/numa/include" -I"$out/include" \
+	-I"$root/core/include" -I"$root/numa/include" \
 	-o "$bin" \
 	"$here/api_fuzz.c" "$main" \
 	"$root"/core/src/*.c "$root/numa/numa.c" -lnuma -lpthread

@@ -11,7 +11,7 @@ import tomllib
 SPDX = "SPDX-License-Identifier: MIT"
 SUFFIXES = (".c", ".h", ".py", ".pyi", ".i", ".sh", ".bzl", ".lds", ".supp",
             ".toml")
-NAMES = {"BUILD", "WORKSPACE", ".bazelrc"}
+NAMES = {"BUILD", "WORKSPACE", ".bazelrc", ".clang-format"}
 # Not ours to tag: fuzz corpus inputs (data, not source).
 SKIP_PREFIXES = ("tests/fuzz/corpus/",)
 

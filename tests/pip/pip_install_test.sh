@@ -18,8 +18,9 @@ unset PYTHONPATH
 
 src=$tmp/src
 mkdir -p "$src"
-(cd "$runfiles" && cp -rL --parents LICENSE setup.py pyproject.toml docs/python.md \
-	core/src core/include core/arch core/libpercpu.map numa/numa.c numa/include \
+(cd "$runfiles" && cp -rL --parents LICENSE VERSION copts.bzl tools/copts.py \
+	setup.py pyproject.toml docs/python.md \
+	core/src core/include core/libpercpu.map numa/numa.c numa/include \
 	bindings python/percpu "$src")
 cp -rL "$runfiles/tests/python" "$tmp/suite"
 cp -L "$runfiles/tests/pip/typed_usage.py" "$runfiles/tests/pip/stubtest_allowlist.txt" "$tmp"
@@ -31,7 +32,7 @@ py=$tmp/venv/bin/python
 
 cd "$tmp"  # not the source tree: imports must come from the venv
 echo "== import"
-"$py" - <<'PY'
+SRC=$src "$py" - <<'PY'
 import os, sys
 import percpu
 site = os.path.join(sys.prefix, "lib")
@@ -40,6 +41,9 @@ assert sorted(percpu.available_backends()) == ["cffi", "swig"], percpu.available
 import importlib.metadata as md
 meta = md.metadata("percpu")
 assert meta["License"] == "MIT", meta["License"]
+with open(os.path.join(os.environ["SRC"], "VERSION")) as f:
+    version = f.read().strip()
+assert meta["Version"] == version == percpu.__version__, (meta["Version"], version, percpu.__version__)
 assert "License :: OSI Approved :: MIT License" in meta.get_all("Classifier"), meta.get_all("Classifier")
 assert any(str(f).endswith("LICENSE") for f in md.files("percpu")), "LICENSE not in the wheel"
 import subprocess

@@ -36,6 +36,11 @@
 #ifndef PERCPU_ARCH_X86_64_H
 #define PERCPU_ARCH_X86_64_H
 
+/* The asm is laid out by hand (an instruction a line, operand macros on
+ * lines of their own, backslashes at column 80); clang-format 14 would
+ * break before every inline-asm colon and join the operand macros. */
+/* clang-format off */
+
 #include <stdint.h>
 #include <sys/rseq.h>
 
@@ -191,4 +196,5 @@ aborted:
 	return -1;
 }
 
+/* clang-format on */
 #endif /* PERCPU_ARCH_X86_64_H */
