@@ -62,7 +62,7 @@ void bench_csv_open(const char *path)
 }
 
 void bench_csv_row(const char *primitive, const char *impl, int threads,
-                    const char *placement, double ns, double mops)
+                   const char *placement, double ns, double mops)
 {
 	if (!g_csv)
 		return;

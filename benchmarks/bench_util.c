@@ -259,7 +259,7 @@ struct bench_spinner {
 	pthread_t thread;
 	int cpu;
 	uint64_t ops;
-	uint64_t cpu_start;        /* its CPU time when the window began */
+	uint64_t cpu_start; /* its CPU time when the window began */
 	struct bench_spinners *team;
 };
 
@@ -276,7 +276,7 @@ static uint64_t thread_cpu_ns(pthread_t t)
 
 struct bench_spinners {
 	int n;
-	uint64_t wall_start;       /* when the measured window began */
+	uint64_t wall_start; /* when the measured window began */
 	int ready;
 	int stop;
 	void (*loop)(void *, uint64_t);
@@ -341,7 +341,8 @@ uint64_t bench_spinners_stop(struct bench_spinners *t, double *cpu_share)
 	for (int i = 0; i < t->n; i++)
 		if (wall)
 			share += (double)(thread_cpu_ns(t->s[i].thread) -
-			                  t->s[i].cpu_start) / (double)wall;
+			                  t->s[i].cpu_start) /
+			         (double)wall;
 	__atomic_store_n(&t->stop, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < t->n; i++) {
 		pthread_join(t->s[i].thread, NULL);

@@ -52,8 +52,8 @@ int bench_pin_self(int cpu);
 typedef void (*bench_worker_fn)(void *arg, int tid, uint64_t ops);
 
 struct bench_team_result {
-	double wall_ns;  /* max(end) - min(start) over the team */
-	bool pinned;     /* every thread was pinned as asked */
+	double wall_ns; /* max(end) - min(start) over the team */
+	bool pinned;    /* every thread was pinned as asked */
 };
 
 /*
@@ -84,7 +84,9 @@ void bench_dist_of(double *v, int n, struct bench_dist *out);
  *            first CPU, ..., node 0's second CPU, ...
  * With one node the two orders are the same.
  */
-enum bench_placement { BENCH_COMPACT, BENCH_SPREAD, BENCH_NR_PLACEMENTS };
+enum bench_placement { BENCH_COMPACT,
+	               BENCH_SPREAD,
+	               BENCH_NR_PLACEMENTS };
 
 extern const char *const bench_placement_name[BENCH_NR_PLACEMENTS];
 
@@ -131,15 +133,15 @@ uint64_t bench_spinners_stop(struct bench_spinners *s, double *cpu_share);
  *     after it ends and returns 0, or -1 with a message in why.
  */
 enum {
-	BENCH_FLOOR = 1u << 0,    /* the plain floor of its primitive */
-	BENCH_SHARED = 1u << 1,   /* the shared-atomic baseline of its primitive */
+	BENCH_FLOOR = 1u << 0,  /* the plain floor of its primitive */
+	BENCH_SHARED = 1u << 1, /* the shared-atomic baseline of its primitive */
 };
 
 struct bench_workload {
-	const char *primitive;   /* CSV column "primitive" */
-	const char *name;        /* CSV column "impl" */
+	const char *primitive; /* CSV column "primitive" */
+	const char *name;      /* CSV column "impl" */
 	bench_worker_fn worker;
-	unsigned flags;          /* BENCH_FLOOR, BENCH_SHARED */
+	unsigned flags; /* BENCH_FLOOR, BENCH_SHARED */
 	uint64_t (*total)(int nthreads);
 	void (*prepare)(int nthreads);
 	int (*verify)(int nthreads, uint64_t ops, char *why, size_t size);
@@ -147,12 +149,12 @@ struct bench_workload {
 
 /* What the benchmark ran on. */
 struct bench_sysinfo {
-	char cpu_model[128];   /* /proc/cpuinfo "model name" (or equivalent) */
-	bool hypervisor;       /* the "hypervisor" cpu flag is set */
-	long online;           /* sysconf(_SC_NPROCESSORS_ONLN) */
-	char possible[64];     /* /sys/devices/system/cpu/possible */
-	char kernel[128];      /* uname -r */
-	char glibc[32];        /* gnu_get_libc_version() */
+	char cpu_model[128]; /* /proc/cpuinfo "model name" (or equivalent) */
+	bool hypervisor;     /* the "hypervisor" cpu flag is set */
+	long online;         /* sysconf(_SC_NPROCESSORS_ONLN) */
+	char possible[64];   /* /sys/devices/system/cpu/possible */
+	char kernel[128];    /* uname -r */
+	char glibc[32];      /* gnu_get_libc_version() */
 };
 
 void bench_sysinfo_get(struct bench_sysinfo *out);

@@ -12,13 +12,13 @@
 
 static int failures;
 
-#define CHECK(cond)                                                           \
-	do {                                                                  \
-		if (!(cond)) {                                                \
+#define CHECK(cond)                                                            \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
 			fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, \
-			        __LINE__, #cond);                             \
-			failures++;                                           \
-		}                                                             \
+			        __LINE__, #cond);                              \
+			failures++;                                            \
+		}                                                              \
 	} while (0)
 
 static bool order_is(enum bench_placement p, const int *cpus, const int *node,
@@ -58,12 +58,12 @@ static void two_nodes_blocked(void)
 
 	CHECK(order_is(BENCH_COMPACT, cpus, node, 4, compact, 2));
 	CHECK(order_is(BENCH_SPREAD, cpus, node, 4, spread, 2));
-	CHECK(bench_same_cpus(compact, spread, 4, 1));   /* cpu 0 either way */
-	CHECK(!bench_same_cpus(compact, spread, 4, 2));  /* {0,1} vs {0,2} */
-	CHECK(bench_same_cpus(compact, spread, 4, 3));   /* {0,1,2} both */
-	CHECK(bench_same_cpus(compact, spread, 4, 4));   /* all cpus once */
-	CHECK(!bench_same_cpus(compact, spread, 4, 6));  /* 2 extra: differ */
-	CHECK(bench_same_cpus(compact, spread, 4, 8));   /* all cpus twice */
+	CHECK(bench_same_cpus(compact, spread, 4, 1));  /* cpu 0 either way */
+	CHECK(!bench_same_cpus(compact, spread, 4, 2)); /* {0,1} vs {0,2} */
+	CHECK(bench_same_cpus(compact, spread, 4, 3));  /* {0,1,2} both */
+	CHECK(bench_same_cpus(compact, spread, 4, 4));  /* all cpus once */
+	CHECK(!bench_same_cpus(compact, spread, 4, 6)); /* 2 extra: differ */
+	CHECK(bench_same_cpus(compact, spread, 4, 8));  /* all cpus twice */
 }
 
 static void two_nodes_interleaved(void)

@@ -27,8 +27,8 @@
 #define ZERO_BATCH 16
 #define SAMPLE_GAP_NS 50000 /* at least 50 us from one sample to the next */
 
-static counter_u64_t g_busy_ctr;   /* what the spinners add to */
-static counter_u64_t g_ctr;        /* the counter fetched / zeroed */
+static counter_u64_t g_busy_ctr; /* what the spinners add to */
+static counter_u64_t g_ctr;      /* the counter fetched / zeroed */
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
@@ -209,8 +209,8 @@ static void switch_teardown(void)
 struct op {
 	const char *name;
 	double (*sample)(void);
-	bool fence;            /* needs percpu_fence_available() */
-	bool spin_on_target;   /* busy spinners add to g_ctr, not g_busy_ctr */
+	bool fence;          /* needs percpu_fence_available() */
+	bool spin_on_target; /* busy spinners add to g_ctr, not g_busy_ctr */
 };
 
 static const struct op ops[] = {
@@ -260,17 +260,16 @@ static void measure(const struct op *op, int busy, const int *busy_cpus,
 
 		if (grew != spun)
 			mismatch(op->name, "busy CPUs added %" PRIu64 ", their "
-			         "counter grew by %" PRIu64, spun, grew);
+			                   "counter grew by %" PRIu64,
+			         spun, grew);
 	}
-	rows[*nrows] = (struct latency_row){ .op = op->name, .busy = busy,
-	                                     .samples = samples,
-	                                     .busy_share = share };
+	rows[*nrows] = (struct latency_row){ .op = op->name, .busy = busy, .samples = samples, .busy_share = share };
 	bench_dist_of(v, samples, &rows[*nrows].ns);
 	(*nrows)++;
 	if (pair) {
 		rows[*nrows] = (struct latency_row){
-			.op = "percpu_ref_switch_to_percpu", .busy = busy,
-			.samples = samples, .busy_share = share };
+			.op = "percpu_ref_switch_to_percpu", .busy = busy, .samples = samples, .busy_share = share
+		};
 		bench_dist_of(v2, samples, &rows[*nrows].ns);
 		(*nrows)++;
 	}

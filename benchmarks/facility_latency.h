@@ -40,10 +40,10 @@
 
 struct latency_row {
 	const char *op;
-	int busy;               /* busy sibling CPUs during the samples */
+	int busy; /* busy sibling CPUs during the samples */
 	int samples;
-	double busy_share;      /* fraction of the time the busy CPUs ran */
-	struct bench_dist ns;   /* per call, nanoseconds */
+	double busy_share;    /* fraction of the time the busy CPUs ran */
+	struct bench_dist ns; /* per call, nanoseconds */
 };
 
 /*
@@ -58,11 +58,11 @@ int facility_latencies(int self_cpu, const int *busy_cpus, int nbusy,
                        struct latency_row *rows);
 
 struct memory_result {
-	long counters;               /* allocated */
-	unsigned possible_cpus;      /* percpu_nr_cpus() */
-	long rss_kib;                /* VmRSS growth while allocating them */
-	double bytes_per_counter_cpu;  /* rss / (counters * possible cpus) */
-	size_t slab_bytes_per_cpu;   /* slab bytes in use per CPU for them */
+	long counters;                /* allocated */
+	unsigned possible_cpus;       /* percpu_nr_cpus() */
+	long rss_kib;                 /* VmRSS growth while allocating them */
+	double bytes_per_counter_cpu; /* rss / (counters * possible cpus) */
+	size_t slab_bytes_per_cpu;    /* slab bytes in use per CPU for them */
 };
 
 /* Allocate n counters (adding 1 to each), measure, check each reads 1,

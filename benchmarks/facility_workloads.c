@@ -26,8 +26,8 @@ struct block_word {
 static counter_u64_t g_ctr;
 static pthread_mutex_t g_mutex = PTHREAD_MUTEX_INITIALIZER;
 static struct block_word g_mutex_word;
-static struct block_word g_ref_word;       /* shared atomic refcount */
-static struct block_word *g_pair_private;  /* [BENCH_MAX_THREADS] */
+static struct block_word g_ref_word;      /* shared atomic refcount */
+static struct block_word *g_pair_private; /* [BENCH_MAX_THREADS] */
 
 static struct localcount g_lc;
 static pthread_mutex_t g_lc_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -65,9 +65,11 @@ void bench_loop_plain_pair(int64_t *w, uint64_t n)
 {
 	for (uint64_t i = 0; i < n; i++) {
 		*w += 1;
-		__asm__ __volatile__("" : "+m"(*w));
+		__asm__ __volatile__(""
+		                     : "+m"(*w));
 		*w -= 1;
-		__asm__ __volatile__("" : "+m"(*w));
+		__asm__ __volatile__(""
+		                     : "+m"(*w));
 	}
 }
 
@@ -189,7 +191,8 @@ static int verify_localcount(int n, uint64_t ops, char *why, size_t size)
 	if (left != 0) {
 		/* A drain would wait for ever: report instead. */
 		snprintf(why, size, "%lld references left after balanced "
-		         "acquire/release pairs (want 0)", (long long)left);
+		                    "acquire/release pairs (want 0)",
+		         (long long)left);
 		return -1;
 	}
 	pthread_mutex_lock(&g_lc_lock);
@@ -246,7 +249,8 @@ static int verify_ref(int n, uint64_t ops, char *why, size_t size)
 	(void)n, (void)ops;
 	if (r != 0) {
 		snprintf(why, size, "release() ran %d time%s before the kill "
-		         "(a get was lost or a put doubled)", r, r == 1 ? "" : "s");
+		                    "(a get was lost or a put doubled)",
+		         r, r == 1 ? "" : "s");
 		return -1;
 	}
 	percpu_ref_kill(&g_ref);
@@ -255,7 +259,8 @@ static int verify_ref(int n, uint64_t ops, char *why, size_t size)
 		sched_yield();
 	if (r != 1) {
 		snprintf(why, size, "release() ran %d times after the kill (want "
-		         "exactly 1%s)", r, r ? "" : "; 10 s waited: a put was lost");
+		                    "exactly 1%s)",
+		         r, r ? "" : "; 10 s waited: a put was lost");
 		return -1;
 	}
 	percpu_ref_exit(&g_ref);

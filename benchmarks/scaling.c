@@ -127,9 +127,9 @@ struct private_word {
 /* ---------------------------------------------------------------------
  * The state the timed loops touch.
  */
-static void *g_counter;               /* slab: one per-CPU 64-bit counter */
-static char *g_spread;                /* slab: SPREAD counters, 8 B apart */
-static struct private_word g_shared;  /* shared atomic */
+static void *g_counter;              /* slab: one per-CPU 64-bit counter */
+static char *g_spread;               /* slab: SPREAD counters, 8 B apart */
+static struct private_word g_shared; /* shared atomic */
 static int64_t g_shared_spread[SPREAD] __attribute__((aligned(BLOCK)));
 static struct private_word *g_private; /* [BENCH_MAX_THREADS] */
 static int64_t *g_private_spread;      /* [max threads][SPREAD] */
@@ -155,7 +155,8 @@ void bench_loop_plain(int64_t *w, uint64_t n)
 		*w += 1;
 		/* The word is "read and written" by opaque code: the add cannot
 		 * be hoisted, folded into *w += n, or kept in a register. */
-		__asm__ __volatile__("" : "+m"(*w));
+		__asm__ __volatile__(""
+		                     : "+m"(*w));
 	}
 }
 
@@ -165,7 +166,8 @@ void bench_loop_plain_spread(int64_t *arr, uint64_t n, unsigned start)
 		int64_t *w = &arr[(start + i) & (SPREAD - 1)];
 
 		*w += 1;
-		__asm__ __volatile__("" : "+m"(*w));
+		__asm__ __volatile__(""
+		                     : "+m"(*w));
 	}
 }
 
@@ -403,18 +405,17 @@ static int ix[NR_CORE_IMPLS];
 static struct {
 	int threads[BENCH_MAX_THREADS];
 	int nthreads;
-	uint64_t ops;     /* 0: calibrate to ms */
+	uint64_t ops; /* 0: calibrate to ms */
 	double ms;
 	int reps;
 	int lat_samples;
 	long mem_counters;
-	const char *csv;  /* NULL: default path; "" (--no-csv): none */
+	const char *csv; /* NULL: default path; "" (--no-csv): none */
 	bool plot;
 	bool quick;
 	bool strict;
-	const char *inject;  /* --inject-mismatch: negative control */
-} opt = { .ms = 100, .reps = 5, .lat_samples = 200, .mem_counters = 200000,
-          .plot = true };
+	const char *inject; /* --inject-mismatch: negative control */
+} opt = { .ms = 100, .reps = 5, .lat_samples = 200, .mem_counters = 200000, .plot = true };
 
 static int g_cpus[CPU_SETSIZE];
 static int g_ncpus;
@@ -610,11 +611,11 @@ static void parse_args(int argc, char **argv)
  */
 struct result {
 	bool done;
-	uint64_t ops;       /* per thread per run */
-	double ns_per_op;   /* per thread: median wall / ops */
-	double mops_total;  /* all threads: threads * ops / median wall */
-	double best_ns;     /* per thread: fastest run's wall / ops */
-	double spread_pct;  /* (max - min) / median wall over the reps */
+	uint64_t ops;      /* per thread per run */
+	double ns_per_op;  /* per thread: median wall / ops */
+	double mops_total; /* all threads: threads * ops / median wall */
+	double best_ns;    /* per thread: fastest run's wall / ops */
+	double spread_pct; /* (max - min) / median wall over the reps */
 };
 
 static struct result results[BENCH_NR_PLACEMENTS][BENCH_MAX_THREADS][MAX_IMPLS];
@@ -684,7 +685,8 @@ static uint64_t calibrate(int id, enum bench_placement pl, int nthreads)
 		if (wall >= pilot || ops >= (uint64_t)1 << 40)
 			break;
 		double grow = pilot * 1.2 / wall;
-		ops = (uint64_t)((double)ops * (grow > 16 ? 16 : grow < 2 ? 2 : grow));
+		ops = (uint64_t)((double)ops * (grow > 16 ? 16 : grow < 2 ? 2
+		                                                          : grow));
 	}
 	ops = (uint64_t)((double)ops * target / wall);
 	return ops < 1000 ? 1000 : ops;
@@ -1121,7 +1123,7 @@ static void print_summary_latency(const struct latency_row *rows, int n,
 
 	if (f0 && d0)
 		ratio_line("localcount_drain / percpu_fence, idle", d0->ns.median /
-		                                                         f0->ns.median);
+		                                                            f0->ns.median);
 	if (f0 && k0)
 		ratio_line("percpu_ref kill->confirm / percpu_fence, idle",
 		           k0->ns.median / f0->ns.median);
@@ -1211,9 +1213,9 @@ int main(int argc, char **argv)
 	progress_clear();
 	for (int i = 0; i < nlat; i++)
 		bench_csv_row(strcmp(lat[i].op, "percpu_fence") == 0 ? "fence" : "latency",
-		        lat[i].op, lat[i].busy + 1,
-		        lat[i].busy ? "busy" : "idle", lat[i].ns.median,
-		        1e3 / lat[i].ns.median);
+		              lat[i].op, lat[i].busy + 1,
+		              lat[i].busy ? "busy" : "idle", lat[i].ns.median,
+		              1e3 / lat[i].ns.median);
 	print_latency(lat, nlat);
 	if (!percpu_fence_available())
 		printf("  (fence unavailable: no fence latency)\n");

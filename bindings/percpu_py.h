@@ -85,7 +85,7 @@ extern "C" {
 
 struct percpu_py_counter {
 	counter_u64_t c;
-	struct sysctl_ctx_list leaves;  /* sysctl names of this counter */
+	struct sysctl_ctx_list leaves; /* sysctl names of this counter */
 };
 
 /* A new counter at zero: 0 or -ENOMEM.  May block briefly (slab lock). */
@@ -239,7 +239,7 @@ struct percpu_py_localcount {
 	struct localcount lc;
 	pthread_mutex_t interlock;
 	pthread_cond_t cv;
-	int closed;  /* PERCPU_PY_LC_*: which drain the shim let in (atomic) */
+	int closed; /* PERCPU_PY_LC_*: which drain the shim let in (atomic) */
 };
 
 /* 0 or -ENOMEM.  May block briefly. */
@@ -254,7 +254,9 @@ int percpu_py_localcount_new(struct percpu_py_localcount **out);
 int percpu_py_localcount_free(struct percpu_py_localcount *p);
 
 /* closed: 0 none; a trydrain is deciding; a drain began (or either is done). */
-enum { PERCPU_PY_LC_OPEN, PERCPU_PY_LC_TRYDRAIN, PERCPU_PY_LC_DRAIN };
+enum { PERCPU_PY_LC_OPEN,
+       PERCPU_PY_LC_TRYDRAIN,
+       PERCPU_PY_LC_DRAIN };
 
 /*
  * 0: a reference taken.  -EINVAL: a drain has begun, or a drain or
@@ -314,15 +316,15 @@ enum {
 typedef void percpu_py_event_fn(void *ctx, int event);
 
 struct percpu_py_ref {
-	struct percpu_ref ref;         /* first: the callbacks cast back */
+	struct percpu_ref ref; /* first: the callbacks cast back */
 	percpu_py_event_fn *event;
 	void *ctx;
-	unsigned flags;                /* percpu_ref_init() flags */
-	pthread_mutex_t lock;          /* owner_gone / at_zero handshake */
-	bool owner_gone;               /* destroy() ran */
-	bool releasing;                /* the release event is running */
-	int at_zero;                   /* released (or born dead); atomic */
-	unsigned long releases;        /* release events so far; atomic */
+	unsigned flags;         /* percpu_ref_init() flags */
+	pthread_mutex_t lock;   /* owner_gone / at_zero handshake */
+	bool owner_gone;        /* destroy() ran */
+	bool releasing;         /* the release event is running */
+	int at_zero;            /* released (or born dead); atomic */
+	unsigned long releases; /* release events so far; atomic */
 };
 
 /*

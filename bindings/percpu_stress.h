@@ -26,11 +26,11 @@ extern "C" {
 
 /* A rendezvous shared by the threads of one scenario. */
 struct percpu_stress_sync {
-	int64_t outstanding;   /* references held right now (atomic) */
-	int64_t ready;         /* threads done with their setup phase */
-	int64_t go;            /* set by the controller: start phase two */
-	int64_t failures;      /* invariant breaks seen inside the loops */
-	int64_t shared;        /* racy-add control: a plain shared word */
+	int64_t outstanding; /* references held right now (atomic) */
+	int64_t ready;       /* threads done with their setup phase */
+	int64_t go;          /* set by the controller: start phase two */
+	int64_t failures;    /* invariant breaks seen inside the loops */
+	int64_t shared;      /* racy-add control: a plain shared word */
 };
 
 int percpu_stress_sync_new(struct percpu_stress_sync **out);

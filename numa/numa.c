@@ -55,8 +55,8 @@ static struct {
 	int nr_nodes;
 	int node_limit;
 	size_t page_size;
-	unsigned nr_cpus;      /* numa_num_configured_cpus() */
-	int *node_of_cpu;      /* [nr_cpus]: node or -EINVAL; NULL if OOM */
+	unsigned nr_cpus;        /* numa_num_configured_cpus() */
+	int *node_of_cpu;        /* [nr_cpus]: node or -EINVAL; NULL if OOM */
 	int *memory_node_of_cpu; /* [nr_cpus]: nearest node with memory */
 } topo;
 

@@ -163,7 +163,8 @@ static void test_placement(void)
 		for (int i = 0; i < PAGES && all_enoent; i++)
 			all_enoent = nodes[i] == -ENOENT;
 		report(all_enoent, "untouched pages query as -ENOENT (rc %d, "
-		       "first %d)", rc, nodes[0]);
+		                   "first %d)",
+		       rc, nodes[0]);
 	}
 
 	rc = percpu_numa_prefer_node(p, PAGES * page, want);
@@ -203,8 +204,8 @@ static void test_bad_args(void)
 	report(percpu_numa_prefer_node(p, 0, 0) == -EINVAL,
 	       "prefer_node with len 0 gives -EINVAL");
 	report(percpu_numa_prefer_node(p, page, -1) == -EINVAL &&
-	       percpu_numa_prefer_node(p, page, percpu_numa_node_limit()) ==
-	               -EINVAL,
+	               percpu_numa_prefer_node(p, page, percpu_numa_node_limit()) ==
+	                       -EINVAL,
 	       "prefer_node with node outside [0, node_limit) gives -EINVAL");
 	report(percpu_numa_query_pages(p + 1, 1, nodes) == -EINVAL,
 	       "query_pages with unaligned addr gives -EINVAL");

@@ -31,7 +31,8 @@ counter_u64_t counter_u64_alloc(int wait)
 	if ((wait & (M_NOWAIT | M_WAITOK)) != M_NOWAIT &&
 	    (wait & (M_NOWAIT | M_WAITOK)) != M_WAITOK)
 		percpu_die("counter_u64_alloc(%#x): wait must hold exactly one of "
-		           "M_NOWAIT and M_WAITOK", (unsigned)wait);
+		           "M_NOWAIT and M_WAITOK",
+		           (unsigned)wait);
 	c = alloc_one();
 	if (c || (wait & M_NOWAIT))
 		return c;

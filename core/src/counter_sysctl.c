@@ -25,14 +25,14 @@
 #include "internal.h"
 
 struct sysctl_oid {
-	char *name;                     /* dotted: "net.inet.tcp.sent" */
-	char *metric;                   /* the same with '_' for '.' */
+	char *name;   /* dotted: "net.inet.tcp.sent" */
+	char *metric; /* the same with '_' for '.' */
 	char *descr;
 	unsigned access;
 	counter_u64_t *counters;
 	size_t len;
-	struct sysctl_ctx_list *ctx;    /* NULL: static or context-less */
-	struct sysctl_oid **owner;      /* a static leaf's registration */
+	struct sysctl_ctx_list *ctx; /* NULL: static or context-less */
+	struct sysctl_oid **owner;   /* a static leaf's registration */
 };
 
 struct sysctl_ctx_entry {
@@ -40,8 +40,8 @@ struct sysctl_ctx_entry {
 	struct sysctl_ctx_entry *next;
 };
 
-#define CTLFLAG_KNOWN                                                          \
-	(CTLFLAG_RW | CTLFLAG_ANYBODY | CTLFLAG_SKIP | CTLFLAG_MPSAFE |        \
+#define CTLFLAG_KNOWN                                                   \
+	(CTLFLAG_RW | CTLFLAG_ANYBODY | CTLFLAG_SKIP | CTLFLAG_MPSAFE | \
 	 CTLFLAG_STATS)
 
 /*
@@ -481,7 +481,8 @@ static uint64_t fetch_element(const struct sysctl_oid *oid, size_t i, bool zero)
 	return zero ? counter_u64_fetch_and_zero(c) : counter_u64_fetch(c);
 }
 
-enum leaf_op { OP_READ = 1, OP_ZERO = 2 };
+enum leaf_op { OP_READ = 1,
+	       OP_ZERO = 2 };
 
 /* Read (into values), zero, or both, one leaf: 0 or -errno. */
 static int leaf_op(const char *name, unsigned op, uint64_t *values, size_t *len)
@@ -648,7 +649,9 @@ static void fork_child(void)
 __attribute__((constructor)) static void sysctl_fork_init(void)
 {
 	static const struct percpu_fork_handlers h = {
-		fork_prepare, fork_parent, fork_child,
+		fork_prepare,
+		fork_parent,
+		fork_child,
 	};
 
 	percpu_fork_add(PERCPU_FORK_SYSCTL, &h);

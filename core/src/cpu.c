@@ -148,13 +148,14 @@ static struct rseq *thread_rseq_area(void)
  */
 static bool rseq_registered_here(struct rseq *area)
 {
-	const unsigned lens[] = {32, __rseq_size, (__rseq_size + 31u) & ~31u};
+	const unsigned lens[] = { 32, __rseq_size, (__rseq_size + 31u) & ~31u };
 
 	for (unsigned i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		if (lens[i] == 0 || (i > 0 && lens[i] == lens[0]))
 			continue;
 		if (syscall(SYS_rseq, area, lens[i], RSEQ_FLAG_UNREGISTER,
-		            ~(uint32_t)RSEQ_SIG) == -1 && errno == EPERM)
+		            ~(uint32_t)RSEQ_SIG) == -1 &&
+		    errno == EPERM)
 			return true;
 	}
 	return false;
@@ -184,7 +185,7 @@ static pid_t thread_pointer_owner_if_not_me(void)
 		return 0;
 	if (clock == thread_cpuclock(me))
 		return 0;
-	return (pid_t)~((uint32_t)clock >> 3);
+	return (pid_t) ~((uint32_t)clock >> 3);
 }
 #endif
 

@@ -17,17 +17,15 @@
 
 #include <stdbool.h>
 
-__attribute__((noreturn, format(printf, 1, 2), cold))
-void percpu_die(const char *fmt, ...);
+__attribute__((noreturn, format(printf, 1, 2), cold)) void percpu_die(const char *fmt, ...);
 
-__attribute__((format(printf, 1, 2), cold))
-void percpu_warn(const char *fmt, ...);
+__attribute__((format(printf, 1, 2), cold)) void percpu_warn(const char *fmt, ...);
 
-#define percpu_warn_once(...)                                                  \
-	do {                                                                   \
-		static bool warned_;                                           \
-		if (!__atomic_exchange_n(&warned_, true, __ATOMIC_RELAXED))    \
-			percpu_warn(__VA_ARGS__);                              \
+#define percpu_warn_once(...)                                               \
+	do {                                                                \
+		static bool warned_;                                        \
+		if (!__atomic_exchange_n(&warned_, true, __ATOMIC_RELAXED)) \
+			percpu_warn(__VA_ARGS__);                           \
 	} while (0)
 
 /*
@@ -41,7 +39,7 @@ void percpu_warn(const char *fmt, ...);
 /* The hook's value (a flag, an errno, a function pointer). */
 #define PERCPU_TEST_HOOK(hook) (hook)
 /* Count an event in a hook's counter. */
-#define PERCPU_TEST_COUNT(counter)                                             \
+#define PERCPU_TEST_COUNT(counter) \
 	((void)__atomic_fetch_add(&(counter), 1, __ATOMIC_RELAXED))
 #else
 #define PERCPU_TEST_HOOK(hook) 0
@@ -51,10 +49,10 @@ void percpu_warn(const char *fmt, ...);
 #ifdef NDEBUG
 #define PERCPU_DEBUG_ASSERT(cond, ...) ((void)0)
 #else
-#define PERCPU_DEBUG_ASSERT(cond, ...)                                         \
-	do {                                                                   \
-		if (__builtin_expect(!(cond), 0))                              \
-			percpu_die(__VA_ARGS__);                               \
+#define PERCPU_DEBUG_ASSERT(cond, ...)            \
+	do {                                      \
+		if (__builtin_expect(!(cond), 0)) \
+			percpu_die(__VA_ARGS__);  \
 	} while (0)
 #endif
 

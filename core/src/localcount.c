@@ -16,11 +16,11 @@
 /* lc_mode: anything but MODE_PERCPU sends both fast paths here. */
 enum {
 	MODE_PERCPU = 0,
-	MODE_ATOMIC,        /* no fast mode in this process: lc_central only */
-	MODE_TRYDRAINING,   /* inside localcount_trydrain(): everything central */
+	MODE_ATOMIC,      /* no fast mode in this process: lc_central only */
+	MODE_TRYDRAINING, /* inside localcount_trydrain(): everything central */
 	MODE_DRAINING,
 	MODE_DRAINED,
-	MODE_FINI,          /* after fini, or init failed */
+	MODE_FINI, /* after fini, or init failed */
 };
 
 /*
@@ -59,16 +59,16 @@ static const char *state_name(int state)
  * naming the function, the object and the fault.  A finalised or never
  * initialised localcount is reported as such whatever the call.
  */
-__attribute__((noreturn, cold))
-static void misuse(const char *fn, const struct localcount *lc, int state,
-                   const char *what)
+__attribute__((noreturn, cold)) static void misuse(const char *fn, const struct localcount *lc, int state,
+                                                   const char *what)
 {
 	if (state == LOCALCOUNT_FINI)
 		percpu_die("%s(%p): localcount used after localcount_fini",
 		           fn, (const void *)lc);
 	if (state < LOCALCOUNT_LIVE || state > LOCALCOUNT_FINI)
 		percpu_die("%s(%p): localcount not initialised (or its "
-		           "localcount_init failed)", fn, (const void *)lc);
+		           "localcount_init failed)",
+		           fn, (const void *)lc);
 	percpu_die("%s(%p): localcount is %s: %s", fn, (const void *)lc,
 	           state_name(state), what);
 }
@@ -140,8 +140,8 @@ void localcount_fini(struct localcount *lc)
 
 	if (!change_state(lc, LOCALCOUNT_DRAINED, LOCALCOUNT_FINI, &was))
 		misuse("localcount_fini", lc, was, "fini without drain "
-		       "(localcount_drain or a successful localcount_trydrain "
-		       "must come first)");
+		                                   "(localcount_drain or a successful localcount_trydrain "
+		                                   "must come first)");
 	set_mode(lc, MODE_FINI);
 	/* No add can touch the word: the mode has been non-zero since the
 	 * drain, and a fast path reading MODE_FINI never dereferences it. */
@@ -183,7 +183,7 @@ static int tryacquire_slow(struct localcount *lc, const char *fn)
 			if (old & CENTRAL_CLOSED)
 				return -EINVAL; /* drained, or being drained */
 			if (old & CENTRAL_TRYCLOSED)
-				return -EBUSY;  /* a trydrain decides right now */
+				return -EBUSY; /* a trydrain decides right now */
 		} while (!__atomic_compare_exchange_n(&lc->lc_central, &old,
 		                                      old + CENTRAL_ONE, true,
 		                                      __ATOMIC_RELAXED,
@@ -230,13 +230,14 @@ static void release_draining(struct localcount *lc, pthread_cond_t *cv,
 	rc = pthread_mutex_lock(interlock);
 	if (rc != 0)
 		percpu_die("localcount_release(%p): %s the interlock %p "
-		           "(pthread_mutex_lock: %d)", (void *)lc,
+		           "(pthread_mutex_lock: %d)",
+		           (void *)lc,
 		           rc == EDEADLK ? "the caller holds" : "cannot lock",
 		           (void *)interlock, rc);
 	state = load_state(lc);
 	if (state != LOCALCOUNT_DRAINING)
 		misuse("localcount_release", lc, state, "release of a reference "
-		       "that cannot exist (more releases than acquires)");
+		                                        "that cannot exist (more releases than acquires)");
 	/*
 	 * Our reference is still counted -- in a word not yet folded, or in
 	 * lc_total -- so the drain cannot finish before this decrement.
@@ -287,8 +288,8 @@ void localcount_release_slow(struct localcount *lc, pthread_cond_t *cv,
 		PERCPU_TEST_COUNT(percpu_test_localcount_late_central);
 	} else if (mode != MODE_DRAINING) {
 		misuse("localcount_release", lc, load_state(lc), "release of a "
-		       "reference that cannot exist (more releases than "
-		       "acquires)");
+		                                                 "reference that cannot exist (more releases than "
+		                                                 "acquires)");
 	}
 	release_draining(lc, cv, interlock);
 }
@@ -302,7 +303,8 @@ void localcount_drain(struct localcount *lc, pthread_cond_t *cv,
 
 	if (CAN_CHECK_OWNER && !caller_owns(interlock))
 		percpu_die("localcount_drain(%p): the caller must hold the "
-		           "interlock %p", (void *)lc, (void *)interlock);
+		           "interlock %p",
+		           (void *)lc, (void *)interlock);
 	if (!change_state(lc, LOCALCOUNT_LIVE, LOCALCOUNT_DRAINING, &was))
 		misuse("localcount_drain", lc, was,
 		       "drain is one-shot, and only one may run");
@@ -318,7 +320,8 @@ void localcount_drain(struct localcount *lc, pthread_cond_t *cv,
 		pthread_mutex_lock(interlock);
 		if (rc != 0)
 			percpu_die("localcount_drain(%p): the fence failed (%d) in "
-			           "per-CPU mode", (void *)lc, rc);
+			           "per-CPU mode",
+			           (void *)lc, rc);
 	}
 
 	/* Freeze the central word and take its count in one instruction. */
@@ -326,7 +329,8 @@ void localcount_drain(struct localcount *lc, pthread_cond_t *cv,
 	                            __ATOMIC_ACQ_REL);
 	if (central & CENTRAL_CLOSED)
 		percpu_die("localcount_drain(%p): central word already closed "
-		           "(corrupt localcount)", (void *)lc);
+		           "(corrupt localcount)",
+		           (void *)lc);
 	__atomic_add_fetch(&lc->lc_total,
 	                   percpu_sum(lc->lc_percpu) + central_count(central),
 	                   __ATOMIC_RELAXED);
@@ -387,7 +391,8 @@ static int trydrain(struct localcount *lc, int *was, int64_t *refs)
 		rc = percpu_fence();
 		if (rc != 0)
 			percpu_die("localcount_trydrain(%p): the fence failed (%d) "
-			           "in per-CPU mode", (void *)lc, rc);
+			           "in per-CPU mode",
+			           (void *)lc, rc);
 	}
 	/* Hold the central word: acquires are refused (-EBUSY) from here,
 	 * releases still land in it. */
@@ -395,7 +400,8 @@ static int trydrain(struct localcount *lc, int *was, int64_t *refs)
 	                            __ATOMIC_ACQ_REL);
 	if (central & (CENTRAL_CLOSED | CENTRAL_TRYCLOSED))
 		percpu_die("localcount_trydrain(%p): central word already closed "
-		           "(corrupt localcount)", (void *)lc);
+		           "(corrupt localcount)",
+		           (void *)lc);
 	hook = PERCPU_TEST_HOOK(percpu_test_localcount_trydrain_hook);
 	if (hook)
 		hook(lc);
@@ -420,7 +426,8 @@ static int trydrain(struct localcount *lc, int *was, int64_t *refs)
 	 * per-CPU commit is an x86 store made visible by the fence (or, in
 	 * atomic mode, there are none) -- the compiler must not reorder
 	 * either. */
-	__asm__ __volatile__("" ::: "memory");
+	__asm__ __volatile__("" ::
+	                             : "memory");
 	PERCPU_TSAN_ACQUIRE(lc->lc_percpu); /* as in drain: <percpu/ops.h> */
 	/* Final.  No acquire can change a held word; with no reference left,
 	 * if something moved it a release was made without an acquire. */

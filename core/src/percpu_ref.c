@@ -65,15 +65,15 @@
 #define PERCPU_COUNT_BIAS (INT64_C(1) << 61)
 
 struct percpu_ref_data {
-	int64_t count;                     /* atomic: 2 * refs + dead */
+	int64_t count; /* atomic: 2 * refs + dead */
 	percpu_ref_func_t *release;
 	percpu_ref_func_t *confirm_switch; /* non-NULL: a switch in flight */
 	bool force_atomic;                 /* sticky atomic mode */
 	bool allow_reinit;
-	bool percpu_freed;                 /* words freed after the switch */
-	bool folded;                       /* this switch's fold is done */
+	bool percpu_freed; /* words freed after the switch */
+	bool folded;       /* this switch's fold is done */
 	struct percpu_ref *ref;
-	struct percpu_ref_data *next;      /* worker queue */
+	struct percpu_ref_data *next; /* worker queue */
 };
 
 static pthread_mutex_t switch_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -140,7 +140,8 @@ static void settle_put(struct percpu_ref *ref, percpu_ref_func_t *release,
 		return;
 	if (refs < 0)
 		percpu_die("%s(%p): percpu_ref underflow: count %lld, more puts "
-		           "than gets", fn, (void *)ref, (long long)refs);
+		           "than gets",
+		           fn, (void *)ref, (long long)refs);
 	/* We took it to zero: no one else can hold a reference now. */
 	if (release)
 		release(ref);
@@ -169,7 +170,8 @@ static struct percpu_ref_data *data_of(struct percpu_ref *ref, const char *fn)
 
 	if (__builtin_expect(!d, 0))
 		percpu_die("%s(%p): used after percpu_ref_exit (or never "
-		           "initialised)", fn, (void *)ref);
+		           "initialised)",
+		           fn, (void *)ref);
 	return d;
 }
 
@@ -273,14 +275,15 @@ static void fold_locked(struct percpu_ref_data *d)
 	/* The puts folded happen before the release (TSan: <percpu/ops.h>). */
 	PERCPU_TSAN_ACQUIRE(ref->percpu_count);
 	count = count_add(d, (int64_t)(sum - (uint64_t)PERCPU_COUNT_BIAS),
-	                          __ATOMIC_SEQ_CST);
+	                  __ATOMIC_SEQ_CST);
 
 	d->folded = true;
 	/* The switch's own reference is in there: the true count is >= 1. */
 	if (refs_of(count) <= 0)
 		percpu_die("percpu_ref(%p): count %lld <= 0 after switching to "
 		           "atomic (with the switch's own reference): more puts "
-		           "than gets", (void *)ref, (long long)refs_of(count));
+		           "than gets",
+		           (void *)ref, (long long)refs_of(count));
 }
 
 /* Finish in_progress's first ref.  Called and returns with the lock held. */
@@ -352,7 +355,8 @@ static void fence_for_batch(void)
 	rc = percpu_fence();
 	if (rc != 0)
 		percpu_die("percpu_ref: the fence failed (%s) with refs in "
-		           "percpu mode", strerror(-rc));
+		           "percpu mode",
+		           strerror(-rc));
 }
 
 /*
@@ -435,7 +439,8 @@ static void wait_for_switch_locked(struct percpu_ref *ref,
 		if (on_worker)
 			percpu_die("%s(%p): called from a callback on the percpu_ref "
 			           "switch worker while a switch of this ref is in "
-			           "flight: it would wait for itself", fn, (void *)ref);
+			           "flight: it would wait for itself",
+			           fn, (void *)ref);
 		pthread_cond_wait(&switch_done, &switch_lock);
 	}
 }
@@ -474,7 +479,8 @@ static void to_percpu_locked(struct percpu_ref *ref, struct percpu_ref_data *d)
 	}
 	PERCPU_DEBUG_ASSERT(!d->percpu_freed,
 	                    "percpu_ref(%p): per-CPU words freed with "
-	                    "ALLOW_REINIT set", (void *)ref);
+	                    "ALLOW_REINIT set",
+	                    (void *)ref);
 	if (!percpu_fast_mode_available())
 		return; /* atomic for life; force_atomic records the wish */
 	/*
@@ -592,7 +598,8 @@ void percpu_ref_exit(struct percpu_ref *ref)
 			           "ref is in flight: it would wait for itself",
 			           (void *)ref);
 		percpu_warn_once("percpu_ref_exit(%p): a mode switch is in flight; "
-		                 "waiting for it", (void *)ref);
+		                 "waiting for it",
+		                 (void *)ref);
 		/* Its release may exit the ref meanwhile: re-read data. */
 		pthread_cond_wait(&switch_done, &switch_lock);
 	}
@@ -603,7 +610,7 @@ void percpu_ref_exit(struct percpu_ref *ref)
 	nonzero = !is_zero_locked(ref);
 	/* Keep is_zero() and is_dying() answerable after exit. */
 	store_mode(ref, __PERCPU_REF_ATOMIC_DEAD |
-	                ((uintptr_t)nonzero << __PERCPU_REF_FLAG_BITS));
+	                        ((uintptr_t)nonzero << __PERCPU_REF_FLAG_BITS));
 	__atomic_store_n(&ref->data, NULL, __ATOMIC_RELEASE);
 	if (!d->percpu_freed)
 		words = ref->percpu_count;
@@ -622,7 +629,8 @@ void percpu_ref_get_slow(struct percpu_ref *ref, unsigned long nr)
 	if (__builtin_expect(refs_of(old) <= 0, 0))
 		percpu_die("percpu_ref_get(%p): the count was %lld: get needs a "
 		           "reference already held (use tryget), or the ref was "
-		           "released", (void *)ref, (long long)refs_of(old));
+		           "released",
+		           (void *)ref, (long long)refs_of(old));
 }
 
 void percpu_ref_put_slow(struct percpu_ref *ref, unsigned long nr)
@@ -675,7 +683,8 @@ void percpu_ref_kill_and_confirm(struct percpu_ref *ref,
 	if (load_mode(ref) & __PERCPU_REF_DEAD) {
 		unlock_switch();
 		percpu_warn("percpu_ref_kill(%p): called more than once (release "
-		            "%p); ignored", (void *)ref, (void *)(uintptr_t)d->release);
+		            "%p); ignored",
+		            (void *)ref, (void *)(uintptr_t)d->release);
 		return;
 	}
 	/* The count's flag first: from here every slow tryget_live fails. */
@@ -747,7 +756,8 @@ void percpu_ref_resurrect(struct percpu_ref *ref)
 	if (!(load_mode(ref) & __PERCPU_REF_DEAD)) {
 		unlock_switch();
 		percpu_warn("percpu_ref_resurrect(%p): the ref is not dying; "
-		            "ignored", (void *)ref);
+		            "ignored",
+		            (void *)ref);
 		return;
 	}
 	resurrect_locked(ref, d, "percpu_ref_resurrect");
@@ -764,7 +774,8 @@ void percpu_ref_reinit(struct percpu_ref *ref)
 	if (!is_zero_locked(ref)) {
 		unlock_switch();
 		percpu_warn("percpu_ref_reinit(%p): the count is not zero; "
-		            "ignored", (void *)ref);
+		            "ignored",
+		            (void *)ref);
 		return;
 	}
 	resurrect_locked(ref, d, "percpu_ref_reinit");
@@ -843,7 +854,9 @@ static void fork_child(void)
 __attribute__((constructor)) static void percpu_ref_fork_init(void)
 {
 	static const struct percpu_fork_handlers h = {
-		fork_prepare, fork_parent, fork_child,
+		fork_prepare,
+		fork_parent,
+		fork_child,
 	};
 
 	percpu_fork_add(PERCPU_FORK_REF, &h);

@@ -37,9 +37,11 @@ void pserialize_read_exit_misuse(int s)
 {
 	if ((unsigned)s > 1)
 		percpu_die("pserialize_read_exit(%d): not a value pserialize_read_enter() "
-		           "returned (0 or 1)", s);
+		           "returned (0 or 1)",
+		           s);
 	percpu_die("pserialize_read_exit(%d): no read section with that value is "
-	           "open in this thread (an exit without its enter, or twice)", s);
+	           "open in this thread (an exit without its enter, or twice)",
+	           s);
 }
 
 /* The full barrier that pairs with the readers' (fence or their own). */
@@ -52,7 +54,8 @@ static void writer_fence(const char *who)
 	int rc = percpu_fence();
 	if (rc != 0)
 		percpu_die("%s: the membarrier fence failed (%d) after it worked at "
-		           "load time: read sections can no longer be waited for", who, rc);
+		           "load time: read sections can no longer be waited for",
+		           who, rc);
 }
 
 /* unlock first, then lock: see the header (step 2). */
@@ -95,7 +98,8 @@ void percpu_pserialize_grace(const char *who)
 {
 	if (pserialize_in_read_section())
 		percpu_die("%s: called inside a read section: it would wait for "
-		           "itself (pserialize_read_exit() first)", who);
+		           "itself (pserialize_read_exit() first)",
+		           who);
 	pthread_mutex_lock(&grace_lock);
 	writer_fence(who);
 	uintptr_t epoch = __atomic_load_n(&pserialize_readers.epoch, __ATOMIC_RELAXED);
@@ -123,7 +127,8 @@ static struct pserialize *checked(pserialize_t psz, const char *who)
 		percpu_die("%s(%p): pserialize_t already destroyed", who, (void *)psz);
 	if (magic != PSZ_MAGIC)
 		percpu_die("%s(%p): not a pserialize_t from pserialize_create() "
-		           "(corrupt or never created)", who, (void *)psz);
+		           "(corrupt or never created)",
+		           who, (void *)psz);
 	return psz;
 }
 
@@ -144,7 +149,8 @@ void pserialize_destroy(pserialize_t psz)
 	checked(psz, "pserialize_destroy");
 	if (__atomic_load_n(&psz->performing, __ATOMIC_ACQUIRE) != 0)
 		percpu_die("pserialize_destroy(%p): a pserialize_perform() on it is "
-		           "still running", (void *)psz);
+		           "still running",
+		           (void *)psz);
 	psz->magic = PSZ_DEAD;
 	free(psz);
 }
@@ -186,7 +192,9 @@ static void fork_child(void)
 __attribute__((constructor)) static void pserialize_init(void)
 {
 	static const struct percpu_fork_handlers h = {
-		fork_prepare, fork_parent, fork_child,
+		fork_prepare,
+		fork_parent,
+		fork_child,
 	};
 
 	for (int s = 0; s < 2; s++) {

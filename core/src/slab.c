@@ -42,29 +42,29 @@
 #define MAP_WORDS (GRANULES / 64)
 
 struct chunk {
-	char *base;                 /* CPU 0's unit; the mapping's start */
-	size_t map_len;             /* nr_cpus * PERCPU_UNIT_STRIDE */
+	char *base;     /* CPU 0's unit; the mapping's start */
+	size_t map_len; /* nr_cpus * PERCPU_UNIT_STRIDE */
 	size_t free_granules;
-	size_t first_free;          /* no free granule below this index */
+	size_t first_free; /* no free granule below this index */
 	uint64_t alloc_map[MAP_WORDS];
 	uint64_t start_map[MAP_WORDS];
-	int *wanted_node;           /* per CPU */
-	int *bind_error;            /* per CPU: 0 or -errno of mbind */
+	int *wanted_node; /* per CPU */
+	int *bind_error;  /* per CPU: 0 or -errno of mbind */
 };
 
 static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct chunk **chunks;       /* sorted by base, for free() lookup */
+static struct chunk **chunks; /* sorted by base, for free() lookup */
 static size_t nr_chunks, chunks_cap;
-static size_t alloc_hint;           /* chunk index to try first */
+static size_t alloc_hint; /* chunk index to try first */
 static size_t live_objects, granules_in_use, units_unplaced;
 #ifdef PERCPU_TEST_HOOKS
 /* percpu_slab_inject_failure(), <percpu/test_hooks.h>; test builds only. */
 static long inject_countdown = -1;
 #define INJECTED_FAILURE() (inject_countdown == 0)
-#define COUNT_SUCCESS()                                                        \
-	do {                                                                   \
-		if (inject_countdown > 0)                                      \
-			inject_countdown--;                                    \
+#define COUNT_SUCCESS()                     \
+	do {                                \
+		if (inject_countdown > 0)   \
+			inject_countdown--; \
 	} while (0)
 #else
 #define INJECTED_FAILURE() false
@@ -122,7 +122,7 @@ static int populate_primary(char *unit)
 {
 	if (madvise(unit, PERCPU_TWIN_OFFSET, MADV_POPULATE_WRITE) == 0)
 		return 0;
-	if (errno != EINVAL)            /* ENOMEM, EFAULT: really no memory */
+	if (errno != EINVAL) /* ENOMEM, EFAULT: really no memory */
 		return -errno;
 	/* Kernel < 5.14: touch each page (an OOM here is the kernel's call). */
 	long page = sysconf(_SC_PAGESIZE);
@@ -348,7 +348,8 @@ void percpu_slab_free(void *handle)
 	g = (size_t)((char *)handle - c->base) / PERCPU_SLAB_GRANULE;
 	if (!test_bit(c->start_map, g))
 		percpu_die("percpu_slab_free(%p): not a live allocation "
-		           "(double free, or a pointer into an object)", handle);
+		           "(double free, or a pointer into an object)",
+		           handle);
 	while (g + n < GRANULES && test_bit(c->alloc_map, g + n) &&
 	       !test_bit(c->start_map, g + n))
 		n++;

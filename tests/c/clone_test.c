@@ -147,7 +147,7 @@ static int raw_report_path(void *arg)
 
 TEST(raw_clone_with_own_tls_is_unmarked_until_init_raw_then_falls_back)
 {
-	struct path_report r = {.init_raw = true};
+	struct path_report r = { .init_raw = true };
 	struct raw_thread t;
 
 	CHECK(raw_thread_start(&t, true, raw_report_path, &r));
@@ -162,7 +162,7 @@ TEST(raw_clone_with_own_tls_is_unmarked_until_init_raw_then_falls_back)
 
 TEST(raw_clone_sharing_its_parents_tls_is_reported_as_shared)
 {
-	struct path_report r = {.init_raw = false};
+	struct path_report r = { .init_raw = false };
 	struct raw_thread t;
 
 	CHECK(raw_thread_start(&t, false, raw_report_path, &r));
@@ -198,13 +198,13 @@ TEST(init_raw_in_a_thread_sharing_tls_aborts_with_a_message)
 /* ---- exact counts from a raw clone among glibc threads ----------------- */
 
 struct shared_objects {
-	void *word;             /* a bare per-CPU word: percpu_add */
-	counter_u64_t counter;  /* counter(9) */
-	struct localcount lc;   /* localcount(9), acquire/release pairs */
-	struct percpu_ref ref;  /* percpu_ref get/put pairs */
+	void *word;            /* a bare per-CPU word: percpu_add */
+	counter_u64_t counter; /* counter(9) */
+	struct localcount lc;  /* localcount(9), acquire/release pairs */
+	struct percpu_ref ref; /* percpu_ref get/put pairs */
 	long per_thread;
 	volatile int go;
-	int raw_cpu;            /* CPU the raw child pins itself to */
+	int raw_cpu; /* CPU the raw child pins itself to */
 };
 
 static void hammer(struct shared_objects *o)
@@ -257,7 +257,7 @@ static void count_release(struct percpu_ref *ref)
 
 TEST(raw_clone_with_own_tls_counts_exactly_beside_glibc_threads)
 {
-	struct shared_objects o = {0};
+	struct shared_objects o = { 0 };
 	int glibc_threads = 2 * stress_nr_online();
 	struct raw_thread t;
 	long total;

@@ -237,8 +237,7 @@ struct zero_race {
 /* If set: runs in the window of naive_fetch_and_zero for that CPU. */
 static void (*naive_zero_between)(unsigned cpu);
 
-__attribute__((no_sanitize("thread")))
-static uint64_t naive_fetch_and_zero(counter_u64_t c)
+__attribute__((no_sanitize("thread"))) static uint64_t naive_fetch_and_zero(counter_u64_t c)
 {
 	uint64_t taken = 0;
 
@@ -302,7 +301,10 @@ static void add_ones(void *arg, int index)
 static int64_t run_zero_race(bool naive, bool mixed, long ops)
 {
 	struct zero_race z = {
-		.c = counter_u64_alloc(M_WAITOK), .ops = ops, .naive = naive, .mixed = mixed,
+		.c = counter_u64_alloc(M_WAITOK),
+		.ops = ops,
+		.naive = naive,
+		.mixed = mixed,
 	};
 	int threads = stress_oversubscribed();
 	pthread_t zeroers[2];
@@ -350,8 +352,8 @@ TEST(zero_racing_mixed_rseq_and_fallback_adds_is_exact)
  */
 static struct {
 	counter_u64_t c;
-	int cpu;        /* the interloper's CPU, once it is pinned */
-	int stage;      /* 1: add now; 2: added */
+	int cpu;   /* the interloper's CPU, once it is pinned */
+	int stage; /* 1: add now; 2: added */
 } forced_zero;
 
 static void *forced_zero_interloper(void *arg)
@@ -395,7 +397,8 @@ TEST(negative_control_naive_zero_is_caught)
 	naive_zero_between = NULL;
 	pthread_join(t, NULL);
 	printf("# under stress the naive zero was off by %" PRId64 "; forced: one add "
-	       "in its window, taken %" PRIu64 " + left %" PRIu64 "\n", error, taken,
+	       "in its window, taken %" PRIu64 " + left %" PRIu64 "\n",
+	       error, taken,
 	       counter_u64_fetch(forced_zero.c));
 	CHECK_MSG(taken + counter_u64_fetch(forced_zero.c) != 1,
 	          "a racy zero went unnoticed: the invariant cannot catch a lost count");
@@ -528,7 +531,7 @@ TEST(ratecheck_limits_per_second_and_reports_the_overflow)
 	CHECK_EQ(counter_ratecheck(&cr, 10), 15); /* the second that ended saw 15 */
 	CHECK_EQ(counter_ratecheck(&cr, 10), 0);  /* the new one is not over */
 	usleep(1100 * 1000);
-	CHECK_EQ(counter_ratecheck(&cr, 10), 0);  /* under the limit: nothing to report */
+	CHECK_EQ(counter_ratecheck(&cr, 10), 0); /* under the limit: nothing to report */
 	counter_u64_free(cr.cr_rate);
 }
 
@@ -536,9 +539,9 @@ struct rate_race {
 	struct counter_rate cr;
 	int64_t deadline_ns;
 	uint64_t calls;
-	uint64_t reported;      /* sum of the positive returns */
+	uint64_t reported; /* sum of the positive returns */
 	uint64_t reports;
-	int report_seen;        /* some thread got a positive return */
+	int report_seen; /* some thread got a positive return */
 };
 
 static void hammer_ratecheck(void *arg, int index)
@@ -581,7 +584,8 @@ TEST(ratecheck_counts_every_event_across_contended_resets)
 	stress_run_threads(stress_oversubscribed(), hammer_ratecheck, &r);
 	stress_signal_storm_stop();
 	printf("# ratecheck: %" PRIu64 " calls, %" PRIu64 " reports totalling %" PRIu64
-	       ", %" PRIu64 " left, run overran its deadline by %" PRId64 " ms\n", r.calls,
+	       ", %" PRIu64 " left, run overran its deadline by %" PRId64 " ms\n",
+	       r.calls,
 	       r.reports, r.reported, counter_u64_fetch(r.cr.cr_rate),
 	       (now_ns() - r.deadline_ns) / 1000000);
 	/* A second ended mid-run (the threads run until one did), each
@@ -632,12 +636,14 @@ TEST(a_million_counters_cost_8_bytes_per_cpu_each)
 	percpu_slab_get_stats(&during);
 	printf("# %d counters x %u possible CPUs: slab %zu bytes per CPU in use; %ld/%ld "
 	       "primary pages populated, twin pages %ld/%ld before the adds and %ld after "
-	       "= %.2f populated bytes per counter per CPU (VmRSS +%ld KiB)\n", N,
+	       "= %.2f populated bytes per counter per CPU (VmRSS +%ld KiB)\n",
+	       N,
 	       percpu_nr_cpus(), during.bytes_in_use - before.bytes_in_use,
 	       added.primary_populated, added.primary, allocated.twin_populated, added.twin,
 	       added.twin_populated,
 	       (double)(added.primary_populated + added.twin_populated) * (double)page / N /
-	               percpu_nr_cpus(), grown);
+	               percpu_nr_cpus(),
+	       grown);
 	CHECK_EQ(during.objects - before.objects, N);
 	CHECK_EQ(during.bytes_in_use - before.bytes_in_use, (size_t)N * 8);
 	CHECK_EQ(added.unreadable, 0);
@@ -862,7 +868,7 @@ TEST(sysctl_names_and_flags_are_checked)
 		          "name '%s' accepted", bad[i]);
 	CHECK(add_fails_with("a..b", "c", CTLFLAG_RD, &c, 1, EINVAL));
 	CHECK(add_fails_with("x", NULL, CTLFLAG_RD, &c, 1, EINVAL));
-	CHECK(add_fails_with("x", "y", CTLFLAG_WR, &c, 1, EINVAL));    /* not readable */
+	CHECK(add_fails_with("x", "y", CTLFLAG_WR, &c, 1, EINVAL));       /* not readable */
 	CHECK(add_fails_with("x", "y", CTLFLAG_RD | 0x1, &c, 1, EINVAL)); /* unknown flag */
 	CHECK(add_fails_with("x", "y", CTLFLAG_RD, NULL, 1, EINVAL));
 	CHECK(add_fails_with("x", "y", CTLFLAG_RD, &c, 0, EINVAL));
@@ -870,7 +876,7 @@ TEST(sysctl_names_and_flags_are_checked)
 	longname[COUNTER_SYSCTL_NAME_MAX - 1] = '\0'; /* 255 characters: fits */
 	CHECK(counter_sysctl_add(&ctx, NULL, longname, CTLFLAG_RD, &c, 1, "") != NULL);
 	longname[COUNTER_SYSCTL_NAME_MAX - 1] = 'n';
-	longname[COUNTER_SYSCTL_NAME_MAX] = '\0';     /* 256: too long */
+	longname[COUNTER_SYSCTL_NAME_MAX] = '\0'; /* 256: too long */
 	CHECK(add_fails_with(NULL, longname, CTLFLAG_RD, &c, 1, ENAMETOOLONG));
 	CHECK(add_fails_with("parent", longname + 1, CTLFLAG_RD, &c, 1, ENAMETOOLONG));
 
@@ -902,7 +908,8 @@ static int collect(const struct counter_sysctl_info *info, void *arg)
 		l->read_inside += v;
 	errno = 0;
 	if (!counter_sysctl_add(NULL, "list", "inside", CTLFLAG_RD, (counter_u64_t *)info->counters,
-	                        1, "") && errno == EDEADLK)
+	                        1, "") &&
+	    errno == EDEADLK)
 		l->deadlocks++;
 	if (counter_sysctl_remove(info->name) == -EDEADLK)
 		l->deadlocks++;
@@ -1069,14 +1076,14 @@ static int parse_back(char *text, struct expectation *e)
 			if (!cur || !sp || next_index >= cur->len)
 				return samples;
 			CHECK_MSG(name_len == strlen(cur->metric) &&
-			          !strncmp(line, cur->metric, name_len),
+			                  !strncmp(line, cur->metric, name_len),
 			          "sample '%s' outside its family %s", line, cur->metric);
 			if (cur->len > 1) {
 				char label[64];
 
 				snprintf(label, sizeof(label), "{index=\"%zu\"}", next_index);
 				CHECK_MSG(!strncmp(line + name_len, label, strlen(label)) &&
-				          line + name_len + strlen(label) == sp,
+				                  line + name_len + strlen(label) == sp,
 				          "sample '%s' lacks %s", line, label);
 			} else {
 				CHECK_MSG(line + name_len == sp, "scalar '%s' has labels", line);

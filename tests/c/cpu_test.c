@@ -20,7 +20,7 @@ TEST(cpu_list_parser_accepts_kernel_lists)
 	CHECK_EQ(percpu_parse_cpu_list("0-1\n"), 2);
 	CHECK_EQ(percpu_parse_cpu_list("0-3,8-11"), 12);
 	CHECK_EQ(percpu_parse_cpu_list("0,2,4,6"), 7);
-	CHECK_EQ(percpu_parse_cpu_list("5"), 6);      /* sparse: ids, not a count */
+	CHECK_EQ(percpu_parse_cpu_list("5"), 6); /* sparse: ids, not a count */
 	CHECK_EQ(percpu_parse_cpu_list("0-127\n"), 128);
 }
 

@@ -41,8 +41,15 @@ _NOT_UNDER_SANITIZERS = select({
     "//conditions:default": [],
 })
 
-def percpu_c_test(name, srcs, deps = [], size = "medium", tags = [], paths = PATHS, valgrind = True,
-                  valgrind_suppressions = None):
+def percpu_c_test(
+        name,
+        srcs,
+        deps = [],
+        size = "medium",
+        tags = [],
+        paths = PATHS,
+        valgrind = True,
+        valgrind_suppressions = None):
     native.cc_binary(
         name = name + "_bin",
         srcs = srcs,

@@ -126,7 +126,7 @@ static int child_uses_everything(void *unused)
 	struct localcount lc;
 	struct percpu_ref ref;
 	struct child_adds adds;
-	counter_u64_t c = counter_u64_alloc(M_WAITOK);  /* slab lock */
+	counter_u64_t c = counter_u64_alloc(M_WAITOK); /* slab lock */
 	uint64_t v;
 	size_t len = 1;
 	int rc = 0;
@@ -139,17 +139,17 @@ static int child_uses_everything(void *unused)
 	stress_run_threads(4, child_thread, &adds);
 	if (counter_u64_fetch(c) != 40000)
 		rc |= 2;
-	counter_u64_zero(c);                            /* zero lock */
+	counter_u64_zero(c); /* zero lock */
 	if (counter_u64_fetch(c) != 0)
 		rc |= 4;
 	counter_u64_add(c, 7);
 	if (!counter_sysctl_add(NULL, "fork_test.child", "c", CTLFLAG_RW, &c, 1, NULL))
-		rc |= 8;                                /* tree write lock */
+		rc |= 8; /* tree write lock */
 	if (counter_sysctl_read("fork_test.child.c", &v, &len) || v != 7)
-		rc |= 16;                               /* tree read lock */
+		rc |= 16; /* tree read lock */
 	if (counter_sysctl_remove("fork_test.child.c"))
 		rc |= 32;
-	percpu_ref_kill(&ref);                          /* switch lock, worker */
+	percpu_ref_kill(&ref); /* switch lock, worker */
 	for (double end = now_s() + 5; now_s() < end;)
 		if (__atomic_load_n(&released_in_child, __ATOMIC_SEQ_CST))
 			break;
@@ -157,7 +157,7 @@ static int child_uses_everything(void *unused)
 		rc |= 64;
 	percpu_ref_exit(&ref);
 	pthread_mutex_lock(&interlock);
-	localcount_drain(&lc, &cv, &interlock);         /* fence, interlock */
+	localcount_drain(&lc, &cv, &interlock); /* fence, interlock */
 	pthread_mutex_unlock(&interlock);
 	localcount_fini(&lc);
 	counter_u64_free(c);
@@ -166,14 +166,22 @@ static int child_uses_everything(void *unused)
 
 /* ---- hammering every lock while forking ------------------------------- */
 
-enum { H_ZERO, H_SYSCTL, H_SLAB, H_REF, H_UNPROTECTED, H_KINDS };
+enum { H_ZERO,
+       H_SYSCTL,
+       H_SLAB,
+       H_REF,
+       H_UNPROTECTED,
+       H_KINDS };
 static const char *const kind_name[H_KINDS] = {
-	"counter_u64_zero", "sysctl add/read/remove", "slab alloc/free",
-	"percpu_ref switch", "unprotected test lock",
+	"counter_u64_zero",
+	"sysctl add/read/remove",
+	"slab alloc/free",
+	"percpu_ref switch",
+	"unprotected test lock",
 };
 
 static int hammer_stop;
-static int inside[H_KINDS];        /* a hammer thread is inside that call */
+static int inside[H_KINDS]; /* a hammer thread is inside that call */
 static pthread_mutex_t unprotected = PTHREAD_MUTEX_INITIALIZER;
 static counter_u64_t hammered;
 static int hammer_fail;
@@ -336,7 +344,8 @@ static void hammer_thread(void *arg, int index)
 		STORE(hammer_stop, 1);
 		break;
 	case 1: hammer_zero(); break;
-	case 2: case 3: hammer_sysctl(index); break;
+	case 2:
+	case 3: hammer_sysctl(index); break;
 	case 4: hammer_slab(); break;
 	case 5: hammer_ref(); break;
 	case 6: hammer_unprotected(); break;
@@ -376,7 +385,8 @@ TEST(fork_while_every_lock_is_hammered_child_neither_deadlocks_nor_miscounts)
 	          "the child did not find the unprotected lock held: the test "
 	          "cannot tell a missing fork handler");
 	CHECK(st.landed_inside[H_ZERO] + st.landed_inside[H_SYSCTL] +
-	      st.landed_inside[H_SLAB] + st.landed_inside[H_REF] > 0);
+	              st.landed_inside[H_SLAB] + st.landed_inside[H_REF] >
+	      0);
 	counter_u64_free(hammered);
 }
 
@@ -702,7 +712,7 @@ static int child_ratechecks(void *arg)
 TEST(ratecheck_lock_held_by_a_parent_thread_is_taken_over_in_the_child)
 {
 	rate = (struct counter_rate){ .cr_rate = counter_u64_alloc(M_WAITOK) };
-	counter_ratecheck(&rate, 0);  /* starts a second */
+	counter_ratecheck(&rate, 0); /* starts a second */
 	counter_ratecheck(&rate, 0);
 	/* As a thread of ours leaves it while starting a new second. */
 	__atomic_store_n(&rate.cr_lock, (int)getpid(), __ATOMIC_SEQ_CST);

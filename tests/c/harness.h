@@ -40,24 +40,24 @@ long harness_scaled(long n);
 bool harness_dies_with(void (*fn)(void), const char *needle);
 bool harness_warns_with(void (*fn)(void), const char *needle);
 
-#define TEST(name)                                                             \
-	static void name(void);                                                \
-	__attribute__((constructor)) static void register_##name(void)         \
-	{                                                                      \
-		harness_register(#name, name);                                 \
-	}                                                                      \
+#define TEST(name)                                                     \
+	static void name(void);                                        \
+	__attribute__((constructor)) static void register_##name(void) \
+	{                                                              \
+		harness_register(#name, name);                         \
+	}                                                              \
 	static void name(void)
 
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			harness_fail(__FILE__, __LINE__, "CHECK(%s)", #cond);  \
+#define CHECK(cond)                                                           \
+	do {                                                                  \
+		if (!(cond))                                                  \
+			harness_fail(__FILE__, __LINE__, "CHECK(%s)", #cond); \
 	} while (0)
 
-#define CHECK_MSG(cond, ...)                                                   \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			harness_fail(__FILE__, __LINE__, __VA_ARGS__);         \
+#define CHECK_MSG(cond, ...)                                           \
+	do {                                                           \
+		if (!(cond))                                           \
+			harness_fail(__FILE__, __LINE__, __VA_ARGS__); \
 	} while (0)
 
 #define CHECK_EQ(a, b)                                                         \
@@ -65,7 +65,7 @@ bool harness_warns_with(void (*fn)(void), const char *needle);
 		long long a_ = (long long)(a), b_ = (long long)(b);            \
 		if (a_ != b_)                                                  \
 			harness_fail(__FILE__, __LINE__,                       \
-			             "CHECK_EQ(%s, %s): %lld != %lld", #a, #b,  \
+			             "CHECK_EQ(%s, %s): %lld != %lld", #a, #b, \
 			             a_, b_);                                  \
 	} while (0)
 

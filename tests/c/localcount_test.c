@@ -242,8 +242,8 @@ TEST(references_taken_without_rseq_and_dropped_with_it)
 
 struct release_race {
 	struct localcount *lc;
-	int held;             /* references handed to the releasers */
-	int released;         /* releases started so far */
+	int held;     /* references handed to the releasers */
+	int released; /* releases started so far */
 	int threads;
 	bool unregister_half; /* odd threads run without rseq */
 	bool use_trydrain;    /* the drainer polls trydrain instead */
@@ -287,9 +287,7 @@ static void *drainer_main(void *arg)
 static void run_release_race(bool unregister_half, bool use_trydrain)
 {
 	struct localcount lc;
-	struct release_race r = { .lc = &lc, .held = 5000, .threads = stress_oversubscribed(),
-	                          .unregister_half = unregister_half,
-	                          .use_trydrain = use_trydrain };
+	struct release_race r = { .lc = &lc, .held = 5000, .threads = stress_oversubscribed(), .unregister_half = unregister_half, .use_trydrain = use_trydrain };
 	pthread_t drainer;
 
 	CHECK_EQ(localcount_init(&lc), 0);
@@ -355,7 +353,7 @@ struct late_race {
 	int held_each;
 	int released;
 	int threads;
-	int stalled;          /* releasers inside their first stall */
+	int stalled; /* releasers inside their first stall */
 };
 
 static void release_late(void *arg, int index)
@@ -393,8 +391,7 @@ TEST(drain_rejects_late_central_releases_and_stays_exact)
 	percpu_test_localcount_hook = stall_central_release;
 	for (; rounds < 20; rounds++) {
 		struct localcount lc;
-		struct late_race r = { .lc = &lc, .held_each = 8,
-		                       .threads = stress_oversubscribed() };
+		struct late_race r = { .lc = &lc, .held_each = 8, .threads = stress_oversubscribed() };
 		pthread_t drainer;
 
 		CHECK_EQ(localcount_init(&lc), 0);
@@ -445,8 +442,7 @@ TEST(fence_freezes_per_cpu_releases_in_flight)
 
 	for (long round = 0; round < rounds; round++) {
 		struct localcount lc;
-		struct late_race r = { .lc = &lc, .held_each = 32,
-		                       .threads = stress_oversubscribed() };
+		struct late_race r = { .lc = &lc, .held_each = 32, .threads = stress_oversubscribed() };
 		pthread_t drainer;
 
 		CHECK_EQ(localcount_init(&lc), 0);
@@ -498,7 +494,7 @@ TEST(pairs_exact_with_signals_delays_migrations_and_mixed_rseq)
 
 /* ---- the man page's lifecycle ---------------------------------------------- */
 
-#define OBJ_MAGIC 0x6c6f63616c636e74ull  /* "localcnt" */
+#define OBJ_MAGIC 0x6c6f63616c636e74ull /* "localcnt" */
 #define OBJ_POISON 0xdeaddeaddeaddeadull
 #define NR_SLOTS 4
 
@@ -507,16 +503,16 @@ TEST(pairs_exact_with_signals_delays_migrations_and_mixed_rseq)
  * point; a free under a reader is still reported by ASan and TSan. */
 struct object {
 	uint64_t magic;
-	int users;              /* readers between acquire and release */
+	int users; /* readers between acquire and release */
 	struct localcount lc;
 };
 
 static struct {
-	pthread_rwlock_t lock;       /* the read section (pserialize's role) */
+	pthread_rwlock_t lock; /* the read section (pserialize's role) */
 	struct object *slot[NR_SLOTS];
 	int stop;
 	long uses, poisoned_seen;
-	bool skip_drain;             /* the negative control */
+	bool skip_drain;                /* the negative control */
 	struct object *graveyard[1024]; /* its objects, freed once readers stop */
 	int buried;
 } table = { .lock = PTHREAD_RWLOCK_INITIALIZER };
@@ -690,7 +686,9 @@ TEST(negative_control_lifecycle_without_drain_is_caught)
  */
 static struct percpu_py_localcount *hooked;
 static int hook_calls, hook_rc;
-static enum { IN_HOOK_DRAIN, IN_HOOK_TRYDRAIN, IN_HOOK_BLOCKED_DRAIN } hook_does;
+static enum { IN_HOOK_DRAIN,
+	      IN_HOOK_TRYDRAIN,
+	      IN_HOOK_BLOCKED_DRAIN } hook_does;
 static pthread_t hook_drainer;
 
 static void *shim_drain_in_thread(void *arg)
@@ -834,8 +832,8 @@ TEST(tryacquire_and_release_meet_a_trydrain_deciding)
 	CHECK_EQ(inside_calls, 1);
 	CHECK_EQ(inside_tryacquire_rc, -EBUSY);
 	CHECK_EQ(lc.lc_state, LOCALCOUNT_LIVE);
-	CHECK_EQ(lc.lc_mode, mode);             /* fast again */
-	CHECK_EQ(lc.lc_central & 3, 0);         /* reopened */
+	CHECK_EQ(lc.lc_mode, mode);     /* fast again */
+	CHECK_EQ(lc.lc_central & 3, 0); /* reopened */
 	CHECK_EQ(localcount_debug_refcnt(&lc), 0);
 	CHECK_EQ(localcount_trydrain_status(&lc), 0);
 	CHECK_EQ(localcount_tryacquire(&lc), -EINVAL);
@@ -848,10 +846,10 @@ TEST(trydrain_status_reports_instead_of_aborting)
 	struct localcount lc;
 
 	CHECK_EQ(localcount_init(&lc), 0);
-	release(&lc);                           /* -1: more releases than acquires */
+	release(&lc); /* -1: more releases than acquires */
 	CHECK_EQ(localcount_trydrain_status(&lc), -EINVAL);
 	CHECK_EQ(lc.lc_state, LOCALCOUNT_LIVE);
-	CHECK_EQ(localcount_tryacquire(&lc), 0);        /* back to 0 */
+	CHECK_EQ(localcount_tryacquire(&lc), 0); /* back to 0 */
 	CHECK_EQ(localcount_tryacquire(&lc), 0);
 	CHECK_EQ(localcount_trydrain_status(&lc), -EBUSY);
 	release(&lc);
@@ -874,7 +872,7 @@ struct shim_race {
 	long held;              /* references the loopers hold (atomic) */
 	long acquired, refused; /* totals (atomic) */
 	long bad_rc;
-	int done;               /* the loopers have finished (atomic) */
+	int done; /* the loopers have finished (atomic) */
 };
 
 static void acquire_release_until_refused(void *arg, int index)
@@ -972,8 +970,6 @@ TEST(shim_acquire_racing_drain_never_aborts_and_stays_exact)
 }
 
 /* ---- misuse ------------------------------------------------------------------- */
-
-
 
 
 static struct localcount misuse_lc;
@@ -1174,7 +1170,7 @@ static void drain_of_a_negative_count(void)
 	localcount_init(&misuse_lc);
 	localcount_acquire(&misuse_lc);
 	release(&misuse_lc);
-	release(&misuse_lc);    /* not detectable yet: only the sum means anything */
+	release(&misuse_lc); /* not detectable yet: only the sum means anything */
 	drain(&misuse_lc);
 }
 
@@ -1217,7 +1213,7 @@ static void release_holding_interlock(void)
 {
 	start_blocked_drain(1);
 	pthread_mutex_lock(&interlock);
-	release(&misuse_lc);    /* would deadlock without the debug check */
+	release(&misuse_lc); /* would deadlock without the debug check */
 }
 
 static void drain_without_interlock(void)

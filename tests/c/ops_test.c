@@ -408,7 +408,7 @@ static void switch_worker(void *arg, int index)
 TEST(mode_switch_with_fence_loses_nothing_and_nothing_commits_late)
 {
 	struct switch_run r = { .slot = percpu_slab_alloc(8, 8),
-	                        .ops = harness_scaled(200000) };
+		                .ops = harness_scaled(200000) };
 	int workers = stress_oversubscribed();
 	pthread_t switcher;
 
@@ -465,7 +465,7 @@ TEST(negative_control_mode_switch_without_fence_sees_late_commits)
 {
 	struct gate_run r = { .slot = percpu_slab_alloc(8, 8) };
 	long rounds = 0, late = 0, aborted_rounds = 0;
-	time_t deadline = time(NULL) + 120;	/* hang guard only */
+	time_t deadline = time(NULL) + 120; /* hang guard only */
 	cpu_set_t saved;
 	pthread_t adder;
 
@@ -481,9 +481,9 @@ TEST(negative_control_mode_switch_without_fence_sees_late_commits)
 		return;
 	}
 	CHECK(sched_getaffinity(0, sizeof(saved), &saved) == 0);
-	stress_pin_to(1);		/* the controller: not the adder's CPU */
+	stress_pin_to(1); /* the controller: not the adder's CPU */
 	__atomic_store_n(&percpu_test_inject_gate, 0, __ATOMIC_SEQ_CST);
-	stress_inject_spins(-(1L << 24));	/* gate mode */
+	stress_inject_spins(-(1L << 24)); /* gate mode */
 	pthread_create(&adder, NULL, gated_adder, &r);
 	while (!late && time(NULL) < deadline) {
 		long ops;
@@ -493,16 +493,16 @@ TEST(negative_control_mode_switch_without_fence_sees_late_commits)
 		while (__atomic_load_n(&percpu_test_inject_gate, __ATOMIC_SEQ_CST) != 1)
 			;
 		ops = __atomic_load_n(&r.ops, __ATOMIC_ACQUIRE);
-		before = percpu_sum(r.slot);	/* nothing commits before "go" */
-		__atomic_store_n(&r.mode, 1, __ATOMIC_SEQ_CST);	/* no fence */
+		before = percpu_sum(r.slot);                    /* nothing commits before "go" */
+		__atomic_store_n(&r.mode, 1, __ATOMIC_SEQ_CST); /* no fence */
 		__atomic_store_n(&percpu_test_inject_gate, 2, __ATOMIC_SEQ_CST);
 		while (__atomic_load_n(&r.ops, __ATOMIC_ACQUIRE) == ops)
 			;
 		after = percpu_sum(r.slot);
 		if (after != before)
-			late++;		/* committed after the switch */
+			late++; /* committed after the switch */
 		else
-			aborted_rounds++;	/* preempted: retried, saw mode 1 */
+			aborted_rounds++; /* preempted: retried, saw mode 1 */
 		rounds++;
 		/* Reopen: the gate first, so no "go" is left for the next section. */
 		__atomic_store_n(&percpu_test_inject_gate, 0, __ATOMIC_SEQ_CST);
@@ -537,8 +537,9 @@ static __thread void (*unsafe_between)(void);
  * (get preempted or signalled here), store.  Another thread on the same
  * CPU can run in between and its add is overwritten.
  */
-__attribute__((no_sanitize("thread")))  /* the race is the point */
-static void unsafe_add(void *handle, int64_t delta)
+__attribute__((no_sanitize("thread"))) /* the race is the point */
+static void
+unsafe_add(void *handle, int64_t delta)
 {
 	int cpu = percpu_current_cpu();
 	volatile int64_t *word = percpu_slab_ptr(handle, (unsigned)cpu % percpu_nr_cpus());
@@ -596,7 +597,8 @@ TEST(negative_control_non_restartable_add_loses_updates)
 	printf("# two non-restartable adds interleaved on one CPU: the sum is %" PRId64 "\n",
 	       got);
 	CHECK_MSG(got == 1, "the harness saw no lost update from a forced racy "
-	                    "interleaving (sum %" PRId64 ", 2 added)", got);
+	                    "interleaving (sum %" PRId64 ", 2 added)",
+	          got);
 	percpu_slab_free(slot);
 }
 

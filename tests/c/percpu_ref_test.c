@@ -144,7 +144,7 @@ TEST(init_get_put_kill_release_exit)
 	percpu_ref_exit(&ref);
 	CHECK(percpu_ref_is_zero(&ref)); /* still answers after exit */
 	CHECK(percpu_ref_is_dying(&ref));
-	percpu_ref_exit(&ref);           /* a second exit is a no-op */
+	percpu_ref_exit(&ref); /* a second exit is a no-op */
 	CHECK_EQ(nr_releases(), 1);
 }
 
@@ -171,10 +171,10 @@ TEST(kill_with_references_held_releases_on_the_last_put)
 	percpu_ref_kill(&ref);
 	percpu_ref_switch_to_atomic_sync(&ref); /* the kill's switch is done */
 	CHECK(!in_percpu_mode(&ref));
-	CHECK(percpu_ref_tryget(&ref));          /* killed but not zero */
+	CHECK(percpu_ref_tryget(&ref)); /* killed but not zero */
 	CHECK(!percpu_ref_tryget_live(&ref));
 	percpu_ref_put_many(&ref, 3);
-	CHECK_EQ(nr_releases(), 0);              /* the tryget's ref is held */
+	CHECK_EQ(nr_releases(), 0); /* the tryget's ref is held */
 	CHECK(!percpu_ref_is_zero(&ref));
 	percpu_ref_put(&ref);
 	wait_releases(1);
@@ -275,7 +275,7 @@ TEST(resurrect_brings_a_dying_ref_back)
 	percpu_ref_kill(&ref);
 	percpu_ref_switch_to_atomic_sync(&ref); /* confirmed dead now */
 	CHECK(!percpu_ref_tryget_live(&ref));
-	percpu_ref_switch_to_percpu(&ref);      /* undo the sticky atomic */
+	percpu_ref_switch_to_percpu(&ref); /* undo the sticky atomic */
 	percpu_ref_resurrect(&ref);
 	CHECK(!percpu_ref_is_dying(&ref));
 	CHECK_EQ(in_percpu_mode(&ref), fast());
@@ -451,7 +451,8 @@ TEST(release_may_reinit_the_ref_on_the_worker)
 {
 	releases = 0;
 	CHECK_EQ(percpu_ref_init(&reinit_target, release_and_reinit,
-	                         PERCPU_REF_ALLOW_REINIT), 0);
+	                         PERCPU_REF_ALLOW_REINIT),
+	         0);
 	for (int life = 1; life <= 3; life++) {
 		percpu_ref_kill(&reinit_target);
 		wait_releases(life);
@@ -894,7 +895,7 @@ TEST(negative_control_confirm_without_fence_is_caught)
 {
 	struct ordering o = { .stop = 0 };
 	struct ordering_user u = { .o = &o };
-	time_t deadline = time(NULL) + 120;	/* hang guard only */
+	time_t deadline = time(NULL) + 120; /* hang guard only */
 	long rounds = 0;
 	cpu_set_t cpus;
 	pthread_t user;
@@ -919,7 +920,7 @@ TEST(negative_control_confirm_without_fence_is_caught)
 		pin_tid(worker, cpu_of_mask(&cpus, 0));
 	u.cpu = cpu_of_mask(&cpus, 1);
 	__atomic_store_n(&percpu_test_inject_gate, 0, __ATOMIC_SEQ_CST);
-	stress_inject_spins(-(1L << 24));	/* gate mode */
+	stress_inject_spins(-(1L << 24)); /* gate mode */
 	percpu_ref_test_skip_fence = true;
 	pthread_create(&user, NULL, gated_ordering_user, &u);
 	while (!gated_late && time(NULL) < deadline) {
@@ -1232,7 +1233,8 @@ static bool forbid_new_threads(void)
 
 	if (geteuid() == 0 && setresuid(65534, 65534, 65534) != 0) {
 		printf("# setresuid(nobody): %s; a seccomp filter denies threads "
-		       "instead\n", strerror(errno));
+		       "instead\n",
+		       strerror(errno));
 		how = "the seccomp filter";
 		if (!deny_threads_by_seccomp()) {
 			printf("# seccomp filter: %s\n", strerror(errno));

@@ -67,7 +67,7 @@ TEST(enter_exit_nest_and_perform_without_readers)
 	CHECK(!pserialize_in_read_section());
 	int a = pserialize_read_enter();
 	CHECK(pserialize_in_read_section());
-	int b = pserialize_read_enter();  /* nesting */
+	int b = pserialize_read_enter(); /* nesting */
 	pserialize_read_exit(b);
 	CHECK(pserialize_in_read_section());
 	pserialize_read_exit(a);
@@ -102,7 +102,7 @@ TEST(read_sections_in_signal_handlers)
 	}
 	signal(SIGUSR1, SIG_DFL);
 	CHECK_EQ(handler_sections, 2000);
-	pserialize_perform(psz);  /* balanced: returns */
+	pserialize_perform(psz); /* balanced: returns */
 	pserialize_destroy(psz);
 }
 
@@ -203,7 +203,7 @@ TEST(perform_does_not_wait_for_later_readers)
 	pthread_create(&b, NULL, reader_after_flip, &later);
 	wait_flag_forever(&later.inside);
 	set_flag(&first.release);
-	pthread_join(w, NULL);       /* returns with `later` still inside */
+	pthread_join(w, NULL); /* returns with `later` still inside */
 	set_flag(&later.performed);
 	pthread_join(b, NULL);
 	pthread_join(a, NULL);
@@ -230,7 +230,7 @@ struct table {
 	pthread_cond_t cv;
 	int stop;
 	long lookups, found, freed_seen;
-	int readers, readers_running;  /* the detacher starts when all run */
+	int readers, readers_running; /* the detacher starts when all run */
 	int skip_perform, set_dying;
 	/* Objects are poisoned, not freed, until the end (ASan builds free
 	 * them: a lookup's use after free is then ASan's to report). */
@@ -271,7 +271,7 @@ static void lookup_thread(void *arg, int index)
 	while (!__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE)) {
 		int s = pserialize_read_enter();
 		struct obj *o = __atomic_load_n(&t->slot[rand_r(&seed) % SLOTS],
-		                                 __ATOMIC_ACQUIRE);
+		                                __ATOMIC_ACQUIRE);
 		bool got = false;
 
 		if (o != NULL && !__atomic_load_n(&o->dying, __ATOMIC_ACQUIRE)) {
@@ -454,7 +454,7 @@ static void post_lookup_thread(void *arg, int index)
 			if (__atomic_load_n(&drv->magic, __ATOMIC_RELAXED) != OBJ_LIVE)
 				freed++;
 			else {
-				localcount_acquire(&drv->lc);  /* aborts if drained */
+				localcount_acquire(&drv->lc); /* aborts if drained */
 				got = true;
 			}
 		}
@@ -499,7 +499,7 @@ static void *post_detacher(void *arg)
 {
 	struct table *t = arg;
 	pserialize_t psz = pserialize_create();
-	long rounds = harness_scaled(60);  /* two grace periods each */
+	long rounds = harness_scaled(60); /* two grace periods each */
 
 	wait_for_readers(t);
 
@@ -552,7 +552,7 @@ TEST(trydrain_post_both_outcomes)
 		localcount_acquire(&o->lc);
 		pserialize_read_exit(s);
 		CHECK_EQ(trydetach(&t, psz, k), -EBUSY);
-		CHECK(t.slot[k] == o && !o->dying);  /* put back as it was */
+		CHECK(t.slot[k] == o && !o->dying); /* put back as it was */
 		localcount_release(&o->lc, &t.cv, &t.interlock);
 		CHECK_EQ(trydetach(&t, psz, k), 0);
 		CHECK(t.slot[k] != o);
@@ -619,8 +619,8 @@ TEST(trydrain_waits_for_lookups_past_their_dying_check)
 	pthread_create(&w, NULL, late_trydetach, &l);
 	pthread_join(w, NULL);
 	pthread_join(r, NULL);
-	CHECK_EQ(l.acquired_rc, 0);        /* its acquire was legal ...      */
-	CHECK_EQ(l.trydrain_rc, -EBUSY);   /* ... and the trydrain counted it */
+	CHECK_EQ(l.acquired_rc, 0);      /* its acquire was legal ...      */
+	CHECK_EQ(l.trydrain_rc, -EBUSY); /* ... and the trydrain counted it */
 	table_fini(&l.t);
 }
 
@@ -702,7 +702,7 @@ static int lookup_after_grace_began(int set_dying)
 	pthread_join(w, NULL);
 	pthread_join(b, NULL);
 	pthread_join(a, NULL);
-	CHECK_EQ(n.trydrain_rc, 0);  /* no reference was held: drained */
+	CHECK_EQ(n.trydrain_rc, 0); /* no reference was held: drained */
 	/* The object stays in the table, drained: replace it for fini. */
 	struct obj *o = n.t.slot[0];
 	localcount_fini(&o->lc);
@@ -714,7 +714,7 @@ static int lookup_after_grace_began(int set_dying)
 
 TEST(trydrain_without_dying_is_caught)
 {
-	CHECK_EQ(lookup_after_grace_began(1), -ENOENT);  /* DYING kept it off */
+	CHECK_EQ(lookup_after_grace_began(1), -ENOENT); /* DYING kept it off */
 	CHECK_MSG(lookup_after_grace_began(0) == -EINVAL,
 	          "negative control: a lookup without DYING should find the "
 	          "localcount drained");
@@ -776,7 +776,7 @@ static void destroy_during_perform(void)
 	epoch = __atomic_load_n(&pserialize_readers.epoch, __ATOMIC_ACQUIRE);
 	pthread_create(&w, NULL, performer, &p);
 	while (__atomic_load_n(&pserialize_readers.epoch, __ATOMIC_ACQUIRE) == epoch)
-		sched_yield();  /* the perform is waiting for the reader */
+		sched_yield(); /* the perform is waiting for the reader */
 	pserialize_destroy(p.psz);
 }
 
@@ -808,7 +808,7 @@ TEST(fork_child_does_not_wait_for_the_parents_other_threads)
 	pid = fork();
 	if (pid == 0) {
 		/* The reader thread does not exist here: perform returns. */
-		int s = pserialize_read_enter();  /* ours stays counted */
+		int s = pserialize_read_enter(); /* ours stays counted */
 		pserialize_read_exit(s);
 		pserialize_perform(p.psz);
 		_exit(0);

@@ -22,9 +22,9 @@
 #include "tools/procfs/procfs.h"
 
 struct slab_census {
-	long primary, primary_populated;  /* pages, over all CPUs */
+	long primary, primary_populated; /* pages, over all CPUs */
 	long twin, twin_populated;
-	long unreadable;                  /* pagemap could not say */
+	long unreadable; /* pagemap could not say */
 };
 
 static inline void slab_census_page(const void *addr, long *pages, long *populated,

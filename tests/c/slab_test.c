@@ -294,9 +294,13 @@ TEST(twin_pages_stay_unpopulated_on_the_rseq_path)
 	       N, added.primary / (long)percpu_nr_cpus(), added.primary_populated,
 	       added.primary, before.twin_populated, before.twin, added.twin_populated,
 	       written.twin_populated, summed.twin_populated,
-	       zero_page < 0 ? "unknown" : zero_page ? "yes" : "no");
+	       zero_page < 0 ? "unknown" : zero_page ? "yes"
+	                                             : "no");
 	CHECK_MSG(before.unreadable + added.unreadable + written.unreadable +
-	          summed.unreadable == 0 && zero_page >= 0, "/proc/self/pagemap unreadable");
+	                                  summed.unreadable ==
+	                          0 &&
+	                  zero_page >= 0,
+	          "/proc/self/pagemap unreadable");
 	CHECK_EQ(before.primary_populated, before.primary);
 	if (rseq) {
 		CHECK_EQ(added.twin_populated, before.twin_populated);

@@ -67,8 +67,7 @@ enum {
 	NR_COUNTERS = 2,
 };
 
-__attribute__((noreturn, format(printf, 1, 2)))
-static void mismatch(const char *fmt, ...)
+__attribute__((noreturn, format(printf, 1, 2))) static void mismatch(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -92,7 +91,7 @@ static double now_s(void)
 
 struct fref {
 	struct percpu_ref ref;
-	unsigned id;                 /* index into releases[] */
+	unsigned id; /* index into releases[] */
 	bool free_on_release;
 };
 
@@ -103,9 +102,9 @@ static struct localcount lc;
 static pthread_mutex_t lc_interlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t lc_cv = PTHREAD_COND_INITIALIZER;
 
-static struct fref *ref;           /* NULL: freed by its release */
+static struct fref *ref; /* NULL: freed by its release */
 static bool ref_dead, ref_released, ref_free_on_release, ref_allow_reinit;
-static unsigned ref_id;            /* generation, for releases[] */
+static unsigned ref_id; /* generation, for releases[] */
 static unsigned long releases_expected;
 static unsigned long releases_seen; /* by callbacks, any generation */
 
@@ -121,7 +120,7 @@ struct thread_state {
 
 static struct thread_state threads[MAX_THREADS];
 static int nr_threads;
-static bool round_start_ref_zero;  /* count was 0 when the round began */
+static bool round_start_ref_zero; /* count was 0 when the round began */
 
 /*
  * Everything the callback does with `f` comes before the signal: once
@@ -144,7 +143,9 @@ static void on_release(struct percpu_ref *r)
 static void new_ref(unsigned arg)
 {
 	static const unsigned flag_sets[4] = {
-		0, PERCPU_REF_ALLOW_REINIT, PERCPU_REF_INIT_ATOMIC,
+		0,
+		PERCPU_REF_ALLOW_REINIT,
+		PERCPU_REF_INIT_ATOMIC,
 		PERCPU_REF_ALLOW_REINIT,
 	};
 	struct fref *f = calloc(1, sizeof(*f));

@@ -52,7 +52,9 @@ static void replay_with_bug(void)
 TEST(negative_control_each_injected_bug_is_a_model_mismatch)
 {
 	static const char *const what[] = {
-		NULL, "an add miscounted", "a leaked percpu_ref reference",
+		NULL,
+		"an add miscounted",
+		"a leaked percpu_ref reference",
 		"a lost localcount release",
 	};
 

@@ -47,7 +47,8 @@
 
 #include "tests/c/stress.h"
 
-enum { NR_COUNTERS = 4, MAX_WORKERS = 512 };
+enum { NR_COUNTERS = 4,
+       MAX_WORKERS = 512 };
 
 static int nr_workers;
 static counter_u64_t counters[NR_COUNTERS];
@@ -58,7 +59,7 @@ static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static struct percpu_ref ref;
 static unsigned long releases;
 static struct counter_rate rate;
-static uint64_t rate_positive;     /* sum of ratecheck's positive returns */
+static uint64_t rate_positive; /* sum of ratecheck's positive returns */
 
 struct worker {
 	uint64_t added[NR_COUNTERS];
@@ -68,14 +69,14 @@ struct worker {
 } __attribute__((aligned(64)));
 
 static struct worker workers[MAX_WORKERS];
-static uint64_t taken[NR_COUNTERS];  /* by the switcher's fetch_and_zero */
+static uint64_t taken[NR_COUNTERS]; /* by the switcher's fetch_and_zero */
 
 /* Epoch phases, set by the controller (thread 0). */
-static volatile int stop_ops;        /* workers: stop, keep what you hold */
-static volatile int let_go;          /* workers: release what you hold */
-static int holding;                  /* workers that stopped, holding */
+static volatile int stop_ops; /* workers: stop, keep what you hold */
+static volatile int let_go;   /* workers: release what you hold */
+static int holding;           /* workers that stopped, holding */
 static int failures;
-static bool inject_miscount;         /* negative control: --inject-miscount */
+static bool inject_miscount; /* negative control: --inject-miscount */
 
 static double now_s(void)
 {
@@ -85,11 +86,11 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-#define FAIL(...)                                                              \
-	do {                                                                   \
-		fprintf(stderr, "soak: FAIL: " __VA_ARGS__);                   \
-		fputc('\n', stderr);                                           \
-		__atomic_fetch_add(&failures, 1, __ATOMIC_SEQ_CST);            \
+#define FAIL(...)                                                   \
+	do {                                                        \
+		fprintf(stderr, "soak: FAIL: " __VA_ARGS__);        \
+		fputc('\n', stderr);                                \
+		__atomic_fetch_add(&failures, 1, __ATOMIC_SEQ_CST); \
 	} while (0)
 
 static void on_release(struct percpu_ref *r)
@@ -129,11 +130,13 @@ static void worker_ops(int index)
 			w->lc_hold--;
 		}
 		switch ((r >> 12) & 7) {
-		case 0: case 1:
+		case 0:
+		case 1:
 			percpu_ref_get(&ref); /* alive: the initial ref is held */
 			w->ref_hold++;
 			break;
-		case 2: case 3:
+		case 2:
+		case 3:
 			if (w->ref_hold > 1) {
 				percpu_ref_put(&ref);
 				w->ref_hold--;
@@ -385,7 +388,8 @@ int main(int argc, char **argv)
 	/* ratecheck: every event counted once (limit 0: positives + left). */
 	if (rate_positive + counter_u64_fetch(rate.cr_rate) != checks)
 		FAIL("ratecheck: %" PRIu64 " positive + %" PRIu64 " left != %" PRIu64
-		     " calls", rate_positive, counter_u64_fetch(rate.cr_rate), checks);
+		     " calls",
+		     rate_positive, counter_u64_fetch(rate.cr_rate), checks);
 	sysctl_ctx_free(&ctx);
 	if (failures) {
 		printf("soak: FAILED: %d failures in %d epochs\n", failures, epochs);
@@ -393,7 +397,8 @@ int main(int argc, char **argv)
 	}
 	printf("soak: OK: %d epochs in %.0f s, %" PRIu64 " ops, %" PRIu64
 	       " migrations, %" PRIu64 " aborted sections, %" PRIu64
-	       " ratechecks, all exact\n", epochs, now_s() - start, ops,
+	       " ratechecks, all exact\n",
+	       epochs, now_s() - start, ops,
 	       stress_migrations - migrations0, stress_aborts(), checks);
 	return 0;
 }

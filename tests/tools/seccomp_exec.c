@@ -89,10 +89,10 @@ enum {
 };
 
 /* BPF jump offsets count from the instruction after the jump. */
-#define TO(from, to) ((unsigned char)((to) - (from) - 1))
+#define TO(from, to) ((unsigned char)((to) - (from)-1))
 #define LOAD(field) \
 	BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, field))
-#define IF_EQUAL(at, value, then, otherwise) \
+#define IF_EQUAL(at, value, then, otherwise)                       \
 	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (value), TO(at, then), \
 	         TO(at, otherwise))
 
@@ -124,12 +124,12 @@ static int install_filter(bool deny_rseq, bool deny_membarrier)
 		/* An undenied call keeps its slot and simply returns ALLOW, so
 		 * the program's shape never depends on the flags. */
 		[RETURN_FOR_RSEQ] = BPF_STMT(BPF_RET | BPF_K, deny_rseq
-		        ? SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)
-		        : SECCOMP_RET_ALLOW),
+		                                                      ? SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)
+		                                                      : SECCOMP_RET_ALLOW),
 		[RETURN_FOR_MEMBARRIER] = BPF_STMT(BPF_RET | BPF_K,
-		        deny_membarrier
-		        ? SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)
-		        : SECCOMP_RET_ALLOW),
+		                                   deny_membarrier
+		                                           ? SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)
+		                                           : SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog prog = { .len = FILTER_LENGTH, .filter = code };
 
@@ -203,7 +203,8 @@ int main(int argc, char **argv)
 	(void)argc;
 	(void)argv;
 	fputs("seccomp_exec: only x86-64 is supported (the filter hard-codes "
-	      "x86-64 system call numbers); skipping\n", stderr);
+	      "x86-64 system call numbers); skipping\n",
+	      stderr);
 	return EXIT_WRONG_ARCH;
 }
 

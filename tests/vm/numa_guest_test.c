@@ -64,13 +64,12 @@
 
 /* ---- a harness small enough to need no other file ---------------------- */
 
-static unsigned long current_failures;  /* of the running test; atomic */
-static bool expecting_failures;         /* inside a negative control */
+static unsigned long current_failures; /* of the running test; atomic */
+static bool expecting_failures;        /* inside a negative control */
 
-#define MAX_SHOWN 12                    /* failure lines shown per test */
+#define MAX_SHOWN 12 /* failure lines shown per test */
 
-__attribute__((format(printf, 2, 3)))
-static void fail_at(int line, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void fail_at(int line, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -87,20 +86,20 @@ static void fail_at(int line, const char *fmt, ...)
 	       line, msg);
 }
 
-#define CHECK_MSG(cond, ...)                                                   \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			fail_at(__LINE__, __VA_ARGS__);                        \
+#define CHECK_MSG(cond, ...)                            \
+	do {                                            \
+		if (!(cond))                            \
+			fail_at(__LINE__, __VA_ARGS__); \
 	} while (0)
 
 #define CHECK(cond) CHECK_MSG(cond, "CHECK(%s)", #cond)
 
-#define CHECK_EQ(a, b)                                                         \
-	do {                                                                   \
-		long long a_ = (long long)(a), b_ = (long long)(b);            \
-		if (a_ != b_)                                                  \
-			fail_at(__LINE__, "CHECK_EQ(%s, %s): %lld != %lld",    \
-			        #a, #b, a_, b_);                               \
+#define CHECK_EQ(a, b)                                                      \
+	do {                                                                \
+		long long a_ = (long long)(a), b_ = (long long)(b);         \
+		if (a_ != b_)                                               \
+			fail_at(__LINE__, "CHECK_EQ(%s, %s): %lld != %lld", \
+			        #a, #b, a_, b_);                            \
 	} while (0)
 
 static double now_s(void)
@@ -125,10 +124,10 @@ static void sleep_ms(long ms)
 #define MAX_NODES 64
 
 static struct {
-	int nr_cpus;                 /* CPUs 0 .. nr_cpus-1, all online */
+	int nr_cpus; /* CPUs 0 .. nr_cpus-1, all online */
 	int cpu_node[MAX_CPUS];
 	int mem_node[MAX_CPUS];
-	int node_limit;              /* highest node id + 1 */
+	int node_limit; /* highest node id + 1 */
 	int nodes_with_memory;
 	bool from_command_line;
 	double scale;
@@ -415,8 +414,8 @@ static bool check_unit(const void *handle, int cpu, const char *what)
 	return __atomic_load_n(&current_failures, __ATOMIC_RELAXED) == before;
 }
 
-#define SMALL_OBJECTS 20000   /* 8 bytes each: 8192 fit in one chunk */
-#define LARGE_OBJECTS 6       /* 24 KiB each: 2 per chunk */
+#define SMALL_OBJECTS 20000 /* 8 bytes each: 8192 fit in one chunk */
+#define LARGE_OBJECTS 6     /* 24 KiB each: 2 per chunk */
 
 struct slab_batch {
 	void *small[SMALL_OBJECTS];
@@ -699,7 +698,7 @@ static void switch_worker(void *arg, int index, int cpu)
 static void test_add_if_zero_mode_switch_exact_on_all_nodes(void)
 {
 	struct switch_run r = { .slot = percpu_slab_alloc(8, 8),
-	                        .ops = scaled(100000) };
+		                .ops = scaled(100000) };
 	pthread_t switcher;
 
 	pthread_create(&switcher, NULL, switcher_main, &r);
@@ -794,9 +793,9 @@ struct localcount_run {
 	pthread_mutex_t interlock;
 	pthread_cond_t cv;
 	long pairs;
-	int released;          /* references released so far */
-	int last_dropped;      /* set just before the held-back one is released */
-	int drain_saw_last;    /* what the drainer saw when drain returned */
+	int released;       /* references released so far */
+	int last_dropped;   /* set just before the held-back one is released */
+	int drain_saw_last; /* what the drainer saw when drain returned */
 	int drain_returned;
 };
 
@@ -856,7 +855,7 @@ static void release_from_other_nodes(struct localcount_run *r, int share)
 	pthread_barrier_init(&start, NULL, (unsigned)want.nr_cpus);
 	for (int c = 0; c < want.nr_cpus; c++) {
 		t[c] = (struct pinned_thread){ localcount_releaser, &s, c,
-		                               cpu_on_another_node(c), &start };
+			                       cpu_on_another_node(c), &start };
 		tid[c] = spawn_pinned(&t[c]);
 	}
 	for (int c = 0; c < want.nr_cpus; c++)
@@ -877,11 +876,11 @@ static void test_localcount_drain_across_nodes(void)
 	pthread_cond_init(&r.cv, NULL);
 	CHECK_EQ(localcount_init(&r.lc), 0);
 	pin_self(0);
-	localcount_acquire(&r.lc);           /* the held-back reference */
+	localcount_acquire(&r.lc); /* the held-back reference */
 	unpin_self();
 	run_pinned(ADDERS_PER_CPU, localcount_acquirer, &r);
 	CHECK_EQ(localcount_debug_refcnt(&r.lc), held + 1);
-	CHECK_EQ(r.lc.lc_mode, 0);      /* live and per-CPU, not atomic */
+	CHECK_EQ(r.lc.lc_mode, 0); /* live and per-CPU, not atomic */
 
 	/* Half released on other nodes while live: per-CPU fast path. */
 	release_from_other_nodes(&r, held / 2 / want.nr_cpus);
@@ -916,7 +915,7 @@ struct ref_run {
 	struct percpu_ref ref;
 	long pairs;
 	int releases;
-	int puts_done;   /* threads that have put their held references */
+	int puts_done; /* threads that have put their held references */
 	int threads;
 	int released_early;
 };
@@ -970,7 +969,7 @@ static void ref_putter(void *arg, int index, int cpu)
 static void test_percpu_ref_kill_across_nodes_releases_once(void)
 {
 	struct ref_run r = { .pairs = scaled(50000),
-	                     .threads = ADDERS_PER_CPU * want.nr_cpus };
+		             .threads = ADDERS_PER_CPU * want.nr_cpus };
 	struct pinned_thread *t = calloc((size_t)r.threads, sizeof(*t));
 	pthread_t *tid = calloc((size_t)r.threads, sizeof(*tid));
 	pthread_barrier_t start;
@@ -986,8 +985,8 @@ static void test_percpu_ref_kill_across_nodes_releases_once(void)
 	pthread_barrier_init(&start, NULL, (unsigned)r.threads + 1);
 	for (int i = 0; i < r.threads; i++) {
 		t[i] = (struct pinned_thread){ ref_putter, &r, i,
-		                               cpu_on_another_node(i % want.nr_cpus),
-		                               &start };
+			                       cpu_on_another_node(i % want.nr_cpus),
+			                       &start };
 		tid[i] = spawn_pinned(&t[i]);
 	}
 	pthread_barrier_wait(&start);
@@ -1017,7 +1016,10 @@ static const struct {
 	const char *name;
 	void (*fn)(void);
 } tests[] = {
-#define T(fn) { #fn, fn }
+#define T(fn)           \
+	{               \
+#fn, fn \
+	}
 	T(test_libnuma_sees_the_topology),
 	T(test_library_sees_the_topology),
 	T(test_fast_path_available),

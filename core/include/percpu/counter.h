@@ -83,7 +83,7 @@ typedef uint64_t *counter_u64_t;
 #define M_WAITOK 0x0002 /* never fails: retries, then aborts with a message */
 #endif
 #ifndef M_ZERO
-#define M_ZERO 0x0100   /* accepted; counters always start at zero */
+#define M_ZERO 0x0100 /* accepted; counters always start at zero */
 #endif
 
 /*
@@ -225,11 +225,11 @@ void counter_u64_array_copy(counter_u64_t *a, uint64_t *dst, size_t n);
  */
 struct counter_rate {
 	counter_u64_t cr_rate;
-	int cr_lock;          /* 0, or the pid of the process whose thread is
+	int cr_lock;         /* 0, or the pid of the process whose thread is
 	                         starting a new second (stale after fork():
 	                         the child takes it over) */
-	int64_t cr_start_ns;  /* CLOCK_MONOTONIC start of the current second */
-	int64_t cr_over_ns;   /* cr_start_ns of a second found over the limit */
+	int64_t cr_start_ns; /* CLOCK_MONOTONIC start of the current second */
+	int64_t cr_over_ns;  /* cr_start_ns of a second found over the limit */
 };
 
 int64_t counter_ratecheck(struct counter_rate *cr, int64_t limit);
@@ -259,20 +259,20 @@ int64_t counter_ratecheck(struct counter_rate *cr, int64_t limit);
  * priority 101 itself and libraries' constructors that run before the
  * defining object's: do not count from them.
  */
-#define COUNTER_U64_SYSINIT(c)                                                 \
-	__attribute__((constructor(101))) static void                          \
-	counter_sysinit_##c(void)                                              \
-	{                                                                      \
-		(c) = counter_u64_alloc(M_WAITOK);                             \
-	}                                                                      \
-	__attribute__((destructor(101))) static void                           \
-	counter_sysuninit_##c(void)                                            \
-	{                                                                      \
-		counter_u64_free(c);                                           \
+#define COUNTER_U64_SYSINIT(c)                        \
+	__attribute__((constructor(101))) static void \
+		counter_sysinit_##c(void)             \
+	{                                             \
+		(c) = counter_u64_alloc(M_WAITOK);    \
+	}                                             \
+	__attribute__((destructor(101))) static void  \
+		counter_sysuninit_##c(void)           \
+	{                                             \
+		counter_u64_free(c);                  \
 	}
 
-#define COUNTER_U64_DEFINE_EARLY(name)                                         \
-	counter_u64_t name;                                                    \
+#define COUNTER_U64_DEFINE_EARLY(name) \
+	counter_u64_t name;            \
 	COUNTER_U64_SYSINIT(name)
 
 #ifdef __cplusplus

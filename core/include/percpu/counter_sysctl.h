@@ -69,8 +69,8 @@ extern "C" {
 #endif
 
 /* FreeBSD's access flags (same values); other bits are refused (EINVAL). */
-#define CTLFLAG_RD 0x80000000u      /* readable: required */
-#define CTLFLAG_WR 0x40000000u      /* writable: a write zeroes */
+#define CTLFLAG_RD 0x80000000u /* readable: required */
+#define CTLFLAG_WR 0x40000000u /* writable: a write zeroes */
 #define CTLFLAG_RW (CTLFLAG_RD | CTLFLAG_WR)
 #define CTLFLAG_ANYBODY 0x10000000u /* accepted, no meaning in a process */
 #define CTLFLAG_SKIP 0x01000000u    /* not listed, not in the Prometheus dump */
@@ -83,7 +83,7 @@ extern "C" {
 /* Longest dotted name, including its terminating NUL. */
 #define COUNTER_SYSCTL_NAME_MAX 256
 
-struct sysctl_oid;        /* one leaf, opaque */
+struct sysctl_oid; /* one leaf, opaque */
 struct sysctl_ctx_entry;
 
 /*
@@ -148,12 +148,12 @@ int counter_sysctl_zero(const char *name);
 int counter_sysctl_read_and_zero(const char *name, uint64_t *values, size_t *len);
 
 struct counter_sysctl_info {
-	const char *name;               /* dotted */
-	const char *descr;              /* "" when none was given */
-	unsigned access;                /* CTLFLAG_* as declared */
-	size_t len;                     /* 1 for a scalar */
-	int dynamic;                    /* added through a context */
-	counter_u64_t const *counters;  /* the leaf's len handles */
+	const char *name;              /* dotted */
+	const char *descr;             /* "" when none was given */
+	unsigned access;               /* CTLFLAG_* as declared */
+	size_t len;                    /* 1 for a scalar */
+	int dynamic;                   /* added through a context */
+	counter_u64_t const *counters; /* the leaf's len handles */
 };
 
 /*
@@ -219,23 +219,23 @@ void counter_sysctl_unregister_static(struct sysctl_oid **owner);
  * line, a declaration of an incomplete struct, takes the caller's `;`: the
  * documented `SYSCTL_COUNTER_U64(...);` is then no empty declaration at
  * file scope (which -pedantic warns about). */
-#define COUNTER_SYSCTL_STATIC_(id, parent_s, name_s, nbr, access, ptr, len,    \
-                               descr)                                          \
-	static struct sysctl_oid *COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id); \
-	__attribute__((constructor)) static void                               \
-	COUNTER_SYSCTL_CAT(counter_sysctl_init_, id)(void)                     \
-	{                                                                      \
-		(void)(nbr);                                                   \
-		counter_sysctl_register_static(                                \
-			&COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id),          \
-			(parent_s), (name_s), (access), (ptr), (len), (descr));\
-	}                                                                      \
-	__attribute__((destructor)) static void                                \
-	COUNTER_SYSCTL_CAT(counter_sysctl_fini_, id)(void)                     \
-	{                                                                      \
-		counter_sysctl_unregister_static(                              \
-			&COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id));         \
-	}                                                                      \
+#define COUNTER_SYSCTL_STATIC_(id, parent_s, name_s, nbr, access, ptr, len,     \
+                               descr)                                           \
+	static struct sysctl_oid *COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id);  \
+	__attribute__((constructor)) static void                                \
+	COUNTER_SYSCTL_CAT(counter_sysctl_init_, id)(void)                      \
+	{                                                                       \
+		(void)(nbr);                                                    \
+		counter_sysctl_register_static(                                 \
+			&COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id),           \
+			(parent_s), (name_s), (access), (ptr), (len), (descr)); \
+	}                                                                       \
+	__attribute__((destructor)) static void                                 \
+	COUNTER_SYSCTL_CAT(counter_sysctl_fini_, id)(void)                      \
+	{                                                                       \
+		counter_sysctl_unregister_static(                               \
+			&COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id));          \
+	}                                                                       \
 	struct counter_sysctl_static_
 
 /*
@@ -243,16 +243,16 @@ void counter_sysctl_unregister_static(struct sysctl_oid **owner);
  * a static leaf `parent.name` over ptr[0..len-1].  File scope.  `name` is
  * an identifier; `parent` a token (_net_inet) or a string ("net.inet").
  */
-#define SYSCTL_COUNTER_U64_ARRAY(parent, nbr, name, access, ptr, len, descr)   \
-	COUNTER_SYSCTL_STATIC_(__COUNTER__, #parent, #name, nbr, access, ptr,  \
+#define SYSCTL_COUNTER_U64_ARRAY(parent, nbr, name, access, ptr, len, descr)  \
+	COUNTER_SYSCTL_STATIC_(__COUNTER__, #parent, #name, nbr, access, ptr, \
 	                       len, descr)
 
-#define SYSCTL_COUNTER_U64(parent, nbr, name, access, ptr, descr)              \
-	COUNTER_SYSCTL_STATIC_(__COUNTER__, #parent, #name, nbr, access, ptr,  \
+#define SYSCTL_COUNTER_U64(parent, nbr, name, access, ptr, descr)             \
+	COUNTER_SYSCTL_STATIC_(__COUNTER__, #parent, #name, nbr, access, ptr, \
 	                       1, descr)
 
 /* Dynamic: `parent` and `name` are strings; returns the leaf or NULL. */
-#define SYSCTL_ADD_COUNTER_U64(ctx, parent, nbr, name, access, ptr, descr)     \
+#define SYSCTL_ADD_COUNTER_U64(ctx, parent, nbr, name, access, ptr, descr) \
 	counter_sysctl_add((ctx), (parent), (name), (access), (ptr), 1, (descr))
 
 #define SYSCTL_ADD_COUNTER_U64_ARRAY(ctx, parent, nbr, name, access, ptr, len, \

@@ -192,12 +192,12 @@ extern "C" {
 #endif
 
 struct localcount {
-	uintptr_t lc_mode;      /* 0: live, per-CPU; read inside rseq sections */
-	void *lc_percpu;        /* slab handle: int64 net count per CPU */
-	int64_t lc_central;     /* 2 * count | CLOSED; atomic RMW only */
-	int64_t lc_total;       /* draining: the count, under the interlock */
-	int lc_state;           /* LOCALCOUNT_* below; changed by CAS */
-	int lc_folded;          /* draining: lc_total holds the whole count */
+	uintptr_t lc_mode;  /* 0: live, per-CPU; read inside rseq sections */
+	void *lc_percpu;    /* slab handle: int64 net count per CPU */
+	int64_t lc_central; /* 2 * count | CLOSED; atomic RMW only */
+	int64_t lc_total;   /* draining: the count, under the interlock */
+	int lc_state;       /* LOCALCOUNT_* below; changed by CAS */
+	int lc_folded;      /* draining: lc_total holds the whole count */
 };
 
 /* lc_state.  0 is "never initialised, or init failed". */

@@ -118,15 +118,15 @@ void percpu_reset(void *handle);
 #ifdef PERCPU_TSAN
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
-#define PERCPU_TSAN_RELEASE(handle)                                            \
-	do {                                                                   \
-		if (handle)                                                    \
-			__tsan_release((void *)(handle));                      \
+#define PERCPU_TSAN_RELEASE(handle)                       \
+	do {                                              \
+		if (handle)                               \
+			__tsan_release((void *)(handle)); \
 	} while (0)
-#define PERCPU_TSAN_ACQUIRE(handle)                                            \
-	do {                                                                   \
-		if (handle)                                                    \
-			__tsan_acquire((void *)(handle));                      \
+#define PERCPU_TSAN_ACQUIRE(handle)                       \
+	do {                                              \
+		if (handle)                               \
+			__tsan_acquire((void *)(handle)); \
 	} while (0)
 #else
 #define PERCPU_TSAN_RELEASE(handle) ((void)0)
@@ -156,7 +156,8 @@ percpu_add(void *handle, int64_t delta)
 		PERCPU_TEST_BEFORE_SECTION();
 		PERCPU_TSAN_RELEASE(handle);
 		if (__builtin_expect(percpu_arch_rseq_add(
-			    percpu_slab_ptr(handle, cpu), cpu, delta) == 0, 1))
+					     percpu_slab_ptr(handle, cpu), cpu, delta) == 0,
+		                     1))
 			return;
 		PERCPU_TEST_SECTION_ABORTED();
 		if (percpu_arch_rseq_cpu_id() < 0)

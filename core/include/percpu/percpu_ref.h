@@ -184,9 +184,9 @@ enum {
 struct percpu_ref_data; /* cold state, private to percpu_ref.c */
 
 struct percpu_ref {
-	uintptr_t mode;                 /* 0: percpu; else __PERCPU_REF_* */
-	void *percpu_count;             /* slab handle: one int64 per CPU */
-	struct percpu_ref_data *data;   /* NULL before init and after exit */
+	uintptr_t mode;               /* 0: percpu; else __PERCPU_REF_* */
+	void *percpu_count;           /* slab handle: one int64 per CPU */
+	struct percpu_ref_data *data; /* NULL before init and after exit */
 };
 
 /*
@@ -241,7 +241,8 @@ static inline __attribute__((always_inline)) void
 percpu_ref_get_many(struct percpu_ref *ref, unsigned long nr)
 {
 	if (__builtin_expect(!percpu_add_if_zero(ref->percpu_count, &ref->mode,
-	                                         (int64_t)nr), 0))
+	                                         (int64_t)nr),
+	                     0))
 		percpu_ref_get_slow(ref, nr);
 }
 
@@ -269,7 +270,8 @@ static inline __attribute__((always_inline)) void
 percpu_ref_put_many(struct percpu_ref *ref, unsigned long nr)
 {
 	if (__builtin_expect(!percpu_add_if_zero(ref->percpu_count, &ref->mode,
-	                                         -(int64_t)nr), 0))
+	                                         -(int64_t)nr),
+	                     0))
 		percpu_ref_put_slow(ref, nr);
 }
 
@@ -291,7 +293,8 @@ static inline __attribute__((always_inline)) bool
 percpu_ref_tryget_many(struct percpu_ref *ref, unsigned long nr)
 {
 	if (__builtin_expect(percpu_add_if_zero(ref->percpu_count, &ref->mode,
-	                                        (int64_t)nr), 1))
+	                                        (int64_t)nr),
+	                     1))
 		return true;
 	return percpu_ref_tryget_slow(ref, nr);
 }

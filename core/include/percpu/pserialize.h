@@ -112,10 +112,10 @@ static inline bool pserialize_in_read_section(void);
 
 /* The process's read-side state; written only by pserialize.c. */
 struct pserialize_readers {
-	uintptr_t epoch;      /* parity = the counts new readers use */
-	void *lock[2];        /* per-CPU enter counts, per parity */
-	void *unlock[2];      /* per-CPU exit counts, per parity */
-	int reader_barrier;   /* no fence in this process: readers fence */
+	uintptr_t epoch;    /* parity = the counts new readers use */
+	void *lock[2];      /* per-CPU enter counts, per parity */
+	void *unlock[2];    /* per-CPU exit counts, per parity */
+	int reader_barrier; /* no fence in this process: readers fence */
 };
 extern struct pserialize_readers pserialize_readers;
 
@@ -136,7 +136,7 @@ static inline __attribute__((always_inline)) int pserialize_read_enter(void)
 	if (__builtin_expect(r->reader_barrier, 0))
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	else
-		__asm__ __volatile__("" ::: "memory");  /* the writer fences */
+		__atomic_signal_fence(__ATOMIC_SEQ_CST); /* the writer fences */
 	return s;
 }
 

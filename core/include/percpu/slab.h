@@ -90,25 +90,25 @@ static inline void *percpu_slab_twin_ptr(const void *handle, unsigned cpu)
 }
 
 struct percpu_slab_stats {
-	size_t chunks;          /* mmaps made so far (never shrinks) */
-	size_t objects;         /* live allocations */
-	size_t bytes_in_use;    /* per CPU: bytes handed out, incl. alignment */
-	size_t bytes_capacity;  /* per CPU: usable bytes across all chunks */
-	size_t units_unplaced;  /* units whose NUMA preference was refused */
+	size_t chunks;         /* mmaps made so far (never shrinks) */
+	size_t objects;        /* live allocations */
+	size_t bytes_in_use;   /* per CPU: bytes handed out, incl. alignment */
+	size_t bytes_capacity; /* per CPU: usable bytes across all chunks */
+	size_t units_unplaced; /* units whose NUMA preference was refused */
 };
 
 void percpu_slab_get_stats(struct percpu_slab_stats *out);
 
 /* Where one CPU's unit of one chunk lives. */
 struct percpu_unit_placement {
-	int wanted_node;        /* the CPU's node, or the nearest node with
+	int wanted_node; /* the CPU's node, or the nearest node with
 	                           memory if it has none (0 without NUMA) */
-	int bind_error;         /* 0, or the -errno mbind gave (-EPERM, -ENOSYS);
+	int bind_error;  /* 0, or the -errno mbind gave (-EPERM, -ENOSYS);
 	                           -ENODEV: possible CPUs unknown, left to
 	                           first touch (percpu_nr_cpus_exact()) */
-	int actual_node;        /* node of all its primary pages; -1 if they
+	int actual_node; /* node of all its primary pages; -1 if they
 	                           differ or none is populated */
-	unsigned pages;         /* primary pages in the unit */
+	unsigned pages;  /* primary pages in the unit */
 	unsigned pages_on_wanted;
 	unsigned pages_unknown; /* unpopulated or not queryable */
 };

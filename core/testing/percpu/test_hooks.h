@@ -99,13 +99,13 @@ void percpu_slab_inject_failure(long countdown);
  * (in test binaries only; the library's own sections never inject). */
 #define PERCPU_TEST_INJECT_SPINS percpu_test_inject_spins
 #define PERCPU_TEST_INJECT_GATE percpu_test_inject_gate
-#define PERCPU_TEST_BEFORE_SECTION()                                           \
-	do {                                                                   \
-		void (*hook_)(void) = percpu_test_inject_hook;                 \
-		if (hook_)                                                     \
-			hook_();                                               \
+#define PERCPU_TEST_BEFORE_SECTION()                           \
+	do {                                                   \
+		void (*hook_)(void) = percpu_test_inject_hook; \
+		if (hook_)                                     \
+			hook_();                               \
 	} while (0)
-#define PERCPU_TEST_SECTION_ABORTED()                                          \
+#define PERCPU_TEST_SECTION_ABORTED() \
 	__atomic_fetch_add(&percpu_test_aborts, 1, __ATOMIC_RELAXED)
 #endif
 
