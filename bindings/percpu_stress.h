@@ -11,7 +11,9 @@
  * check an exact invariant afterwards (percpu/stress.py).
  *
  * Nothing here is part of the library's API: it is compiled into the
- * extension modules only, and reachable from Python as percpu._testing.
+ * extension modules only (test support shipped with the package: see
+ * docs/python.md), and driven from Python by percpu.stress through each
+ * driver's stress_* entries.
  */
 #ifndef PERCPU_STRESS_H
 #define PERCPU_STRESS_H

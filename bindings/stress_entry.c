@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bindings/stress_entry.c -- the test-only loops behind percpu._testing
+ * bindings/stress_entry.c -- the test-only loops behind percpu.stress
  * (why they exist: percpu_stress.h).
  */
 #define _GNU_SOURCE

@@ -58,13 +58,49 @@ static void writer_fence(const char *who)
 		           who, rc);
 }
 
+static int64_t count(void *const *handle, const int64_t *early)
+{
+	void *h = __atomic_load_n(handle, __ATOMIC_ACQUIRE);
+
+	return (h ? percpu_sum(h) : 0) + __atomic_load_n(early, __ATOMIC_SEQ_CST);
+}
+
 /* unlock first, then lock: see the header (step 2). */
 static int64_t inside(int s)
 {
-	int64_t unlocks = percpu_sum(pserialize_readers.unlock[s]);
+	struct pserialize_readers *r = &pserialize_readers;
+	int64_t unlocks = count(&r->unlock[s], &r->early_unlock[s]);
 
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	return percpu_sum(pserialize_readers.lock[s]) - unlocks;
+	return count(&r->lock[s], &r->early_lock[s]) - unlocks;
+}
+
+/*
+ * The per-CPU counts, made by the first grace period (under grace_lock).
+ * reader_barrier is set before any handle is published, so a reader that
+ * sees a handle also sees the barrier mode it must use.  No memory: the
+ * readers keep counting in the shared words.
+ */
+static void setup_percpu_counts(void)
+{
+	struct pserialize_readers *r = &pserialize_readers;
+	void *h[4];
+
+	if (__atomic_load_n(&r->unlock[1], __ATOMIC_RELAXED) != NULL)
+		return;
+	__atomic_store_n(&r->reader_barrier, !percpu_fence_available(), __ATOMIC_RELAXED);
+	for (int i = 0; i < 4; i++) {
+		h[i] = percpu_slab_alloc(8, 8);
+		if (h[i] == NULL) {
+			while (i-- > 0)
+				percpu_slab_free(h[i]);
+			return;
+		}
+	}
+	__atomic_store_n(&r->lock[0], h[0], __ATOMIC_RELEASE);
+	__atomic_store_n(&r->lock[1], h[1], __ATOMIC_RELEASE);
+	__atomic_store_n(&r->unlock[0], h[2], __ATOMIC_RELEASE);
+	__atomic_store_n(&r->unlock[1], h[3], __ATOMIC_RELEASE);
 }
 
 static void wait_balanced(int s, const char *who)
@@ -89,8 +125,11 @@ static void wait_balanced(int s, const char *who)
 		}
 	}
 #ifdef PERCPU_TSAN
-	/* Every exit counted above happens before what the caller does next. */
-	__tsan_acquire(pserialize_readers.unlock[s]);
+	/* Every exit counted above happens before what the caller does next
+	 * (the per-CPU adds release on the handle; the shared words are
+	 * atomics TSan sees). */
+	if (pserialize_readers.unlock[s] != NULL)
+		__tsan_acquire(pserialize_readers.unlock[s]);
 #endif
 }
 
@@ -101,6 +140,7 @@ void percpu_pserialize_grace(const char *who)
 		           "itself (pserialize_read_exit() first)",
 		           who);
 	pthread_mutex_lock(&grace_lock);
+	setup_percpu_counts();
 	writer_fence(who);
 	uintptr_t epoch = __atomic_load_n(&pserialize_readers.epoch, __ATOMIC_RELAXED);
 	int cur = (int)(epoch & 1);
@@ -180,15 +220,22 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+	struct pserialize_readers *r = &pserialize_readers;
+
 	for (int s = 0; s < 2; s++) {
 		int64_t ghosts = inside(s) - pserialize_read_depth[s];
 
-		if (ghosts != 0)
-			percpu_add(pserialize_readers.unlock[s], ghosts);
+		if (ghosts == 0)
+			continue;
+		if (r->unlock[s] != NULL)
+			percpu_add(r->unlock[s], ghosts);
+		else
+			__atomic_fetch_add(&r->early_unlock[s], ghosts, __ATOMIC_SEQ_CST);
 	}
 	pthread_mutex_init(&grace_lock, NULL);
 }
 
+/* Only the fork handlers: nothing that reads the topology (see the header). */
 __attribute__((constructor)) static void pserialize_init(void)
 {
 	static const struct percpu_fork_handlers h = {
@@ -197,14 +244,6 @@ __attribute__((constructor)) static void pserialize_init(void)
 		fork_child,
 	};
 
-	for (int s = 0; s < 2; s++) {
-		pserialize_readers.lock[s] = percpu_slab_alloc(8, 8);
-		pserialize_readers.unlock[s] = percpu_slab_alloc(8, 8);
-		if (!pserialize_readers.lock[s] || !pserialize_readers.unlock[s])
-			percpu_die("pserialize: no memory for the read-section counts "
-			           "(32 bytes per possible CPU) at load time");
-	}
-	pserialize_readers.reader_barrier = !percpu_fence_available();
 	percpu_fork_add(PERCPU_FORK_PSERIALIZE, &h);
 	percpu_fork_register();
 }

@@ -59,6 +59,26 @@ static void set_flag(int *flag)
 
 /* ---- basics ------------------------------------------------------------ */
 
+static void perform_waits_for(int performs_before);
+
+/*
+ * First in this file, so that no grace period has run yet: readers count
+ * in the shared words until the first grace period makes the per-CPU
+ * counts, and that grace period must wait for a reader that entered
+ * before them and leaves after.
+ */
+TEST(first_grace_period_waits_for_readers_counted_before_it)
+{
+	CHECK(pserialize_readers.lock[0] == NULL && pserialize_readers.unlock[1] == NULL);
+	perform_waits_for(0);
+	CHECK(pserialize_readers.lock[0] != NULL && pserialize_readers.unlock[1] != NULL);
+	/* The reader straddled the switch: entered in a shared word, left
+	 * in a per-CPU one, and was still waited for. */
+	CHECK_EQ(pserialize_readers.early_lock[0] + pserialize_readers.early_lock[1], 1);
+	CHECK_EQ(pserialize_readers.early_unlock[0] + pserialize_readers.early_unlock[1], 0);
+}
+
+
 TEST(enter_exit_nest_and_perform_without_readers)
 {
 	pserialize_t psz = pserialize_create();

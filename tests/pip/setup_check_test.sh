@@ -16,7 +16,7 @@ export PYTHONDONTWRITEBYTECODE=1 PYTHONNOUSERSITE=1
 unset PYTHONPATH
 src=$tmp/src
 mkdir -p "$src"
-cp -L "$runfiles/setup.py" "$runfiles/pyproject.toml" "$src"
+(cd "$runfiles" && cp -L --parents setup.py pyproject.toml VERSION copts.bzl tools/copts.py "$src")
 cd "$src"
 
 fail() { echo "setup_check_test: $*" >&2; exit 1; }

@@ -58,7 +58,7 @@
  *
  * Without the fence (no membarrier: seccomp, PERCPU_DISABLE_FENCE=1, old
  * kernels) readers fence themselves: read enter adds a full barrier after
- * its add, decided once at load time (pserialize_readers.reader_barrier),
+ * its add, decided before the per-CPU counts exist (reader_barrier),
  * and the writer uses an ordinary barrier -- SRCU exactly.  Threads
  * without rseq (valgrind, a raw clone) add atomically, which is also
  * correct: the adds are only counted, never owned.
@@ -110,12 +110,22 @@ static inline bool pserialize_in_read_section(void);
 
 /* ---- the read side, inline -------------------------------------------- */
 
-/* The process's read-side state; written only by pserialize.c. */
+/*
+ * The process's read-side state; written only by pserialize.c.  The
+ * per-CPU counts are allocated by the first grace period (never in a
+ * constructor: a static binary may run ours before libnuma's, and the
+ * slab's placement would then see no NUMA nodes); until then the handles
+ * are NULL and readers count in the two shared words at the end instead
+ * -- correct, and only until a writer exists.
+ */
 struct pserialize_readers {
 	uintptr_t epoch;    /* parity = the counts new readers use */
-	void *lock[2];      /* per-CPU enter counts, per parity */
-	void *unlock[2];    /* per-CPU exit counts, per parity */
+	void *lock[2];      /* per-CPU enter counts, per parity, or NULL */
+	void *unlock[2];    /* per-CPU exit counts, per parity, or NULL */
 	int reader_barrier; /* no fence in this process: readers fence */
+	/* Before the first grace period: shared enter/exit counts. */
+	__attribute__((aligned(64))) int64_t early_lock[2];
+	int64_t early_unlock[2];
 };
 extern struct pserialize_readers pserialize_readers;
 
@@ -131,8 +141,13 @@ static inline __attribute__((always_inline)) int pserialize_read_enter(void)
 	struct pserialize_readers *r = &pserialize_readers;
 	int s = (int)(__atomic_load_n(&r->epoch, __ATOMIC_RELAXED) & 1);
 
+	void *lock = __atomic_load_n(&r->lock[s], __ATOMIC_ACQUIRE);
+
 	pserialize_read_depth[s]++;
-	percpu_add(r->lock[s], 1);
+	if (__builtin_expect(lock == NULL, 0))
+		__atomic_fetch_add(&r->early_lock[s], 1, __ATOMIC_SEQ_CST);
+	else
+		percpu_add(lock, 1);
 	if (__builtin_expect(r->reader_barrier, 0))
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	else
@@ -143,12 +158,17 @@ static inline __attribute__((always_inline)) int pserialize_read_enter(void)
 static inline __attribute__((always_inline)) void pserialize_read_exit(int s)
 {
 	struct pserialize_readers *r = &pserialize_readers;
+	void *unlock;
 
 	if (__builtin_expect((unsigned)s > 1 || pserialize_read_depth[s] <= 0, 0))
 		pserialize_read_exit_misuse(s);
+	unlock = __atomic_load_n(&r->unlock[s], __ATOMIC_ACQUIRE);
 	/* The section's loads before the exit count (free on x86). */
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	percpu_add(r->unlock[s], 1);
+	if (__builtin_expect(unlock == NULL, 0))
+		__atomic_fetch_add(&r->early_unlock[s & 1], 1, __ATOMIC_SEQ_CST);
+	else
+		percpu_add(unlock, 1);
 	pserialize_read_depth[s]--;
 }
 
