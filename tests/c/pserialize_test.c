@@ -800,8 +800,14 @@ static void destroy_during_perform(void)
 	pserialize_destroy(p.psz);
 }
 
+static void perform_null(void)
+{
+	pserialize_perform(NULL);
+}
+
 TEST(misuse_aborts_with_a_message)
 {
+	CHECK(harness_dies_with(perform_null, "pserialize_perform(NULL): not a pserialize_t"));
 	CHECK(harness_dies_with(perform_inside_section,
 	                        "pserialize_perform: called inside a read section"));
 	CHECK(harness_dies_with(trydrain_inside_section,

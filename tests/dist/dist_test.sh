@@ -23,7 +23,7 @@ block=$(awk '/<!-- tests\/dist/ { armed = 1; next }
 	armed && /^```sh/ { inside = 1; next }
 	inside && /^```/ { exit }
 	inside' "$readme")
-shared=$(grep -o 'cc app\.c [^`]*-Wl,-rpath[^`]*' "$readme" | head -n1)
+shared=$(grep -m1 -o 'cc app\.c [^`]*-Wl,-rpath[^`]*' "$readme" || true)
 test -n "$block" || { echo "no tests/dist block in $readme" >&2; exit 1; }
 test -n "$shared" || { echo "no shared-library line in $readme" >&2; exit 1; }
 grep -q '^cc app\.c ' <<<"$block" || { echo "no cc line in the README block" >&2; exit 1; }
@@ -66,13 +66,15 @@ echo "+ $shared"
 rm -f "$user/a.out"
 (cd "$user" && bash -euo pipefail -c "$shared")
 run_program
-readelf -d "$user/a.out" | grep -q 'NEEDED.*libpercpu.so.0'
+# Outputs are captured, then matched: `cmd | grep -q` under pipefail fails
+# when grep's early exit SIGPIPEs cmd.
+grep -q 'NEEDED.*libpercpu.so.0' <<<"$(readelf -d "$user/a.out")"
 
 # One archive: no libpercpu_numa.a, and libpercpu.a alone resolves the NUMA leaf.
 test ! -e "$tree/lib/libpercpu_numa.a"
 cc -std=gnu11 -O2 -I"$tree/include" "$example" "$tree/lib/libpercpu.a" \
 	-lnuma -lpthread -o "$work/example_static"
-"$work/example_static" | grep -q '^hits=1000 '
+grep -q '^hits=1000 ' <<<"$("$work/example_static")"
 
 # Strict C against the installed headers.
 cc "${strict[@]}" -I"$tree/include" -c "$example" \

@@ -75,6 +75,7 @@ out=$("${bazel[@]}" run "${flags[@]}" //:py_app 2>/dev/null)
 [[ $out == hits=1000 ]] || { echo "//:py_app printed: $out" >&2; exit 1; }
 
 bin=$("${bazel[@]}" info "${flags[@]}" bazel-bin 2>/dev/null)
-readelf -d "$bin/external/percpu/core/libpercpu.so.0" | grep -q 'SONAME.*libpercpu.so.0'
-tar -tzf "$bin/external/percpu/percpu-dist.tar.gz" | grep -qx 'lib/libpercpu.a'
+# Captured, then matched (`cmd | grep -q` under pipefail: SIGPIPE).
+grep -q 'SONAME.*libpercpu.so.0' <<<"$(readelf -d "$bin/external/percpu/core/libpercpu.so.0")"
+grep -qx 'lib/libpercpu.a' <<<"$(tar -tzf "$bin/external/percpu/percpu-dist.tar.gz")"
 echo "1 passed, 0 failed"

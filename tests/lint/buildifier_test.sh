@@ -24,7 +24,10 @@ buildifier=$("$root/tools/bootstrap.sh" --buildifier-path)
 	echo "FAIL: no buildifier at $buildifier (tools/bootstrap.sh installs it from npm)" >&2
 	exit 1
 }
-version=$("$buildifier" --version | head -n1)
+# Not `| head -n1`: under pipefail its early exit can SIGPIPE buildifier,
+# and the test then failed with no message (seen once in CI).
+version=$("$buildifier" --version)
+version=${version%%$'\n'*}
 [[ $version == *"version: $want"* ]] || {
 	echo "FAIL: buildifier $want wanted, got: $version" >&2
 	exit 1

@@ -60,8 +60,10 @@ if ((${#need_packages[@]})); then
 		-o DPkg::Lock::Timeout=120 "${need_packages[@]}"; }; } >/dev/null 2>&1 ||
 		skip "apt-get install ${need_packages[*]} failed (no Debian archive reachable?)"
 fi
-qemu_version=$(qemu-system-x86_64 --version | head -n 1) ||
+# (No `| head` here: under pipefail its early exit could SIGPIPE QEMU.)
+qemu_version=$(qemu-system-x86_64 --version) ||
 	skip "qemu-system-x86_64 does not start"
+qemu_version=${qemu_version%%$'\n'*}
 
 # ---- the kernel --------------------------------------------------------------
 pick_cache() {

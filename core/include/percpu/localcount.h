@@ -9,13 +9,38 @@
  * cache line.  The price is paid at destruction: localcount_drain() must
  * make every CPU's word stop changing before it can add them up.
  *
- * Usage (the man page's pattern): publish the object in a table that
- * readers search inside a read section (pserialize(9); here any RCU-like
- * scheme or a reader lock); a reader acquires a reference inside the read
- * section, leaves it, uses the object for as long as it likes -- possibly
- * sleeping, possibly on another CPU -- and releases.  To destroy: unpublish
- * the object, wait for the read sections to end (so no new acquire can
- * happen), then localcount_drain(), then localcount_fini() and free.
+ * Usage: lookups find the object in a table inside a pserialize(9) read
+ * section (<percpu/pserialize.h>) and acquire there; the reference then
+ * outlives the section -- the holder may sleep, migrate, and release on
+ * any CPU.  Two ways to destroy (docs/localcount.md compiles and runs
+ * both, //tests/c:localcount_doc_test):
+ *
+ *   the man page: localcount_drain waits for the references
+ *
+ *     unhook(obj);                        lookups can no longer find it
+ *     pserialize_perform(psz);            lookups in flight have left
+ *     mutex_lock(&mtx);
+ *     localcount_drain(&obj->lc, &cv, &mtx);
+ *     mutex_unlock(&mtx);
+ *     localcount_fini(&obj->lc); free(obj);
+ *
+ *   the trydrain post: give up (EBUSY) instead of waiting
+ *
+ *     obj->flags |= DYING;                lookups that start now skip it
+ *     if (!localcount_trydrain(&obj->lc)) {   waits out lookups in flight
+ *             obj->flags &= ~DYING;       false: as if nothing happened
+ *             return EBUSY;
+ *     }
+ *     unhook(obj); pserialize_perform(psz);
+ *     localcount_fini(&obj->lc); free(obj);
+ *
+ * Contracts: before localcount_drain, no acquire may be able to start
+ * (unhooked, and the read sections that saw the object have exited:
+ * pserialize_perform).  Before localcount_trydrain, only lookups that
+ * start after it must be unable to acquire (DYING): its grace period
+ * waits for the others, which acquire legally and are counted.  Other
+ * read-side schemes (a reader lock, RCU) work too, as long as the caller
+ * waits out its readers before trydrain.
  *
  * Where a count lives:
  *
@@ -106,6 +131,10 @@
  * exact even with acquires running (localcount_tryacquire is made for
  * that; a plain acquire racing it is misuse, as below):
  *
+ *   0. A pserialize grace period: every read section in flight exits,
+ *      so each lookup that passed its DYING check before the call has
+ *      acquired (counted below) or left.  Before step 1, while such an
+ *      acquire is still legal.
  *   1. lc_state LIVE -> TRYDRAINING (CAS); lc_mode = MODE_TRYDRAINING.
  *      From now on acquires and releases take the slow path.
  *   2. Per-CPU mode: percpu_fence(), as in drain step 2: the per-CPU
@@ -305,14 +334,17 @@ void localcount_drain(struct localcount *lc, pthread_cond_t *cv,
                       pthread_mutex_t *interlock);
 
 /*
- * If no reference is held, make lc final, as after localcount_drain(),
- * and return true; otherwise return false with no lasting effect -- lc
- * stays live and fast, and the caller may republish it.  Exact even while
- * localcount_tryacquire() calls run (each is counted, or fails); plain
- * localcount_acquire() calls must already be impossible (object
- * unpublished AND every lookup that could have found it finished) -- one
- * that meets the trydrain deciding aborts.  Never waits for references;
- * one fence in per-CPU mode.  Needs no interlock.  O(possible CPUs).
+ * The trydrain post's cross-call: first wait out every pserialize read
+ * section in flight (a grace period), then, if no reference is held, make
+ * lc final, as after localcount_drain(), and return true; otherwise return
+ * false with no lasting effect -- lc stays live and fast, and the caller
+ * may clear its DYING flag.  Exact even while localcount_tryacquire()
+ * calls run (each is counted, or fails); plain localcount_acquire() calls
+ * that start after the call must be impossible (DYING, or unpublished) --
+ * one that meets the trydrain deciding aborts.  Never waits for
+ * references; one grace period, and one fence in per-CPU mode.  Needs no
+ * interlock.  O(possible CPUs).  Aborts inside a read section (it would
+ * wait for itself).
  */
 bool localcount_trydrain(struct localcount *lc);
 
