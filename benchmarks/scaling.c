@@ -1038,9 +1038,10 @@ static void print_summary_refs(int t1)
 	}
 }
 
-static void print_summary_lookup(int t2)
+static void print_summary_lookup(int t1, int t2)
 {
 	char what[128];
+	int tn = thread_index(g_ncpus);
 
 	if (t2 >= 0) {
 		double ratio = mops_ratio(t2, "pserialize + localcount",
@@ -1063,6 +1064,17 @@ static void print_summary_lookup(int t2)
 		         "lookup: pserialize / global atomic, Mops/s, %d thr", n);
 		ratio_line(what, mops_ratio(ti, "pserialize + localcount",
 		                            "global atomic refcount"));
+	}
+	/* How well the host let the lookup scale in this run; read it next
+	 * to the core summary's counter_u64_add line of the same kind. */
+	if (t1 >= 0 && tn >= 0 && g_ncpus > 1) {
+		int i = impl_index("pserialize + localcount");
+
+		snprintf(what, sizeof(what),
+		         "lookup: pserialize Mops/s, %d thr / 1 thr (ideal %d)",
+		         g_ncpus, g_ncpus);
+		ratio_line(what, results[BENCH_COMPACT][tn][i].mops_total /
+		                         results[BENCH_COMPACT][t1][i].mops_total);
 	}
 }
 
@@ -1306,7 +1318,7 @@ int main(int argc, char **argv)
 		printf("  (rseq NOT registered: \"rseq\" figures are the fallback path)\n");
 	print_summary_core(t1, t2);
 	print_summary_refs(t1);
-	print_summary_lookup(t2);
+	print_summary_lookup(t1, t2);
 	print_summary_latency(lat, nlat, busy);
 	print_summary_pserialize_latency(lat, nlat, busy);
 	ratio_line("memory: bytes per counter per CPU / 8", mem.bytes_per_counter_cpu / 8);
