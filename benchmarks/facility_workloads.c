@@ -498,6 +498,7 @@ const char *facility_workloads_mode_note(void)
 	if (percpu_fast_mode_available())
 		return NULL;
 	return "no fast mode (rseq or membarrier missing): the localcount, "
-	       "lookup_ref and \"percpu_ref ... percpu\" rows ran in ATOMIC mode "
-	       "(and pserialize readers fence themselves)";
+	       "lookup_ref and \"percpu_ref ... percpu\" rows ran in ATOMIC mode, "
+	       "and pserialize read sections paid for the missing piece too (an "
+	       "atomic add without rseq, a full barrier without the fence)";
 }
