@@ -232,7 +232,7 @@ static void fork_child(void)
 		else
 			__atomic_fetch_add(&r->early_unlock[s], ghosts, __ATOMIC_SEQ_CST);
 	}
-	pthread_mutex_init(&grace_lock, NULL);
+	pthread_mutex_unlock(&grace_lock); /* taken by this thread in prepare */
 }
 
 /* Only the fork handlers: nothing that reads the topology (see the header). */
