@@ -32,10 +32,12 @@ packages=(
 	clang             # clang 14: the libFuzzer build (tests/fuzz/run_fuzz.sh)
 	clang-format      # clang-format 14: //tests/lint:clang_format_test
 	cpio              # packs the NUMA VM test's initramfs
+	curl              # the HTTP client of //exporter:metrics_http_test
 	libasan8          # ASan runtime (the asan leg; also preloaded into python3)
 	libtsan2          # TSan runtime (the tsan leg)
 	libubsan1         # UBSan runtime (the asan leg is ASan+UBSan)
 	libclang-rt-14-dev # libFuzzer and clang's sanitizer runtimes (tests/fuzz)
+	libmicrohttpd-dev # HTTP for //exporter:metrics_http (GET /metrics)
 	libnuma-dev       # NUMA placement of per-CPU units (libnuma)
 	numactl           # numactl --hardware, for humans and the NUMA tests
 	python3           # /usr/bin/python3 for Bazel's Python rules

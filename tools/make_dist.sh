@@ -4,7 +4,9 @@
 # laid out as in the tree's */include/: arch headers under percpu/arch/),
 # lib/libpercpu.a (one archive: the core
 # and the NUMA leaf, which Bazel builds as two), lib/libpercpu.so.0 with its
-# libpercpu.so link, and a pkg-config file whose Version is the VERSION file's.
+# libpercpu.so link, and a pkg-config file whose Version is the VERSION file's;
+# and the /metrics server (//exporter:metrics_http, on libmicrohttpd): its
+# header, lib/libpercpu_metrics_http.a and percpu-metrics-http.pc.
 # usage: make_dist.sh OUT.tar.gz FILE...   (Bazel passes VERSION, LICENSE,
 #        the headers and the libraries)
 set -euo pipefail
@@ -25,6 +27,7 @@ for f in "$@"; do
 	*/libpercpu.a) core_a=$f ;;
 	*/libpercpu.so.0) cp "$f" "$root/lib/" ;;
 	*/numa/libnuma.a) numa_a=$f ;;
+	*/exporter/libmetrics_http.a) cp "$f" "$root/lib/libpercpu_metrics_http.a" ;;
 	esac
 done
 # One archive, so that linking it by hand needs no second one.
@@ -50,5 +53,22 @@ Description: per-CPU counters and reference counts for userspace (rseq, NUMA sla
 Version: $version
 Cflags: -I\${includedir}
 Libs: \${libdir}/libpercpu.a -lnuma -lpthread
+PC
+test -f "$root/lib/libpercpu_metrics_http.a" || { echo "make_dist.sh: no exporter/libmetrics_http.a among the inputs" >&2; exit 1; }
+# The /metrics server, a static archive too: the program links
+# libmicrohttpd itself, so it is a public Requires (its .pc gives
+# -lmicrohttpd and, where not standard, its include directory), not a
+# Requires.private, which `pkg-config --libs` without --static ignores.
+cat > "$root/lib/pkgconfig/percpu-metrics-http.pc" <<PC
+prefix=\${pcfiledir}/../..
+includedir=\${prefix}/include
+libdir=\${prefix}/lib
+
+Name: percpu-metrics-http
+Description: GET /metrics for percpu's counter tree, on libmicrohttpd
+Version: $version
+Requires: percpu = $version, libmicrohttpd
+Cflags: -I\${includedir}
+Libs: \${libdir}/libpercpu_metrics_http.a -lpthread
 PC
 tar -C "$root" -czf "$out" LICENSE include lib

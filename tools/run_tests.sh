@@ -55,7 +55,7 @@ declare -A LEG_ARGS=(
 # the tests it leaves out this way.  Prefer select() on //tools:asan etc.
 # where only part of a test must change.
 declare -A LEG_WHAT=(
-	[default]="full suite: C on rseq/tunable/seccomp(/nosysfs), Python x2 bindings x3 paths, NUMA VM, dist (the README's link lines), an external Bazel workspace consuming @percpu, lint (clang-format, buildifier, copts, version, SPDX)"
+	[default]="full suite: C on rseq/tunable/seccomp(/nosysfs), Python x2 bindings x3 paths, NUMA VM, the /metrics server against curl, dist (the README's link lines), an external Bazel workspace consuming @percpu, lint (clang-format, buildifier, copts, version, SPDX)"
 	[valgrind]="C suite under valgrind memcheck (fallback path; errors and leaks fatal)"
 	[asan]="full suite under ASan+UBSan (--config=asan_ubsan)"
 	[tsan]="full suite under TSan (--config=tsan)"

@@ -9,10 +9,14 @@
 # C: the example, which declares a SYSCTL_COUNTER_U64 leaf as documented,
 # compiles under STRICT_CFLAGS (-std=c11 -pedantic -Werror: copts.bzl's
 # STRICT_C11_COPTS, which the BUILD file passes).
-# usage: dist_test.sh DIST.tar.gz EXAMPLE.c README.md STRICT_CFLAGS...
+# Then the /metrics server (percpu-metrics-http.pc): the README's block
+# after its "tests/dist/dist_test.sh (metrics)" marker builds server.c
+# (METRICS_EXAMPLE.c), which is run, scraped with curl and stopped.
+# usage: dist_test.sh DIST.tar.gz EXAMPLE.c METRICS_EXAMPLE.c README.md
+#        STRICT_CFLAGS...
 set -euo pipefail
-tarball=$1 example=$2 readme=$3
-shift 3
+tarball=$1 example=$2 metrics_example=$3 readme=$4
+shift 4
 strict=("$@")
 ((${#strict[@]})) || { echo "dist_test.sh: no strict C flags given" >&2; exit 2; }
 work=${TEST_TMPDIR:-$(mktemp -d)}
@@ -79,4 +83,55 @@ grep -q '^hits=1000 ' <<<"$("$work/example_static")"
 # Strict C against the installed headers.
 cc "${strict[@]}" -I"$tree/include" -c "$example" \
 	-o "$work/example_strict.o"
+
+# The /metrics server, as README.md builds it.
+mblock=$(awk '/<!-- tests\/dist\/dist_test.sh \(metrics\)/ { armed = 1; next }
+	armed && /^```sh/ { inside = 1; next }
+	inside && /^```/ { exit }
+	inside' "$readme")
+test -n "$mblock" || { echo "no tests/dist/dist_test.sh (metrics) block in $readme" >&2; exit 1; }
+grep -q '^cc server\.c .*pkg-config --cflags --libs percpu-metrics-http' <<<"$mblock" || {
+	echo "no cc server.c line on percpu-metrics-http in the README's metrics block" >&2
+	exit 1
+}
+cp "$metrics_example" "$user/server.c"
+while IFS= read -r line; do
+	case "$line" in
+	'' | '#'*) continue ;;
+	esac
+	echo "+ $line"
+	(cd "$user" && bash -euo pipefail -c "$line")
+done <<<"$mblock"
+test -x "$user/server" || { echo "the README's metrics block built no ./server" >&2; exit 1; }
+# Strict C against the installed header too.
+cc "${strict[@]}" -I"$tree/include" -c "$metrics_example" -o "$work/metrics_strict.o"
+
+(cd "$user" && exec ./server) >"$work/server.out" 2>"$work/server.err" &
+server=$!
+port=
+# A bounded wait for its "port=N" line, only so that a broken server
+# cannot hang the test.
+for _ in $(seq 600); do
+	port=$(sed -n 's/^port=//p' "$work/server.out")
+	[[ -n $port ]] && break
+	kill -0 "$server" 2>/dev/null || break
+	sleep 0.1
+done
+[[ -n $port ]] || { echo "the server printed no port:" >&2; cat "$work/server.err" >&2; exit 1; }
+meta=$(curl --silent --show-error --max-time 60 -o "$work/metrics.body" \
+	--write-out '%{http_code} %{content_type}' "http://127.0.0.1:$port/metrics")
+[[ $meta == '200 text/plain; version=0.0.4; charset=utf-8' ]] || {
+	echo "GET /metrics: $meta" >&2
+	exit 1
+}
+grep -Eq '^app_hits(_total)? 1000$' "$work/metrics.body" || {
+	echo "no app_hits 1000 sample in:" >&2
+	cat "$work/metrics.body" >&2
+	exit 1
+}
+kill -TERM "$server"
+rc=0
+wait "$server" || rc=$?
+((rc == 0)) || { echo "the server exited $rc on SIGTERM:" >&2; cat "$work/server.err" >&2; exit 1; }
+grep -q '^stopped$' "$work/server.out"
 echo "1 passed, 0 failed"

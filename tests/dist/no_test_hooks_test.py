@@ -4,8 +4,8 @@ declare none (issue 14): the hooks exist only in //core:percpu_testing
 and the test-only header core/testing/percpu/test_hooks.h.
 
   --product FILE   a production object: libpercpu.so.0, //core:percpu's
-                   archive and shared library, the Python extension
-                   modules.  None may define a hook symbol (nm, every
+                   archive and shared library, //exporter:metrics_http's,
+                   the Python extension modules.  None may define a hook symbol (nm, every
                    defined symbol, local ones included: a static
                    inject_countdown is a hook too), nor hold the name of a
                    test-only environment variable (PERCPU_TEST_*: a

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # percpu from another Bazel workspace, offline: a consumer workspace
-# (WORKSPACE.consumer, BUILD.consumer, app.c, py_app.py, copied to a fresh
-# directory) that names this repository @percpu through local_repository
-# and calls percpu_deps(), as README.md says.  It builds every public
-# target from there -- @percpu//core:percpu (and runs a program on it),
+# (WORKSPACE.consumer, BUILD.consumer, app.c, metrics_app.c, py_app.py,
+# copied to a fresh directory) that names this repository @percpu through
+# local_repository and calls percpu_deps(), as README.md says.  It builds
+# every public target from there -- @percpu//core:percpu and
+# @percpu//exporter:metrics_http (and runs a program on each),
 # @percpu//core:libpercpu.so.0, @percpu//:dist, @percpu//python:percpu (and
 # runs a Python program on it) -- with its own Bazel server and output root
 # under /tmp, so it neither fights nor reuses the caller's.
@@ -42,7 +43,7 @@ trap cleanup EXIT
 mkdir -p "$ws"
 sed "s|PERCPU_PATH|$repo|" "$here/WORKSPACE.consumer" >"$ws/WORKSPACE"
 cp "$here/BUILD.consumer" "$ws/BUILD"
-cp "$here/app.c" "$here/py_app.py" "$ws/"
+cp "$here/app.c" "$here/metrics_app.c" "$here/py_app.py" "$ws/"
 # The consumer pins the same Bazel as this repository.
 cp "$repo/.bazelversion" "$ws/.bazelversion"
 
@@ -60,6 +61,7 @@ flags=(
 cd "$ws"
 targets=(
 	//:app
+	//:metrics_app
 	//:py_app
 	@percpu//core:percpu
 	@percpu//core:libpercpu.so.0
@@ -71,11 +73,15 @@ echo "+ bazel build ${targets[*]}"
 
 out=$("${bazel[@]}" run "${flags[@]}" //:app 2>/dev/null)
 [[ $out == hits=1000 ]] || { echo "//:app printed: $out" >&2; exit 1; }
+out=$("${bazel[@]}" run "${flags[@]}" //:metrics_app 2>/dev/null)
+[[ $out == served=yes ]] || { echo "//:metrics_app printed: $out" >&2; exit 1; }
 out=$("${bazel[@]}" run "${flags[@]}" //:py_app 2>/dev/null)
 [[ $out == hits=1000 ]] || { echo "//:py_app printed: $out" >&2; exit 1; }
 
 bin=$("${bazel[@]}" info "${flags[@]}" bazel-bin 2>/dev/null)
 # Captured, then matched (`cmd | grep -q` under pipefail: SIGPIPE).
 grep -q 'SONAME.*libpercpu.so.0' <<<"$(readelf -d "$bin/external/percpu/core/libpercpu.so.0")"
-grep -qx 'lib/libpercpu.a' <<<"$(tar -tzf "$bin/external/percpu/percpu-dist.tar.gz")"
+listing=$(tar -tzf "$bin/external/percpu/percpu-dist.tar.gz")
+grep -qx 'lib/libpercpu.a' <<<"$listing"
+grep -qx 'lib/libpercpu_metrics_http.a' <<<"$listing"
 echo "1 passed, 0 failed"
