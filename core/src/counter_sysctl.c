@@ -700,12 +700,26 @@ void counter_sysctl_register_static(struct sysctl_oid **owner,
                                     unsigned access, counter_u64_t *counters,
                                     size_t len, const char *descr)
 {
-	static const struct labels none;
+	counter_sysctl_register_static_labeled(owner, parent_token, name, access,
+	                                       counters, len, descr, NULL, NULL,
+	                                       NULL);
+}
+
+void counter_sysctl_register_static_labeled(
+	struct sysctl_oid **owner, const char *parent_token, const char *name,
+	unsigned access, counter_u64_t *counters, size_t len, const char *descr,
+	const char *const *const_labels, const char *elem_label,
+	const char *const *elem_values)
+{
+	const struct labels l = { const_labels, elem_label, elem_values };
 	char parent[COUNTER_SYSCTL_NAME_MAX];
 	int rc = parent_from_token(parent, parent_token);
 
+	if (rc)
+		refuse(-rc, "the parent %s is %s", parent_token,
+		       rc == -ENAMETOOLONG ? "too long" : "not a string literal");
 	if (rc == 0 && !add_leaf(NULL, owner, parent, name, access, counters,
-	                         len, descr, &none))
+	                         len, descr, &l))
 		rc = -errno;
 	if (rc)
 		percpu_warn("SYSCTL_COUNTER_U64(%s, %s): not registered: %s (%s)",

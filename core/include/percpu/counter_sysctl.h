@@ -48,7 +48,7 @@
  *   9lives.n (counter, no prefix)      _9lives_n_total
  *
  * Labels (counter_sysctl_add_labeled(), SYSCTL_ADD_COUNTER_U64_ARRAY_
- * LABELED()): constant label pairs on every sample of a leaf, and for an
+ * LABELED(), static SYSCTL_COUNTER_U64_ARRAY_LABELED()): constant label pairs on every sample of a leaf, and for an
  * array a label whose value names each element (`code="2xx"`; without one,
  * `index="<i>"`).  Label names are [A-Za-z_][A-Za-z0-9_]*, not starting
  * with "__" (reserved by Prometheus), not "le" or "quantile" (histogram
@@ -272,6 +272,11 @@ void counter_sysctl_register_static(struct sysctl_oid **owner,
                                     const char *parent_token, const char *name,
                                     unsigned access, counter_u64_t *counters,
                                     size_t len, const char *descr);
+void counter_sysctl_register_static_labeled(
+	struct sysctl_oid **owner, const char *parent_token, const char *name,
+	unsigned access, counter_u64_t *counters, size_t len, const char *descr,
+	const char *const *const_labels, const char *elem_label,
+	const char *const *elem_values);
 void counter_sysctl_unregister_static(struct sysctl_oid **owner);
 
 #define COUNTER_SYSCTL_CAT_(a, b) a##b
@@ -293,12 +298,30 @@ void counter_sysctl_unregister_static(struct sysctl_oid **owner);
 			&COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id),           \
 			(parent_s), (name_s), (access), (ptr), (len), (descr)); \
 	}                                                                       \
-	__attribute__((destructor)) static void                                 \
-	COUNTER_SYSCTL_CAT(counter_sysctl_fini_, id)(void)                      \
-	{                                                                       \
-		counter_sysctl_unregister_static(                               \
-			&COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id));          \
-	}                                                                       \
+	COUNTER_SYSCTL_STATIC_FINI_(id)
+
+/* The same with labels (counter_sysctl_register_static_labeled()). */
+#define COUNTER_SYSCTL_STATIC_LABELED_(id, parent_s, name_s, nbr, access, ptr, \
+                                       len, label_name, label_values, descr)   \
+	static struct sysctl_oid *COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id); \
+	__attribute__((constructor)) static void                               \
+	COUNTER_SYSCTL_CAT(counter_sysctl_init_, id)(void)                     \
+	{                                                                      \
+		(void)(nbr);                                                   \
+		counter_sysctl_register_static_labeled(                        \
+			&COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id),          \
+			(parent_s), (name_s), (access), (ptr), (len), (descr), \
+			NULL, (label_name), (label_values));                   \
+	}                                                                      \
+	COUNTER_SYSCTL_STATIC_FINI_(id)
+
+#define COUNTER_SYSCTL_STATIC_FINI_(id)                                \
+	__attribute__((destructor)) static void                        \
+	COUNTER_SYSCTL_CAT(counter_sysctl_fini_, id)(void)             \
+	{                                                              \
+		counter_sysctl_unregister_static(                      \
+			&COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id)); \
+	}                                                              \
 	struct counter_sysctl_static_
 
 /*
@@ -309,6 +332,17 @@ void counter_sysctl_unregister_static(struct sysctl_oid **owner);
 #define SYSCTL_COUNTER_U64_ARRAY(parent, nbr, name, access, ptr, len, descr)  \
 	COUNTER_SYSCTL_STATIC_(__COUNTER__, #parent, #name, nbr, access, ptr, \
 	                       len, descr)
+
+/*
+ * SYSCTL_COUNTER_U64_ARRAY_LABELED(parent, nbr, name, access, ptr, len,
+ * label_name, label_values, descr): the same with a label naming each
+ * element in the Prometheus dump (as SYSCTL_ADD_COUNTER_U64_ARRAY_LABELED).
+ */
+#define SYSCTL_COUNTER_U64_ARRAY_LABELED(parent, nbr, name, access, ptr, len, \
+                                         label_name, label_values, descr)     \
+	COUNTER_SYSCTL_STATIC_LABELED_(__COUNTER__, #parent, #name, nbr,      \
+	                               access, ptr, len, label_name,          \
+	                               label_values, descr)
 
 #define SYSCTL_COUNTER_U64(parent, nbr, name, access, ptr, descr)             \
 	COUNTER_SYSCTL_STATIC_(__COUNTER__, #parent, #name, nbr, access, ptr, \
