@@ -144,12 +144,14 @@ int sysctl_ctx_free(struct sysctl_ctx_list *ctx);
  * scalar leaf).  Returns the leaf, or NULL with errno:
  *   EINVAL        bad name (empty component, a character outside
  *                 [A-Za-z0-9_.]), access without CTLFLAG_RD or with an
- *                 unknown flag, NULL counters, len 0;
+ *                 unknown flag, NULL counters, len 0, a description
+ *                 that is not UTF-8;
  *   ENAMETOOLONG  the dotted name needs COUNTER_SYSCTL_NAME_MAX or more;
  *   EEXIST        the name is taken (or its Prometheus name is);
  *   ENOTDIR       a prefix of it is a leaf, or it is a prefix of a leaf;
  *   EDEADLK       called from a counter_sysctl_list() callback;
- *   ENOMEM.
+ *   ENOMEM;
+ * each with its reason in counter_sysctl_last_error().
  * The leaf belongs to ctx when ctx is not NULL (else it stays until
  * counter_sysctl_remove()).  descr may be NULL (empty).
  */
