@@ -40,6 +40,7 @@ packages=(
 	libmicrohttpd-dev # HTTP for //exporter:metrics_http (GET /metrics)
 	libnuma-dev       # NUMA placement of per-CPU units (libnuma)
 	numactl           # numactl --hardware, for humans and the NUMA tests
+	prometheus        # promtool check metrics: the Prometheus dump (tests/c:prometheus_test)
 	python3           # /usr/bin/python3 for Bazel's Python rules
 	python3-dev       # Python headers for the SWIG/CFFI modules
 	python3-mypy       # checks the .pyi stubs (tests/pip)

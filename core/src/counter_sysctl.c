@@ -7,7 +7,8 @@
  * name (lookups are a binary search, listing in name order is a walk, and
  * since '.' sorts below every name character this is also the tree's
  * component-by-component order) and one sorted by Prometheus metric name
- * (to refuse two leaves that would export under one metric).  Inner nodes
+ * (to refuse two leaves that would export under one metric: the key is
+ * the name the dump prints without a prefix, kind suffix and all).  Inner nodes
  * are implicit: the prefixes of leaves.  The tree changes only on
  * registration and removal, which are rare, so sorted arrays under a
  * rwlock beat anything cleverer: every check is a binary search, and the
@@ -16,24 +17,15 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <percpu/counter_sysctl.h>
 
+#include "counter_sysctl_internal.h"
 #include "internal.h"
-
-struct sysctl_oid {
-	char *name;   /* dotted: "net.inet.tcp.sent" */
-	char *metric; /* the same with '_' for '.' */
-	char *descr;
-	unsigned access;
-	counter_u64_t *counters;
-	size_t len;
-	struct sysctl_ctx_list *ctx; /* NULL: static or context-less */
-	struct sysctl_oid **owner;   /* a static leaf's registration */
-};
 
 struct sysctl_ctx_entry {
 	struct sysctl_oid *oid;
@@ -42,7 +34,7 @@ struct sysctl_ctx_entry {
 
 #define CTLFLAG_KNOWN                                                   \
 	(CTLFLAG_RW | CTLFLAG_ANYBODY | CTLFLAG_SKIP | CTLFLAG_MPSAFE | \
-	 CTLFLAG_STATS)
+	 CTLFLAG_STATS | CTLFLAG_GAUGE)
 
 /*
  * Writer-preferring: with glibc's default (readers first) a steady stream
@@ -93,6 +85,27 @@ static void tree_write_unlock(void)
 	pthread_rwlock_unlock(&tree_lock);
 }
 
+/* ---- why a registration was refused ---------------------------------- */
+
+static __thread char last_error[COUNTER_SYSCTL_NAME_MAX + 256];
+
+const char *counter_sysctl_last_error(void)
+{
+	return last_error;
+}
+
+/* Record why, and return -err for the caller to pass on. */
+__attribute__((format(printf, 2, 3))) static int refuse(int err, const char *fmt, ...)
+{
+	va_list ap;
+	int n = snprintf(last_error, sizeof(last_error), "counter_sysctl: ");
+
+	va_start(ap, fmt);
+	vsnprintf(last_error + n, sizeof(last_error) - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -err;
+}
+
 /* ---- names ----------------------------------------------------------- */
 
 static bool is_name_char(char ch)
@@ -109,15 +122,18 @@ static int check_name(const char *name)
 	for (const char *p = name; *p; p++) {
 		if (*p == '.') {
 			if (component == 0)
-				return -EINVAL;
+				return refuse(EINVAL, "'%s': empty component", name);
 			component = 0;
 		} else if (is_name_char(*p)) {
 			component++;
 		} else {
-			return -EINVAL;
+			return refuse(EINVAL,
+			              "'%s': byte 0x%02x at %zu is not [A-Za-z0-9_.] "
+			              "(Prometheus could not carry it)",
+			              name, (unsigned char)*p, (size_t)(p - name));
 		}
 	}
-	return component > 0 ? 0 : -EINVAL;
+	return component > 0 ? 0 : refuse(EINVAL, "'%s': empty component", name);
 }
 
 /* parent "." name into out[COUNTER_SYSCTL_NAME_MAX]: 0 or -ENAMETOOLONG. */
@@ -127,17 +143,170 @@ static int join_name(char *out, const char *parent, const char *name)
 	int n = snprintf(out, COUNTER_SYSCTL_NAME_MAX, "%s%s%s",
 	                 rooted ? "" : parent, rooted ? "" : ".", name);
 
-	return n < 0 || n >= COUNTER_SYSCTL_NAME_MAX ? -ENAMETOOLONG : 0;
+	if (n < 0 || n >= COUNTER_SYSCTL_NAME_MAX)
+		return refuse(ENAMETOOLONG, "'%s%s%.32s...': %d bytes or more",
+		              rooted ? "" : parent, rooted ? "" : ".", name,
+		              COUNTER_SYSCTL_NAME_MAX);
+	return 0;
 }
 
-static char *metric_of(const char *name)
+static bool ends_with(const char *s, const char *suffix)
 {
-	char *metric = strdup(name);
+	size_t n = strlen(s), k = strlen(suffix);
 
-	for (char *p = metric; p && *p; p++)
-		if (*p == '.')
-			*p = '_';
+	return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/*
+ * The Prometheus name without a prefix: '_' first if the name starts with
+ * a digit (*skip = 1: a prefix replaces it), '.' made '_', and "_total"
+ * after a counter's name unless it ends so already.
+ */
+static char *metric_of(const char *name, bool gauge, size_t *skip)
+{
+	bool digit = name[0] >= '0' && name[0] <= '9';
+	bool total = !gauge && !ends_with(name, "_total");
+	size_t n = strlen(name);
+	char *metric = malloc(n + sizeof("__total"));
+	char *p = metric;
+
+	if (!metric)
+		return NULL;
+	if (digit)
+		*p++ = '_';
+	for (const char *q = name; *q; q++)
+		*p++ = *q == '.' ? '_' : *q;
+	strcpy(p, total ? "_total" : "");
+	*skip = digit;
 	return metric;
+}
+
+/* ---- labels -------------------------------------------------------------- */
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
+static bool valid_utf8(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p) {
+		unsigned c = *p, need;
+		uint32_t cp;
+
+		if (c < 0x80) {
+			p++;
+			continue;
+		} else if (c >= 0xc2 && c <= 0xdf) {
+			need = 1, cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			need = 2, cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			need = 3, cp = c & 0x07;
+		} else {
+			return false;
+		}
+		for (unsigned i = 1; i <= need; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i] & 0x3f);
+		}
+		if ((need == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (need == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return false;
+		p += need + 1;
+	}
+	return true;
+}
+
+/* A label name Prometheus takes and does not reserve: 0 or -EINVAL. */
+static int check_label_name(const char *leaf, const char *label)
+{
+	if (!label || !*label)
+		return refuse(EINVAL, "%s: empty label name", leaf);
+	for (const char *p = label; *p; p++)
+		if (!is_name_char(*p) || (p == label && *p >= '0' && *p <= '9'))
+			return refuse(EINVAL,
+			              "%s: label name '%s' is not "
+			              "[A-Za-z_][A-Za-z0-9_]*",
+			              leaf, label);
+	if (!strncmp(label, "__", 2))
+		return refuse(EINVAL,
+		              "%s: label name '%s' starts with '__' "
+		              "(reserved by Prometheus)",
+		              leaf, label);
+	if (!strcmp(label, "le") || !strcmp(label, "quantile"))
+		return refuse(EINVAL,
+		              "%s: label name '%s' is reserved for histograms "
+		              "and summaries",
+		              leaf, label);
+	return 0;
+}
+
+/* elem: the array element whose value it is, or -1 (a constant label). */
+static int check_label_value(const char *leaf, const char *label,
+                             const char *value, long elem)
+{
+	char where[48] = "";
+
+	if (elem >= 0)
+		snprintf(where, sizeof(where), " (element %ld)", elem);
+	if (!value || !*value)
+		return refuse(EINVAL, "%s: label %s has an empty value%s", leaf,
+		              label, where);
+	if (!valid_utf8(value))
+		return refuse(EINVAL, "%s: the value of label %s is not UTF-8%s",
+		              leaf, label, where);
+	return 0;
+}
+
+/* Every label the leaf would carry: 0 or -EINVAL with the reason. */
+static int check_labels(const char *leaf, size_t len,
+                        const char *const *const_labels,
+                        const char *elem_label,
+                        const char *const *elem_values)
+{
+	const char *label = elem_label ? elem_label : "index";
+	size_t n = 0;
+	int rc;
+
+	if (len == 1 && (elem_label || elem_values))
+		return refuse(EINVAL,
+		              "%s: element labels on a scalar (an array's "
+		              "elements are labelled)",
+		              leaf);
+	if (elem_label && (rc = check_label_name(leaf, elem_label)))
+		return rc;
+	for (; const_labels && const_labels[n]; n += 2) {
+		if ((rc = check_label_name(leaf, const_labels[n])))
+			return rc;
+		if (!const_labels[n + 1])
+			return refuse(EINVAL,
+			              "%s: constant label %s has no value (the "
+			              "list is name, value, ..., NULL)",
+			              leaf, const_labels[n]);
+		if ((rc = check_label_value(leaf, const_labels[n],
+		                            const_labels[n + 1], -1)))
+			return rc;
+		for (size_t j = 0; j < n; j += 2)
+			if (!strcmp(const_labels[j], const_labels[n]))
+				return refuse(EINVAL, "%s: label %s given twice", leaf,
+				              const_labels[n]);
+		if (len > 1 && !strcmp(const_labels[n], label))
+			return refuse(EINVAL,
+			              "%s: label %s is both constant and the "
+			              "element label",
+			              leaf, label);
+	}
+	for (size_t i = 0; elem_values && i < len; i++) {
+		if ((rc = check_label_value(leaf, label, elem_values[i], (long)i)))
+			return rc;
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(elem_values[j], elem_values[i]))
+				return refuse(EINVAL,
+				              "%s: elements %zu and %zu both have "
+				              "%s=\"%s\"",
+				              leaf, j, i, label, elem_values[i]);
+	}
+	return 0;
 }
 
 /* ---- the two indexes ------------------------------------------------- */
@@ -255,15 +424,30 @@ static int insert_locked(struct sysctl_oid *oid)
 	size_t name_pos = index_search(&by_name, name_key, oid->name, &found_name);
 	size_t metric_pos = index_search(&by_metric, metric_key, oid->metric, &found_metric);
 
-	if (found_name || found_metric)
-		return -EEXIST;
+	if (found_name)
+		return refuse(EEXIST, "%s: the name is taken", oid->name);
+	if (found_metric)
+		return refuse(EEXIST,
+		              "%s: its Prometheus name %s is %s's already",
+		              oid->name, oid->metric,
+		              by_metric.at[metric_pos]->name);
 	if (has_leaf_above(oid->name) || has_leaf_below(oid->name))
-		return -ENOTDIR;
+		return refuse(ENOTDIR,
+		              "%s: it and a registered leaf are a prefix of "
+		              "each other (a leaf cannot be an inner node)",
+		              oid->name);
 	if (index_reserve(&by_name) || index_reserve(&by_metric))
-		return -ENOMEM;
+		return refuse(ENOMEM, "%s: out of memory", oid->name);
 	index_insert_at(&by_name, name_pos, oid);
 	index_insert_at(&by_metric, metric_pos, oid);
 	return 0;
+}
+
+static void free_strings(char **strings, size_t n)
+{
+	for (size_t i = 0; strings && i < n; i++)
+		free(strings[i]);
+	free(strings);
 }
 
 static void destroy_oid(struct sysctl_oid *oid)
@@ -271,7 +455,26 @@ static void destroy_oid(struct sysctl_oid *oid)
 	free(oid->name);
 	free(oid->metric);
 	free(oid->descr);
+	free_strings(oid->const_labels, 2 * oid->n_const);
+	free(oid->elem_label);
+	free_strings(oid->elem_values, oid->elem_values ? oid->len : 0);
 	free(oid);
+}
+
+/* A copy of n strings (NULL for none): *ok false if out of memory. */
+static char **copy_strings(const char *const *from, size_t n, bool *ok)
+{
+	char **to;
+
+	if (!from || n == 0)
+		return NULL;
+	to = calloc(n, sizeof(*to));
+	for (size_t i = 0; to && i < n; i++)
+		if (!(to[i] = strdup(from[i])))
+			*ok = false;
+	if (!to)
+		*ok = false;
+	return to;
 }
 
 /* Take the leaf out of both indexes and its context, and free it. */
@@ -296,38 +499,67 @@ static void remove_locked(struct sysctl_oid *oid)
 	destroy_oid(oid);
 }
 
+/* A leaf's labels, as given to counter_sysctl_add_labeled(). */
+struct labels {
+	const char *const *const_labels;
+	const char *elem_label;
+	const char *const *elem_values;
+};
+
 static struct sysctl_oid *new_oid(const char *name, unsigned access,
                                   counter_u64_t *counters, size_t len,
-                                  const char *descr)
+                                  const char *descr, const struct labels *l)
 {
 	struct sysctl_oid *oid = calloc(1, sizeof(*oid));
+	bool ok = true;
 
 	if (!oid)
 		return NULL;
-	oid->name = strdup(name);
-	oid->metric = metric_of(name);
-	oid->descr = strdup(descr ? descr : "");
-	if (!oid->name || !oid->metric || !oid->descr) {
-		destroy_oid(oid);
-		return NULL;
-	}
 	oid->access = access;
 	oid->counters = counters;
 	oid->len = len;
+	oid->name = strdup(name);
+	oid->metric = metric_of(name, access & CTLFLAG_GAUGE, &oid->metric_skip);
+	oid->descr = strdup(descr ? descr : "");
+	while (l->const_labels && l->const_labels[2 * oid->n_const])
+		oid->n_const++;
+	oid->const_labels = copy_strings(l->const_labels, 2 * oid->n_const, &ok);
+	oid->elem_label = strdup(l->elem_label ? l->elem_label : "index");
+	oid->elem_values = copy_strings(l->elem_values, len, &ok);
+	if (!ok || !oid->name || !oid->metric || !oid->descr || !oid->elem_label) {
+		destroy_oid(oid);
+		return NULL;
+	}
 	return oid;
 }
 
 /* Everything that can be refused before the tree is locked: 0 or -errno. */
 static int check_add(const char *parent, const char *name, unsigned access,
-                     counter_u64_t *counters, size_t len, char *full)
+                     counter_u64_t *counters, size_t len, const char *descr,
+                     const struct labels *l, char *full)
 {
 	int rc;
 
-	if (!name || !counters || len == 0 || !(access & CTLFLAG_RD) ||
-	    (access & ~CTLFLAG_KNOWN))
-		return -EINVAL;
-	rc = join_name(full, parent, name);
-	return rc ? rc : check_name(full);
+	if (!name)
+		return refuse(EINVAL, "a leaf under '%s' with a NULL name",
+		              parent ? parent : "");
+	if ((rc = join_name(full, parent, name)) || (rc = check_name(full)))
+		return rc;
+	if (!counters || len == 0)
+		return refuse(EINVAL, "%s: %s", full,
+		              counters ? "length 0" : "NULL counters");
+	if (!(access & CTLFLAG_RD))
+		return refuse(EINVAL, "%s: access 0x%x lacks CTLFLAG_RD", full, access);
+	if (access & ~CTLFLAG_KNOWN)
+		return refuse(EINVAL, "%s: unknown flags 0x%x", full,
+		              access & ~CTLFLAG_KNOWN);
+	if (descr && !valid_utf8(descr))
+		return refuse(EINVAL,
+		              "%s: the description is not UTF-8 (the "
+		              "Prometheus text format is)",
+		              full);
+	return check_labels(full, len, l->const_labels, l->elem_label,
+	                    l->elem_values);
 }
 
 /* Add under the write lock, owned by ctx or by a static registration. */
@@ -335,21 +567,25 @@ static struct sysctl_oid *add_leaf(struct sysctl_ctx_list *ctx,
                                    struct sysctl_oid **owner,
                                    const char *parent, const char *name,
                                    unsigned access, counter_u64_t *counters,
-                                   size_t len, const char *descr)
+                                   size_t len, const char *descr,
+                                   const struct labels *labels)
 {
 	char full[COUNTER_SYSCTL_NAME_MAX];
 	struct sysctl_ctx_entry *entry = NULL;
 	struct sysctl_oid *oid = NULL;
-	int rc = check_add(parent, name, access, counters, len, full);
+	int rc;
 
+	last_error[0] = '\0';
+	rc = check_add(parent, name, access, counters, len, descr, labels, full);
 	if (rc == 0) {
-		oid = new_oid(full, access, counters, len, descr);
+		oid = new_oid(full, access, counters, len, descr, labels);
 		entry = ctx ? calloc(1, sizeof(*entry)) : NULL;
 		if (!oid || (ctx && !entry))
-			rc = -ENOMEM;
+			rc = refuse(ENOMEM, "%s: out of memory", full);
 	}
-	if (rc == 0)
-		rc = tree_write_lock();
+	if (rc == 0 && (rc = tree_write_lock()))
+		refuse(EDEADLK, "%s: added from a counter_sysctl_list() callback",
+		       full);
 	if (rc == 0) {
 		rc = insert_locked(oid);
 		if (rc == 0 && ctx) {
@@ -380,7 +616,22 @@ struct sysctl_oid *counter_sysctl_add(struct sysctl_ctx_list *ctx,
                                       unsigned access, counter_u64_t *counters,
                                       size_t len, const char *descr)
 {
-	return add_leaf(ctx, NULL, parent, name, access, counters, len, descr);
+	static const struct labels none;
+
+	return add_leaf(ctx, NULL, parent, name, access, counters, len, descr,
+	                &none);
+}
+
+struct sysctl_oid *counter_sysctl_add_labeled(
+	struct sysctl_ctx_list *ctx, const char *parent, const char *name,
+	unsigned access, counter_u64_t *counters, size_t len, const char *descr,
+	const char *const *const_labels, const char *elem_label,
+	const char *const *elem_values)
+{
+	const struct labels l = { const_labels, elem_label, elem_values };
+
+	return add_leaf(ctx, NULL, parent, name, access, counters, len, descr,
+	                &l);
 }
 
 int counter_sysctl_remove(const char *name)
@@ -449,14 +700,30 @@ void counter_sysctl_register_static(struct sysctl_oid **owner,
                                     unsigned access, counter_u64_t *counters,
                                     size_t len, const char *descr)
 {
+	counter_sysctl_register_static_labeled(owner, parent_token, name, access,
+	                                       counters, len, descr, NULL, NULL,
+	                                       NULL);
+}
+
+void counter_sysctl_register_static_labeled(
+	struct sysctl_oid **owner, const char *parent_token, const char *name,
+	unsigned access, counter_u64_t *counters, size_t len, const char *descr,
+	const char *const *const_labels, const char *elem_label,
+	const char *const *elem_values)
+{
+	const struct labels l = { const_labels, elem_label, elem_values };
 	char parent[COUNTER_SYSCTL_NAME_MAX];
 	int rc = parent_from_token(parent, parent_token);
 
-	if (rc == 0 && !add_leaf(NULL, owner, parent, name, access, counters, len, descr))
+	if (rc)
+		refuse(-rc, "the parent %s is %s", parent_token,
+		       rc == -ENAMETOOLONG ? "too long" : "not a string literal");
+	if (rc == 0 && !add_leaf(NULL, owner, parent, name, access, counters,
+	                         len, descr, &l))
 		rc = -errno;
 	if (rc)
-		percpu_warn("SYSCTL_COUNTER_U64(%s, %s): not registered: %s",
-		            parent_token, name, strerror(-rc));
+		percpu_warn("SYSCTL_COUNTER_U64(%s, %s): not registered: %s (%s)",
+		            parent_token, name, strerror(-rc), last_error);
 }
 
 void counter_sysctl_unregister_static(struct sysctl_oid **owner)
@@ -579,6 +846,19 @@ int counter_sysctl_list(const char *prefix,
 		rc = visit(&info, arg);
 	}
 	list_depth--;
+	tree_read_unlock();
+	return rc;
+}
+
+int counter_sysctl_walk(int (*visit)(const struct sysctl_oid *oid, void *arg),
+                        void *arg)
+{
+	int rc = 0;
+
+	tree_read_lock();
+	for (size_t i = 0; i < by_name.n && rc == 0; i++)
+		if (!(by_name.at[i]->access & CTLFLAG_SKIP))
+			rc = visit(by_name.at[i], arg);
 	tree_read_unlock();
 	return rc;
 }

@@ -959,9 +959,11 @@ TEST(sysctl_lists_in_name_order_by_prefix)
 /* ---- Prometheus ----------------------------------------------------------------- */
 
 /*
- * A strict parser of the text format as we emit it: every family is
- * "# HELP m text", "# TYPE m counter", then its samples "m value" or
- * "m{index="i"} value" in order.  It checks every sample against what the
+ * A strict parser of the text format as we emit it for counters: every
+ * family is "# HELP m text" (the description, "Counter <name>" when it is
+ * empty), "# TYPE m counter", then its samples "m value" or
+ * "m{index="i"} value" in order, m being the prefix, the name with '_' for
+ * '.', and "_total" (prometheus_test.c covers gauges and labels).  It checks every sample against what the
  * tree says (name, description, length and every value) and that every
  * listed leaf appears once.
  */
@@ -987,11 +989,17 @@ static int expect_leaf(const struct counter_sysctl_info *info, void *arg)
 
 	if (e->n == 64 || info->len > 8)
 		return -1;
-	snprintf(x->metric, sizeof(x->metric), "%s%s", e->prefix, info->name);
+	snprintf(x->metric, sizeof(x->metric), "%s%s%s", e->prefix, info->name,
+	         strlen(info->name) >= 6 && !strcmp(info->name + strlen(info->name) - 6, "_total")
+	                 ? ""
+	                 : "_total"); /* all counters here */
 	for (char *p = x->metric; *p; p++)
 		if (*p == '.')
 			*p = '_';
-	snprintf(x->descr, sizeof(x->descr), "%s", info->descr);
+	if (*info->descr)
+		snprintf(x->descr, sizeof(x->descr), "%s", info->descr);
+	else
+		snprintf(x->descr, sizeof(x->descr), "Counter %s", info->name);
 	if (counter_sysctl_read(info->name, x->values, &len) != 0)
 		return -1;
 	x->len = len;
@@ -1130,10 +1138,10 @@ TEST(prometheus_dump_parses_back)
 	text = counter_sysctl_prometheus_string("app_");
 	CHECK(text != NULL);
 	if (text) {
-		CHECK(strstr(text, "# HELP app_prom_http_requests Requests served\\nwith a \\\\ and "
-		                   "\"quotes\" in help\n"));
-		CHECK(strstr(text, "\napp_prom_http_latency_bucket{index=\"4\"} 4003\n"));
-		CHECK(strstr(text, "\napp_9lives_n 18446744073709551615\n"));
+		CHECK(strstr(text, "# HELP app_prom_http_requests_total Requests served\\nwith a "
+		                   "\\\\ and \"quotes\" in help\n"));
+		CHECK(strstr(text, "\napp_prom_http_latency_bucket_total{index=\"4\"} 4003\n"));
+		CHECK(strstr(text, "\napp_9lives_n_total 18446744073709551615\n"));
 		CHECK(!strstr(text, "hidden")); /* CTLFLAG_SKIP */
 		CHECK_EQ(parse_back(text, &e), expected_samples);
 		printf("# prometheus: %d families, %zu samples parsed back\n", e.n, expected_samples);
@@ -1142,7 +1150,7 @@ TEST(prometheus_dump_parses_back)
 
 	/* No prefix: a leading digit gets an underscore. */
 	text = counter_sysctl_prometheus_string(NULL);
-	CHECK(text && strstr(text, "\n_9lives_n 18446744073709551615\n"));
+	CHECK(text && strstr(text, "\n_9lives_n_total 18446744073709551615\n"));
 	free(text);
 
 	/* Bad prefixes are refused. */

@@ -86,11 +86,12 @@ def test_prometheus(pc, tree):
     a.add(1, 3)
     a.register(f"{tree}.http.codes", descr="by class")
     text = pc.sysctl.prometheus()
-    metric = f"{tree}_http_requests"
+    # A counter's metric name ends in _total (Prometheus's convention).
+    metric = f"{tree}_http_requests_total"
     assert f"# HELP {metric} requests served\n" in text
     assert f"# TYPE {metric} counter\n" in text
     assert f"\n{metric} 12\n" in text
-    assert f'{tree}_http_codes{{index="1"}} 3' in text
+    assert f'{tree}_http_codes_total{{index="1"}} 3' in text
     prefixed = pc.sysctl.prometheus("app_")
     assert f"\napp_{metric} 12\n" in prefixed
 
@@ -161,7 +162,7 @@ def test_module_functions_use_the_default_backend():
     percpu.sysctl.register("pytest_default.leaf", c)
     try:
         assert percpu.sysctl.read("pytest_default.leaf") == 6
-        assert "pytest_default_leaf 6" in percpu.sysctl.prometheus()
+        assert "pytest_default_leaf_total 6" in percpu.sysctl.prometheus()
     finally:
         c.close()
 

@@ -26,16 +26,46 @@
  *     dump but can be read by name.
  *
  * counter_sysctl_prometheus() writes the whole tree in the Prometheus text
- * exposition format (version 0.0.4): `# HELP`, `# TYPE ... counter` and one
- * sample per leaf, dots becoming underscores after an optional prefix;
- * arrays become one metric with an `index` label.  A service's counters
- * plug into existing scraping with no aggregation of its own.
+ * exposition format (version 0.0.4) by Prometheus's naming conventions, so
+ * that `promtool check metrics` passes it: per leaf one family with
+ * `# HELP` (always; a default when the leaf has no description), `# TYPE`
+ * and its samples.  A service's counters plug into existing scraping with
+ * no aggregation of its own.
+ *
+ * Kinds: a leaf is a counter (the default: monotonic, exported as the
+ * unsigned sum, TYPE counter) or, with CTLFLAG_GAUGE, a gauge (an up/down
+ * count -- negative adds, a refcount -- exported as the signed sum, TYPE
+ * gauge, so -3 is -3 and not 2^64 - 3).  Reads by name return the same
+ * uint64_t either way (a gauge's is the two's complement of its sum).
+ *
+ * Metric names, from the dotted name: an optional prefix (given to the
+ * dump), the name with every '.' made '_', then "_total" for a counter
+ * whose name does not already end in "_total" (a gauge's is not changed).
+ * Without a prefix, a name starting with a digit gets a leading '_'.
+ *   net.inet.tcp.sent (counter)        net_inet_tcp_sent_total
+ *   http.requests_total (counter)      http_requests_total
+ *   vm.pages_wired (gauge)             vm_pages_wired
+ *   9lives.n (counter, no prefix)      _9lives_n_total
+ *
+ * Labels (counter_sysctl_add_labeled(), SYSCTL_ADD_COUNTER_U64_ARRAY_
+ * LABELED(), static SYSCTL_COUNTER_U64_ARRAY_LABELED()): constant label pairs on every sample of a leaf, and for an
+ * array a label whose value names each element (`code="2xx"`; without one,
+ * `index="<i>"`).  Label names are [A-Za-z_][A-Za-z0-9_]*, not starting
+ * with "__" (reserved by Prometheus), not "le" or "quantile" (histogram
+ * and summary labels), distinct within a leaf; values are non-empty UTF-8
+ * and an array's element values are distinct.  Help text and label values
+ * are escaped as the format says (HELP: '\' and newline; label values:
+ * '\', '"' and newline).  The tree keeps copies of every label string.
  *
  * Names: components of [A-Za-z0-9_] (non-empty), joined by dots, shorter
  * than COUNTER_SYSCTL_NAME_MAX bytes in all.  A leaf cannot also be an
- * inner node (ENOTDIR).  Two names that differ only by '.' against '_'
- * ("a.b_c", "a_b.c") are refused as taken (EEXIST): their Prometheus
- * metric names would be the same.
+ * inner node (ENOTDIR).  Two leaves whose metric names (without a prefix)
+ * would be the same are refused as taken (EEXIST), so a dump never repeats
+ * a family: "a.b_c" against "a_b.c", "9lives" against "_9lives",
+ * counter "x" against counter "x_total" or gauge "x_total".
+ *
+ * Every refusal at registration also leaves a sentence saying what was
+ * wrong, naming the leaf, for counter_sysctl_last_error().
  *
  * Static declarations take the parent as FreeBSD's token, `_net_inet_tcp`
  * for "net.inet.tcp" (leading underscore dropped, each '_' a dot, so its
@@ -76,6 +106,9 @@ extern "C" {
 #define CTLFLAG_SKIP 0x01000000u    /* not listed, not in the Prometheus dump */
 #define CTLFLAG_MPSAFE 0x00040000u  /* accepted: every leaf is */
 #define CTLFLAG_STATS 0x00002000u   /* accepted: every leaf is a statistic */
+/* Not FreeBSD's (a bit it leaves unused): the leaf is a gauge, exported to
+ * Prometheus as the signed sum with TYPE gauge and no "_total". */
+#define CTLFLAG_GAUGE 0x00000400u
 #ifndef OID_AUTO
 #define OID_AUTO (-1)
 #endif
@@ -111,12 +144,14 @@ int sysctl_ctx_free(struct sysctl_ctx_list *ctx);
  * scalar leaf).  Returns the leaf, or NULL with errno:
  *   EINVAL        bad name (empty component, a character outside
  *                 [A-Za-z0-9_.]), access without CTLFLAG_RD or with an
- *                 unknown flag, NULL counters, len 0;
+ *                 unknown flag, NULL counters, len 0, a description
+ *                 that is not UTF-8;
  *   ENAMETOOLONG  the dotted name needs COUNTER_SYSCTL_NAME_MAX or more;
  *   EEXIST        the name is taken (or its Prometheus name is);
  *   ENOTDIR       a prefix of it is a leaf, or it is a prefix of a leaf;
  *   EDEADLK       called from a counter_sysctl_list() callback;
- *   ENOMEM.
+ *   ENOMEM;
+ * each with its reason in counter_sysctl_last_error().
  * The leaf belongs to ctx when ctx is not NULL (else it stays until
  * counter_sysctl_remove()).  descr may be NULL (empty).
  */
@@ -124,6 +159,34 @@ struct sysctl_oid *counter_sysctl_add(struct sysctl_ctx_list *ctx,
                                       const char *parent, const char *name,
                                       unsigned access, counter_u64_t *counters,
                                       size_t len, const char *descr);
+
+/*
+ * counter_sysctl_add() with labels for the Prometheus dump; NULL for each
+ * that is not wanted (then it is counter_sysctl_add()):
+ *   const_labels  name/value pairs, NULL-terminated: {"service", "api",
+ *                 "zone", "eu", NULL}, put on every sample of the leaf;
+ *   elem_label    an array's label name (NULL: "index");
+ *   elem_values   an array's `len` label values, one per element (NULL:
+ *                 "0" .. "len-1"); needs len > 1, as does elem_label.
+ * Strings are copied.  Refused with EINVAL (and a reason for
+ * counter_sysctl_last_error()) besides counter_sysctl_add()'s cases: a bad
+ * or reserved label name, the same label name twice, an empty or non-UTF-8
+ * value, an odd const_labels list, two elements with one value, element
+ * labels on a scalar.
+ */
+struct sysctl_oid *counter_sysctl_add_labeled(
+	struct sysctl_ctx_list *ctx, const char *parent, const char *name,
+	unsigned access, counter_u64_t *counters, size_t len, const char *descr,
+	const char *const *const_labels, const char *elem_label,
+	const char *const *elem_values);
+
+/*
+ * Why this thread's last refused registration (counter_sysctl_add*, or a
+ * static leaf's) was refused, naming the leaf: "counter_sysctl: label
+ * value 2 of http.codes is not UTF-8".  "" if none was.  Valid until this
+ * thread's next registration.
+ */
+const char *counter_sysctl_last_error(void);
 
 /* Remove one leaf by name (from its context too): 0, -ENOENT, -EDEADLK. */
 int counter_sysctl_remove(const char *name);
@@ -177,16 +240,18 @@ int counter_sysctl_describe(const char *name, struct counter_sysctl_info *info);
 /* ---- Prometheus text exposition (format 0.0.4) ----------------------- */
 
 /*
- * Write every listed leaf to `out`:
+ * Write every listed leaf to `out`, families in name order:
  *
- *   # HELP <prefix><name with '.' -> '_'> <descr, '\' and newline escaped>
- *   # TYPE <metric> counter
- *   <metric> <value>                       (scalar)
- *   <metric>{index="<i>"} <value>          (array: one line per element)
+ *   # HELP <metric> <descr escaped; "Counter <dotted name>" (or "Gauge
+ *          <dotted name>") when the description is empty>
+ *   # TYPE <metric> counter|gauge
+ *   <metric>{<const labels>} <value>                    (scalar)
+ *   <metric>{<const labels>,<elem label>="<v>"} <value> (array: per element)
  *
- * families in name order.  `prefix` (NULL or "" for none, e.g. "myapp_")
- * must be [A-Za-z_:][A-Za-z0-9_:]* (else -EINVAL); with no prefix, a name
- * starting with a digit gets a leading '_'.  The text is built under the
+ * with <metric> as described at the top of this file, no braces when
+ * there are no labels, a counter's value unsigned and a gauge's signed.
+ * `prefix` (NULL or "" for none, e.g. "myapp_") must be
+ * [A-Za-z_:][A-Za-z0-9_:]* (else -EINVAL).  The text is built under the
  * read lock and written after it is dropped, so a slow `out` never holds
  * up registration.  Returns 0, -EINVAL, -ENOMEM or -EIO (the stream).
  */
@@ -209,6 +274,11 @@ void counter_sysctl_register_static(struct sysctl_oid **owner,
                                     const char *parent_token, const char *name,
                                     unsigned access, counter_u64_t *counters,
                                     size_t len, const char *descr);
+void counter_sysctl_register_static_labeled(
+	struct sysctl_oid **owner, const char *parent_token, const char *name,
+	unsigned access, counter_u64_t *counters, size_t len, const char *descr,
+	const char *const *const_labels, const char *elem_label,
+	const char *const *elem_values);
 void counter_sysctl_unregister_static(struct sysctl_oid **owner);
 
 #define COUNTER_SYSCTL_CAT_(a, b) a##b
@@ -230,12 +300,30 @@ void counter_sysctl_unregister_static(struct sysctl_oid **owner);
 			&COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id),           \
 			(parent_s), (name_s), (access), (ptr), (len), (descr)); \
 	}                                                                       \
-	__attribute__((destructor)) static void                                 \
-	COUNTER_SYSCTL_CAT(counter_sysctl_fini_, id)(void)                      \
-	{                                                                       \
-		counter_sysctl_unregister_static(                               \
-			&COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id));          \
-	}                                                                       \
+	COUNTER_SYSCTL_STATIC_FINI_(id)
+
+/* The same with labels (counter_sysctl_register_static_labeled()). */
+#define COUNTER_SYSCTL_STATIC_LABELED_(id, parent_s, name_s, nbr, access, ptr, \
+                                       len, label_name, label_values, descr)   \
+	static struct sysctl_oid *COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id); \
+	__attribute__((constructor)) static void                               \
+	COUNTER_SYSCTL_CAT(counter_sysctl_init_, id)(void)                     \
+	{                                                                      \
+		(void)(nbr);                                                   \
+		counter_sysctl_register_static_labeled(                        \
+			&COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id),          \
+			(parent_s), (name_s), (access), (ptr), (len), (descr), \
+			NULL, (label_name), (label_values));                   \
+	}                                                                      \
+	COUNTER_SYSCTL_STATIC_FINI_(id)
+
+#define COUNTER_SYSCTL_STATIC_FINI_(id)                                \
+	__attribute__((destructor)) static void                        \
+	COUNTER_SYSCTL_CAT(counter_sysctl_fini_, id)(void)             \
+	{                                                              \
+		counter_sysctl_unregister_static(                      \
+			&COUNTER_SYSCTL_CAT(counter_sysctl_oid_, id)); \
+	}                                                              \
 	struct counter_sysctl_static_
 
 /*
@@ -246,6 +334,17 @@ void counter_sysctl_unregister_static(struct sysctl_oid **owner);
 #define SYSCTL_COUNTER_U64_ARRAY(parent, nbr, name, access, ptr, len, descr)  \
 	COUNTER_SYSCTL_STATIC_(__COUNTER__, #parent, #name, nbr, access, ptr, \
 	                       len, descr)
+
+/*
+ * SYSCTL_COUNTER_U64_ARRAY_LABELED(parent, nbr, name, access, ptr, len,
+ * label_name, label_values, descr): the same with a label naming each
+ * element in the Prometheus dump (as SYSCTL_ADD_COUNTER_U64_ARRAY_LABELED).
+ */
+#define SYSCTL_COUNTER_U64_ARRAY_LABELED(parent, nbr, name, access, ptr, len, \
+                                         label_name, label_values, descr)     \
+	COUNTER_SYSCTL_STATIC_LABELED_(__COUNTER__, #parent, #name, nbr,      \
+	                               access, ptr, len, label_name,          \
+	                               label_values, descr)
 
 #define SYSCTL_COUNTER_U64(parent, nbr, name, access, ptr, descr)             \
 	COUNTER_SYSCTL_STATIC_(__COUNTER__, #parent, #name, nbr, access, ptr, \
@@ -259,6 +358,15 @@ void counter_sysctl_unregister_static(struct sysctl_oid **owner);
                                      descr)                                    \
 	counter_sysctl_add((ctx), (parent), (name), (access), (ptr), (len),    \
 	                   (descr))
+
+/* The same with a label naming each element in the Prometheus dump:
+ * label_name (NULL: "index") and label_values[len] (NULL: "0".."len-1"). */
+#define SYSCTL_ADD_COUNTER_U64_ARRAY_LABELED(ctx, parent, nbr, name, access, \
+                                             ptr, len, label_name,           \
+                                             label_values, descr)            \
+	counter_sysctl_add_labeled((ctx), (parent), (name), (access), (ptr), \
+	                           (len), (descr), NULL, (label_name),       \
+	                           (label_values))
 
 #ifdef __cplusplus
 }
