@@ -164,6 +164,7 @@ void bench_dist_of(double *v, int n, struct bench_dist *out)
 	out->median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 	out->p10 = v[n / 10];
 	out->p90 = v[(n * 9) / 10 < n ? (n * 9) / 10 : n - 1];
+	out->p99 = v[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1];
 	out->min = v[0];
 	out->max = v[n - 1];
 }

@@ -68,9 +68,11 @@ struct bench_team_result bench_team_run(int nthreads, const int *cpus,
 /* Median of n doubles (sorts a copy; n <= 64). */
 double bench_median(const double *v, int n);
 
-/* Distribution of n >= 1 samples (sorts v in place; any n). */
+/* Distribution of n >= 1 samples (sorts v in place; any n).  Percentile
+ * q is the sample at index floor(n * q / 100), capped at n - 1 (for 200
+ * samples, p99 is the second largest). */
 struct bench_dist {
-	double median, p10, p90, min, max;
+	double median, p10, p90, p99, min, max;
 };
 void bench_dist_of(double *v, int n, struct bench_dist *out);
 

@@ -89,16 +89,21 @@ static void uneven_and_sparse(void)
 static void statistics(void)
 {
 	double v[10] = { 9, 3, 7, 1, 5, 10, 2, 8, 4, 6 };
-	double w[3] = { 3, 1, 2 }, one[1] = { 4 };
+	double w[3] = { 3, 1, 2 }, one[1] = { 4 }, many[200];
 	struct bench_dist d;
 
 	CHECK(bench_median(v, 10) == 5.5);
 	CHECK(bench_median(w, 3) == 2);
 	bench_dist_of(v, 10, &d);
 	CHECK(d.median == 5.5 && d.min == 1 && d.max == 10);
-	CHECK(d.p10 == 2 && d.p90 == 10);
+	CHECK(d.p10 == 2 && d.p90 == 10 && d.p99 == 10);
 	bench_dist_of(one, 1, &d);
-	CHECK(d.median == 4 && d.p10 == 4 && d.p90 == 4 && d.max == 4);
+	CHECK(d.median == 4 && d.p10 == 4 && d.p90 == 4 && d.p99 == 4 &&
+	      d.max == 4);
+	for (int i = 0; i < 200; i++)
+		many[i] = 200 - i; /* 200, 199, ..., 1 */
+	bench_dist_of(many, 200, &d);
+	CHECK(d.median == 100.5 && d.p90 == 181 && d.p99 == 199 && d.max == 200);
 }
 
 int main(void)

@@ -21,6 +21,7 @@
 #include <percpu/localcount.h>
 #include <percpu/ops.h>
 #include <percpu/percpu_ref.h>
+#include <percpu/pserialize.h>
 #include <percpu/slab.h>
 
 #define FETCH_BATCH 64
@@ -36,6 +37,10 @@ static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
 static struct percpu_ref g_ref;
 static int g_releases, g_confirmed;
 static uint64_t g_confirm_ns;
+
+static pserialize_t g_psz;
+static struct localcount g_busy_lc;        /* what busy lookups acquire */
+static struct localcount *g_busy_table[1]; /* ... found in this table */
 
 static void mismatch(const char *op, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
@@ -58,6 +63,24 @@ static void spin_add(void *arg, uint64_t n)
 
 	for (uint64_t i = 0; i < n; i++)
 		counter_u64_add(c, 1);
+}
+
+/* docs/localcount.md's lookup, then one add to the spinners' counter (so
+ * that their lookups are counted exactly, as their adds are). */
+static void spin_lookup(void *arg, uint64_t n)
+{
+	counter_u64_t c = arg;
+
+	for (uint64_t i = 0; i < n; i++) {
+		int s = pserialize_read_enter();
+		struct localcount *lc = __atomic_load_n(&g_busy_table[0],
+		                                        __ATOMIC_ACQUIRE);
+
+		localcount_acquire(lc);
+		pserialize_read_exit(s);
+		localcount_release(lc, &g_cv, &g_lock);
+		counter_u64_add(c, 1);
+	}
 }
 
 /* ---- the sampled operations: each returns ns per call ----------------- */
@@ -119,6 +142,63 @@ static double s_drain(void)
 	pthread_mutex_unlock(&g_lock);
 	localcount_fini(&lc);
 	return (double)(t1 - t0);
+}
+
+static double s_perform(void)
+{
+	uint64_t t0 = bench_now_ns();
+
+	pserialize_perform(g_psz);
+	return (double)(bench_now_ns() - t0);
+}
+
+/* A fresh localcount, `held` references held across the trydrain. */
+static double trydrain(bool held)
+{
+	const char *op = held ? "localcount_trydrain -> false"
+	                      : "localcount_trydrain -> true";
+	struct localcount lc;
+	uint64_t t0, t1;
+	bool ok;
+
+	if (localcount_init(&lc) != 0)
+		bench_die("localcount_init failed");
+	for (int i = 0; i < 8; i++)
+		localcount_acquire(&lc);
+	for (int i = 0; i < 8; i++)
+		localcount_release(&lc, &g_cv, &g_lock);
+	if (held)
+		localcount_acquire(&lc);
+	if (localcount_debug_refcnt(&lc) != (held ? 1 : 0))
+		mismatch(op, "%lld references, want %d",
+		         (long long)localcount_debug_refcnt(&lc), held ? 1 : 0);
+	t0 = bench_now_ns();
+	ok = localcount_trydrain(&lc);
+	t1 = bench_now_ns();
+	if (ok == held)
+		mismatch(op, "localcount_trydrain returned %s with %d reference%s "
+		             "held",
+		         ok ? "true" : "false", held ? 1 : 0, held ? "" : "s");
+	if (held) {
+		/* false had no lasting effect: live, fast, and drains now. */
+		if (localcount_debug_refcnt(&lc) != 1)
+			mismatch(op, "the held reference is gone after a false");
+		localcount_release(&lc, &g_cv, &g_lock);
+		if (!localcount_trydrain(&lc))
+			mismatch(op, "trydrain after the last release returned false");
+	}
+	localcount_fini(&lc);
+	return (double)(t1 - t0);
+}
+
+static double s_trydrain_true(void)
+{
+	return trydrain(false);
+}
+
+static double s_trydrain_false(void)
+{
+	return trydrain(true);
 }
 
 static void count_release(struct percpu_ref *ref)
@@ -211,15 +291,19 @@ struct op {
 	double (*sample)(void);
 	bool fence;          /* needs percpu_fence_available() */
 	bool spin_on_target; /* busy spinners add to g_ctr, not g_busy_ctr */
+	bool spin_lookup;    /* busy: lookups in read sections (spin_lookup) */
 };
 
 static const struct op ops[] = {
-	{ "percpu_fence", s_fence, true, false },
-	{ "counter_u64_fetch", s_fetch, false, true },
-	{ "counter_u64_zero", s_zero, false, false },
-	{ "localcount_drain", s_drain, false, false },
-	{ "percpu_ref_kill -> confirm", s_kill, false, false },
-	{ "percpu_ref_switch_to_atomic_sync", s_switch_pair, false, false },
+	{ "percpu_fence", s_fence, true, false, false },
+	{ "counter_u64_fetch", s_fetch, false, true, false },
+	{ "counter_u64_zero", s_zero, false, false, false },
+	{ "localcount_drain", s_drain, false, false, false },
+	{ "percpu_ref_kill -> confirm", s_kill, false, false, false },
+	{ "percpu_ref_switch_to_atomic_sync", s_switch_pair, false, false, false },
+	{ "pserialize_perform", s_perform, false, false, true },
+	{ "localcount_trydrain -> true", s_trydrain_true, false, false, true },
+	{ "localcount_trydrain -> false", s_trydrain_false, false, false, true },
 };
 
 static void measure(const struct op *op, int busy, const int *busy_cpus,
@@ -241,7 +325,8 @@ static void measure(const struct op *op, int busy, const int *busy_cpus,
 	}
 	if (pair)
 		switch_setup();
-	sp = bench_spinners_start(busy_cpus, busy, spin_add, target);
+	sp = bench_spinners_start(busy_cpus, busy,
+	                          op->spin_lookup ? spin_lookup : spin_add, target);
 	for (int i = 0; i < samples; i++) {
 		uint64_t t0 = bench_now_ns();
 
@@ -263,6 +348,9 @@ static void measure(const struct op *op, int busy, const int *busy_cpus,
 			                   "counter grew by %" PRIu64,
 			         spun, grew);
 	}
+	if (op->spin_lookup && localcount_debug_refcnt(&g_busy_lc) != 0)
+		mismatch(op->name, "the busy lookups left %lld references",
+		         (long long)localcount_debug_refcnt(&g_busy_lc));
 	rows[*nrows] = (struct latency_row){ .op = op->name, .busy = busy, .samples = samples, .busy_share = share };
 	bench_dist_of(v, samples, &rows[*nrows].ns);
 	(*nrows)++;
@@ -287,10 +375,15 @@ int facility_latencies(int self_cpu, const int *busy_cpus, int nbusy,
 	if (!g_ctr) {
 		g_ctr = counter_u64_alloc(M_WAITOK);
 		g_busy_ctr = counter_u64_alloc(M_WAITOK);
+		g_psz = pserialize_create();
+		if (!g_psz || localcount_init(&g_busy_lc) != 0)
+			bench_die("pserialize_create or localcount_init failed");
+		__atomic_store_n(&g_busy_table[0], &g_busy_lc, __ATOMIC_RELEASE);
 	}
 	bench_pin_self(self_cpu);
 	if (percpu_fence_available())
 		(void)percpu_fence(); /* the first call registers */
+	pserialize_perform(g_psz);    /* the first makes the per-CPU counts */
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
 		if (ops[i].fence && !percpu_fence_available())
 			continue;

@@ -6,7 +6,7 @@
  * Latency (medians over --lat-samples samples, each op measured with no
  * other thread running and again with every other usable CPU busy --
  * spinning on percpu_add, so a fence has to interrupt a running rseq
- * thread there).  The calling thread is pinned to one CPU; samples are at
+ * thread there; for the pserialize rows, running lookups).  The calling thread is pinned to one CPU; samples are at
  * least 50 us apart, so that they do not all fall in one scheduler slice
  * of the busy CPUs.
  *
@@ -23,9 +23,22 @@
  *   percpu_ref_switch_to_atomic_sync the call, percpu mode -> atomic
  *   percpu_ref_switch_to_percpu      the call, atomic -> percpu, right
  *                                    after the previous row's switch
+ *   pserialize_perform               one grace period
+ *   localcount_trydrain -> true      trydrain of a fresh localcount whose
+ *                                    references are all released (a grace
+ *                                    period, a fence, close, fold): true
+ *   localcount_trydrain -> false     the same with one reference held:
+ *                                    false (then released, trydrain true)
  *
- * Exactness: the spinners' adds must all be in their counter; every
- * sampled localcount must read 0 before its drain; every sampled
+ * The busy CPUs of the last three run docs/localcount.md's lookup instead
+ * (read enter, load from a table, localcount_acquire, read exit, release,
+ * then one counted add), so the grace period has read sections to wait
+ * out.
+ *
+ * Exactness: the spinners' adds must all be in their counter, and their
+ * lookups must leave their localcount at 0; every sampled localcount must
+ * read 0 before its drain, and trydrain must return true without and
+ * false with a reference; every sampled
  * percpu_ref must call release() exactly once after its kill.  A mismatch
  * prints why and exits 1.
  */
@@ -43,7 +56,7 @@ struct latency_row {
 	int busy; /* busy sibling CPUs during the samples */
 	int samples;
 	double busy_share;    /* fraction of the time the busy CPUs ran */
-	struct bench_dist ns; /* per call, nanoseconds */
+	struct bench_dist ns; /* per call, nanoseconds (median, p99, ...) */
 };
 
 /*

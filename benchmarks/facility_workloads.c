@@ -15,6 +15,7 @@
 #include <percpu/fence.h>
 #include <percpu/localcount.h>
 #include <percpu/percpu_ref.h>
+#include <percpu/pserialize.h>
 
 #define BLOCK 128
 
@@ -36,6 +37,21 @@ static pthread_cond_t g_lc_cv = PTHREAD_COND_INITIALIZER;
 static struct percpu_ref g_ref;
 static int g_ref_releases;
 
+/* lookup_ref: a table whose slot g_lookup_key holds the one hot object. */
+#define LOOKUP_SLOTS 64
+
+struct lookup_obj {
+	struct localcount lc;
+} __attribute__((aligned(BLOCK)));
+
+static struct lookup_obj *g_lookup_table[LOOKUP_SLOTS];
+static struct block_word *g_atomic_table[LOOKUP_SLOTS];
+static struct block_word g_atomic_obj; /* the global atomic row's object */
+static int g_lookup_key = 5;           /* not a constant the loops fold */
+static int g_lookup_missed;            /* a lookup found no object: a bug */
+static pthread_rwlock_t g_table_rwlock = PTHREAD_RWLOCK_INITIALIZER;
+static pserialize_t g_psz;
+
 /* ---------------------------------------------------------------------
  * The timed loops (BENCH_LOOP: see bench_util.h).
  */
@@ -45,6 +61,12 @@ BENCH_LOOP void bench_loop_plain_pair(int64_t *w, uint64_t n);
 BENCH_LOOP void bench_loop_atomic_pair(int64_t *w, uint64_t n);
 BENCH_LOOP void bench_loop_localcount_pair(struct localcount *lc, uint64_t n);
 BENCH_LOOP void bench_loop_percpu_ref_pair(struct percpu_ref *ref, uint64_t n);
+BENCH_LOOP void bench_loop_lookup_pserialize(struct lookup_obj **table, int key,
+                                             uint64_t n);
+BENCH_LOOP void bench_loop_lookup_rwlock(struct lookup_obj **table, int key,
+                                         uint64_t n);
+BENCH_LOOP void bench_loop_lookup_atomic(struct block_word **table, int key,
+                                         uint64_t n);
 
 void bench_loop_counter_add(counter_u64_t c, uint64_t n)
 {
@@ -97,6 +119,64 @@ void bench_loop_percpu_ref_pair(struct percpu_ref *ref, uint64_t n)
 	for (uint64_t i = 0; i < n; i++) {
 		percpu_ref_get(ref);
 		percpu_ref_put(ref);
+	}
+}
+
+/*
+ * lookup_ref: the three differ only in what protects the lookup.  The
+ * localcount rows run the same acquire (inside the read-side protection)
+ * and release (after it); the global atomic row has no read-side
+ * protection and takes the reference with fetch_add on the object's one
+ * shared word.
+ */
+void bench_loop_lookup_pserialize(struct lookup_obj **table, int key,
+                                  uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		int s = pserialize_read_enter();
+		struct lookup_obj *o = __atomic_load_n(&table[key], __ATOMIC_ACQUIRE);
+
+		if (__builtin_expect(o == NULL, 0)) {
+			pserialize_read_exit(s);
+			g_lookup_missed = 1;
+			continue;
+		}
+		localcount_acquire(&o->lc);
+		pserialize_read_exit(s);
+		localcount_release(&o->lc, &g_lc_cv, &g_lc_lock);
+	}
+}
+
+void bench_loop_lookup_rwlock(struct lookup_obj **table, int key, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		struct lookup_obj *o;
+
+		pthread_rwlock_rdlock(&g_table_rwlock);
+		o = __atomic_load_n(&table[key], __ATOMIC_RELAXED);
+		if (__builtin_expect(o == NULL, 0)) {
+			pthread_rwlock_unlock(&g_table_rwlock);
+			g_lookup_missed = 1;
+			continue;
+		}
+		localcount_acquire(&o->lc);
+		pthread_rwlock_unlock(&g_table_rwlock);
+		localcount_release(&o->lc, &g_lc_cv, &g_lc_lock);
+	}
+}
+
+void bench_loop_lookup_atomic(struct block_word **table, int key, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		struct block_word *o = __atomic_load_n(&table[key], __ATOMIC_ACQUIRE);
+
+		if (__builtin_expect(o == NULL, 0)) {
+			g_lookup_missed = 1;
+			continue;
+		}
+		__atomic_fetch_add(&o->v, 1, __ATOMIC_RELAXED);
+		if (__builtin_expect(__atomic_sub_fetch(&o->v, 1, __ATOMIC_ACQ_REL) == 0, 0))
+			g_atomic_pair_zero_seen = 1; /* never: the table holds one */
 	}
 }
 
@@ -272,6 +352,100 @@ static int verify_ref(int n, uint64_t ops, char *why, size_t size)
 	return 0;
 }
 
+/*
+ * lookup_ref: per run a fresh object, published in the table before the
+ * team starts; after it, the documented teardown (docs/localcount.md):
+ * unhook, wait out the readers (pserialize_perform, or the write lock),
+ * check the count reads exactly 0, drain, fini, free.
+ */
+static void w_lookup_pserialize(void *a, int tid, uint64_t ops)
+{
+	(void)a, (void)tid;
+	bench_loop_lookup_pserialize(g_lookup_table, g_lookup_key, ops);
+}
+
+static void w_lookup_rwlock(void *a, int tid, uint64_t ops)
+{
+	(void)a, (void)tid;
+	bench_loop_lookup_rwlock(g_lookup_table, g_lookup_key, ops);
+}
+
+static void w_lookup_atomic(void *a, int tid, uint64_t ops)
+{
+	(void)a, (void)tid;
+	bench_loop_lookup_atomic(g_atomic_table, g_lookup_key, ops);
+}
+
+static void prepare_lookup(int n)
+{
+	struct lookup_obj *o = aligned_alloc(BLOCK, sizeof(*o));
+
+	(void)n;
+	if (!o || localcount_init(&o->lc) != 0)
+		bench_die("lookup object: allocation or localcount_init failed");
+	pthread_rwlock_wrlock(&g_table_rwlock);
+	__atomic_store_n(&g_lookup_table[g_lookup_key], o, __ATOMIC_RELEASE);
+	pthread_rwlock_unlock(&g_table_rwlock);
+}
+
+static int verify_lookup(bool pserialize, char *why, size_t size)
+{
+	struct lookup_obj *o = g_lookup_table[g_lookup_key];
+	int64_t left;
+
+	if (pserialize) {
+		__atomic_store_n(&g_lookup_table[g_lookup_key], NULL, __ATOMIC_RELEASE);
+		pserialize_perform(g_psz);
+	} else {
+		pthread_rwlock_wrlock(&g_table_rwlock);
+		__atomic_store_n(&g_lookup_table[g_lookup_key], NULL, __ATOMIC_RELAXED);
+		pthread_rwlock_unlock(&g_table_rwlock);
+	}
+	if (g_lookup_missed) {
+		snprintf(why, size, "a lookup found no object in the table");
+		return -1;
+	}
+	left = localcount_debug_refcnt(&o->lc); /* exact: quiescent */
+	if (left != 0) {
+		snprintf(why, size, "%lld references left after balanced "
+		                    "lookups (want 0)",
+		         (long long)left);
+		return -1;
+	}
+	pthread_mutex_lock(&g_lc_lock);
+	localcount_drain(&o->lc, &g_lc_cv, &g_lc_lock);
+	pthread_mutex_unlock(&g_lc_lock);
+	localcount_fini(&o->lc);
+	free(o);
+	return 0;
+}
+
+static int verify_lookup_pserialize(int n, uint64_t ops, char *why, size_t size)
+{
+	(void)n, (void)ops;
+	return verify_lookup(true, why, size);
+}
+
+static int verify_lookup_rwlock(int n, uint64_t ops, char *why, size_t size)
+{
+	(void)n, (void)ops;
+	return verify_lookup(false, why, size);
+}
+
+static int verify_lookup_atomic(int n, uint64_t ops, char *why, size_t size)
+{
+	int64_t v = __atomic_load_n(&g_atomic_obj.v, __ATOMIC_ACQUIRE);
+
+	(void)n, (void)ops;
+	if (v != 1 || g_atomic_pair_zero_seen || g_lookup_missed) {
+		snprintf(why, size, "refcount is %lld (want 1)%s%s", (long long)v,
+		         g_atomic_pair_zero_seen ? ", and it reached 0" : "",
+		         g_lookup_missed ? ", a lookup found no object" : "");
+		return -1;
+	}
+	return 0;
+}
+
 /* ---------------------------------------------------------------------
  * The table.
  */
@@ -288,6 +462,12 @@ static const struct bench_workload table[] = {
 	  prepare_ref_percpu, verify_ref },
 	{ "ref_pair", "percpu_ref get+put atomic", w_percpu_ref_pair, 0, NULL,
 	  prepare_ref_atomic, verify_ref },
+	{ "lookup_ref", "pserialize + localcount", w_lookup_pserialize, 0, NULL,
+	  prepare_lookup, verify_lookup_pserialize },
+	{ "lookup_ref", "rwlock + localcount", w_lookup_rwlock, 0, NULL,
+	  prepare_lookup, verify_lookup_rwlock },
+	{ "lookup_ref", "global atomic refcount", w_lookup_atomic, BENCH_SHARED,
+	  NULL, NULL, verify_lookup_atomic },
 };
 
 const struct bench_workload *facility_workloads(int *n)
@@ -300,6 +480,14 @@ const struct bench_workload *facility_workloads(int *n)
 			bench_die("allocation failed");
 		memset(g_pair_private, 0, BENCH_MAX_THREADS * sizeof(*g_pair_private));
 		g_ref_word.v = 1;
+		g_atomic_obj.v = 1; /* the table's reference */
+		g_atomic_table[g_lookup_key] = &g_atomic_obj;
+		/* The first grace period makes the read sections' per-CPU
+		 * counts (before it, readers count in shared words). */
+		g_psz = pserialize_create();
+		if (!g_psz)
+			bench_die("pserialize_create failed");
+		pserialize_perform(g_psz);
 	}
 	*n = (int)(sizeof(table) / sizeof(table[0]));
 	return table;
@@ -309,6 +497,8 @@ const char *facility_workloads_mode_note(void)
 {
 	if (percpu_fast_mode_available())
 		return NULL;
-	return "no fast mode (rseq or membarrier missing): the localcount and "
-	       "\"percpu_ref ... percpu\" rows ran in ATOMIC mode";
+	return "no fast mode (rseq or membarrier missing): the localcount, "
+	       "lookup_ref and \"percpu_ref ... percpu\" rows ran in ATOMIC mode, "
+	       "and pserialize read sections paid for the missing piece too (an "
+	       "atomic add without rseq, a full barrier without the fence)";
 }

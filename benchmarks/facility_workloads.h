@@ -30,8 +30,33 @@
  *                              is killed, or when the process has no fast
  *                              mode.
  *
- * Without percpu_fast_mode_available() the "percpu" and localcount rows
- * run in atomic mode; facility_workloads_mode_note() says so.
+ * primitive "lookup_ref" (one op = look up the object in a table, take a
+ * reference, drop it: docs/localcount.md's pattern).  Every thread looks
+ * up the same slot: one hot object, the case per-CPU counts are for.
+ *   pserialize + localcount    s = pserialize_read_enter(); o = table[k];
+ *                              localcount_acquire(&o->lc);
+ *                              pserialize_read_exit(s);
+ *                              localcount_release(&o->lc, ...).
+ *   rwlock + localcount        the same with pthread_rwlock_rdlock/unlock
+ *                              around the lookup and acquire instead of the
+ *                              read section: only the read-side protection
+ *                              differs.
+ *   global atomic refcount     o = table[k]; fetch_add(&o->ref, 1);
+ *                              sub_fetch(&o->ref, 1) == 0?  on the object's
+ *                              one shared word, no read-side protection
+ *                              (the baseline, BENCH_SHARED; a real one
+ *                              would need inc-not-zero or a lock to be
+ *                              safe against a concurrent free, so this is
+ *                              its cheapest form).
+ *   Each localcount run publishes a fresh object, and after it unhooks it,
+ *   waits out the readers (pserialize_perform / the write lock), checks
+ *   its count reads exactly 0, drains and frees it; the atomic word must
+ *   be back at 1 (the table's reference).  A lookup finding no object is
+ *   a mismatch too.
+ *
+ * Without percpu_fast_mode_available() the "percpu", localcount and
+ * lookup_ref rows run in atomic mode; facility_workloads_mode_note() says
+ * so.
  */
 #ifndef PERCPU_BENCH_FACILITY_WORKLOADS_H
 #define PERCPU_BENCH_FACILITY_WORKLOADS_H

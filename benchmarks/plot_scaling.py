@@ -25,6 +25,7 @@ BASELINE = {
     "add": "shared atomic",
     "add_spread1024": "shared atomic spread1024",
     "ref_pair": "shared atomic inc+dec",
+    "lookup_ref": "global atomic refcount",
 }
 
 

@@ -34,15 +34,19 @@
  *                         renaming flatters the loop.  Threads start at
  *                         staggered indices.
  *
- * Primitive (CSV column): "add", "add_spread1024" or "ref_pair" for the
- * thread sweeps; "fence" and "latency" for the slow operations (their
+ * Primitive (CSV column): "add", "add_spread1024", "ref_pair" or
+ * "lookup_ref" for the thread sweeps; "fence" and "latency" for the slow operations (their
  * "placement" is idle or busy, "threads" counts the busy CPUs plus the
  * caller, ns_per_op is the median latency).
  *
  * More rows come from facility_workloads.h: counter_u64_add and a mutex in
  * primitive "add"; the reference pairs of localcount and percpu_ref
  * (percpu and atomic mode) against a shared atomic inc+dec refcount and a
- * plain inc+dec floor in primitive "ref_pair".
+ * plain inc+dec floor in primitive "ref_pair"; and in "lookup_ref",
+ * docs/localcount.md's lookup (table lookup + localcount acquire + release)
+ * under a pserialize read section and under a pthread rwlock read lock,
+ * against a global atomic refcount (issue 15's target: pserialize >= 15x
+ * the rwlock's total Mops/s at 2 threads).
  *
  * Placement (bench_util.h): every thread count is run with threads pinned
  * in "compact" order (fill NUMA node 0's CPUs first, then node 1's...) and
@@ -65,7 +69,8 @@
  * Then: memory per counter per CPU (facility_memory) and latencies of the
  * slow operations, idle and with the other CPUs busy (facility_latency.h:
  * percpu_fence, counter_u64_fetch/zero, localcount_drain, percpu_ref kill
- * to confirm, switch_to_atomic_sync / switch_to_percpu).
+ * to confirm, switch_to_atomic_sync / switch_to_percpu, pserialize_perform,
+ * localcount_trydrain returning true and false).
  *
  * Output: the table, a summary of ratios, a CSV (--csv; by default
  * bench-out/scaling.csv in the workspace under `bazel run`) and PNG plots
@@ -118,6 +123,7 @@
 /* Targets of the project (see docs / research notes). */
 #define TARGET_FLOOR_RATIO 1.5   /* rseq ns/op <= 1.5 x plain floor, 1 thread */
 #define TARGET_SHARED_RATIO 30.0 /* rseq Mops/s >= 30 x shared atomic, 2 threads */
+#define TARGET_LOOKUP_RATIO 15.0 /* pserialize lookup >= 15 x rwlock, 2 threads */
 
 struct private_word {
 	int64_t v;
@@ -1032,6 +1038,46 @@ static void print_summary_refs(int t1)
 	}
 }
 
+static void print_summary_lookup(int t1, int t2)
+{
+	char what[128];
+	int tn = thread_index(g_ncpus);
+
+	if (t2 >= 0) {
+		double ratio = mops_ratio(t2, "pserialize + localcount",
+		                          "rwlock + localcount");
+
+		target_line("lookup: pserialize / rwlock, total Mops/s, 2 threads",
+		            ratio, "x", ">=", TARGET_LOOKUP_RATIO,
+		            ratio >= TARGET_LOOKUP_RATIO);
+	} else {
+		printf("  (2 threads not measured: no lookup target)\n");
+	}
+	for (int ti = 0; ti < opt.nthreads; ti++) {
+		int n = opt.threads[ti];
+
+		snprintf(what, sizeof(what),
+		         "lookup: pserialize / rwlock, Mops/s, %d thr", n);
+		ratio_line(what, mops_ratio(ti, "pserialize + localcount",
+		                            "rwlock + localcount"));
+		snprintf(what, sizeof(what),
+		         "lookup: pserialize / global atomic, Mops/s, %d thr", n);
+		ratio_line(what, mops_ratio(ti, "pserialize + localcount",
+		                            "global atomic refcount"));
+	}
+	/* How well the host let the lookup scale in this run; read it next
+	 * to the core summary's counter_u64_add line of the same kind. */
+	if (t1 >= 0 && tn >= 0 && g_ncpus > 1) {
+		int i = impl_index("pserialize + localcount");
+
+		snprintf(what, sizeof(what),
+		         "lookup: pserialize Mops/s, %d thr / 1 thr (ideal %d)",
+		         g_ncpus, g_ncpus);
+		ratio_line(what, results[BENCH_COMPACT][tn][i].mops_total /
+		                         results[BENCH_COMPACT][t1][i].mops_total);
+	}
+}
+
 /* Where spread was measured (it differs from compact): spread / compact. */
 static void print_summary_placement(void)
 {
@@ -1040,6 +1086,8 @@ static void print_summary_placement(void)
 		{ "shared atomic", "shared atomic" },
 		{ "percpu_ref get+put percpu", "percpu_ref percpu" },
 		{ "shared atomic inc+dec", "shared atomic pair" },
+		{ "pserialize + localcount", "pserialize lookup" },
+		{ "rwlock + localcount", "rwlock lookup" },
 	};
 	char what[128];
 	int shown = 0;
@@ -1076,20 +1124,23 @@ static const char *fmt_ns(double ns, char *buf, size_t size)
 
 static void print_latency(const struct latency_row *rows, int n)
 {
-	char a[32], b[32], c[32], d[32];
+	char a[32], b[32], c[32], d[32], e[32];
 
 	printf("\nlatency of the slow operations (median of %d; the calling "
-	       "thread on cpu %d; busy = other cpus spinning on percpu_add)\n",
+	       "thread on cpu %d; busy = other cpus spinning on percpu_add,\n"
+	       "  or for pserialize_perform and localcount_trydrain on lookups "
+	       "in read sections)\n",
 	       n ? rows[0].samples : 0, g_cpus[0]);
-	printf("  %-34s %5s %11s %11s %11s %11s %8s\n", "operation", "busy",
-	       "median", "p10", "p90", "max", "busy ran");
+	printf("  %-34s %5s %11s %11s %11s %11s %11s %8s\n", "operation", "busy",
+	       "median", "p10", "p90", "p99", "max", "busy ran");
 	for (int i = 0; i < n; i++) {
 		const struct latency_row *r = &rows[i];
 
-		printf("  %-34s %5d %11s %11s %11s %11s", r->op, r->busy,
+		printf("  %-34s %5d %11s %11s %11s %11s %11s", r->op, r->busy,
 		       fmt_ns(r->ns.median, a, sizeof(a)),
 		       fmt_ns(r->ns.p10, b, sizeof(b)),
 		       fmt_ns(r->ns.p90, c, sizeof(c)),
+		       fmt_ns(r->ns.p99, e, sizeof(e)),
 		       fmt_ns(r->ns.max, d, sizeof(d)));
 		if (r->busy)
 			printf(" %7.0f%%\n", r->busy_share * 100);
@@ -1131,6 +1182,37 @@ static void print_summary_latency(const struct latency_row *rows, int n,
 		ratio_line("percpu_fence busy / idle", fb->ns.median / f0->ns.median);
 	if (busy && db && d0)
 		ratio_line("localcount_drain busy / idle", db->ns.median / d0->ns.median);
+}
+
+static void print_summary_pserialize_latency(const struct latency_row *rows,
+                                             int n, int busy)
+{
+	const struct latency_row *f0 = find_latency(rows, n, "percpu_fence", 0);
+	const struct latency_row *d0 = find_latency(rows, n, "localcount_drain", 0);
+	const struct latency_row *p0 = find_latency(rows, n, "pserialize_perform", 0);
+	const struct latency_row *pb = find_latency(rows, n, "pserialize_perform", busy);
+	const struct latency_row *tt0 =
+		find_latency(rows, n, "localcount_trydrain -> true", 0);
+	const struct latency_row *tf0 =
+		find_latency(rows, n, "localcount_trydrain -> false", 0);
+	const struct latency_row *ttb =
+		find_latency(rows, n, "localcount_trydrain -> true", busy);
+
+	if (f0 && p0)
+		ratio_line("pserialize_perform / percpu_fence, idle",
+		           p0->ns.median / f0->ns.median);
+	if (busy && pb && p0)
+		ratio_line("pserialize_perform busy / idle",
+		           pb->ns.median / p0->ns.median);
+	if (tt0 && d0)
+		ratio_line("localcount_trydrain -> true / localcount_drain, idle",
+		           tt0->ns.median / d0->ns.median);
+	if (tf0 && tt0)
+		ratio_line("localcount_trydrain -> false / -> true, idle",
+		           tf0->ns.median / tt0->ns.median);
+	if (busy && ttb && tt0)
+		ratio_line("localcount_trydrain -> true busy / idle",
+		           ttb->ns.median / tt0->ns.median);
 }
 
 int main(int argc, char **argv)
@@ -1236,7 +1318,9 @@ int main(int argc, char **argv)
 		printf("  (rseq NOT registered: \"rseq\" figures are the fallback path)\n");
 	print_summary_core(t1, t2);
 	print_summary_refs(t1);
+	print_summary_lookup(t1, t2);
 	print_summary_latency(lat, nlat, busy);
+	print_summary_pserialize_latency(lat, nlat, busy);
 	ratio_line("memory: bytes per counter per CPU / 8", mem.bytes_per_counter_cpu / 8);
 	print_summary_placement();
 	if (!g_all_pinned)

@@ -42,18 +42,32 @@ awk -F, 'NR > 1 && $1 != "fence" && $1 != "latency" {
 for impl in "plain add floor" "percpu_add rseq" "per-thread atomic" \
 	"shared atomic" "counter_u64_add" "mutex" "shared atomic inc+dec" \
 	"localcount acquire+release" "percpu_ref get+put percpu" \
-	"percpu_ref get+put atomic"; do
+	"percpu_ref get+put atomic" "pserialize + localcount" \
+	"rwlock + localcount" "global atomic refcount"; do
 	n=$(awk -F, -v i="$impl" '$2 == i && $4 == "compact"' "$csv" | wc -l)
 	[[ $n == 2 ]] || fail "impl '$impl': $n compact rows, want 2"
 done
 
 for op in counter_u64_fetch counter_u64_zero localcount_drain \
 	"percpu_ref_kill -> confirm" percpu_ref_switch_to_atomic_sync \
-	percpu_ref_switch_to_percpu; do
+	percpu_ref_switch_to_percpu pserialize_perform \
+	"localcount_trydrain -> true" "localcount_trydrain -> false"; do
 	grep -q "^latency,$op,1,idle," "$csv" || fail "no idle latency row for $op"
 done
+# With another usable CPU, the busy rows too (threads = busy CPUs + 1).
+if awk -F, '$1 == "latency" && $4 == "busy" { found = 1 } END { exit !found }' "$csv"; then
+	for op in pserialize_perform "localcount_trydrain -> true" \
+		"localcount_trydrain -> false"; do
+		grep -q "^latency,$op,[0-9]*,busy," "$csv" ||
+			fail "no busy latency row for $op"
+	done
+fi
 
 grep -q "^summary (ratios" "$log" || fail "no summary"
+grep -q "lookup: pserialize / rwlock, total Mops/s, 2 threads" "$log" ||
+	fail "no pserialize / rwlock lookup ratio"
+grep -q "localcount_trydrain -> false / -> true, idle" "$log" ||
+	fail "no localcount_trydrain latency ratio"
 grep -q "bytes per counter per CPU" "$log" || fail "no memory figure"
 grep -q "^CSV written to $csv" "$log" || fail "CSV path not reported"
 echo "PASS: $(($(wc -l <"$csv") - 1)) CSV rows"

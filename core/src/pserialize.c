@@ -48,7 +48,7 @@ void pserialize_read_exit_misuse(int s)
 static void writer_fence(const char *who)
 {
 	if (pserialize_readers.reader_barrier) {
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		PSERIALIZE_FULL_FENCE();
 		return;
 	}
 	int rc = percpu_fence();
@@ -71,7 +71,7 @@ static int64_t inside(int s)
 	struct pserialize_readers *r = &pserialize_readers;
 	int64_t unlocks = count(&r->unlock[s], &r->early_unlock[s]);
 
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	PSERIALIZE_FULL_FENCE();
 	return count(&r->lock[s], &r->early_lock[s]) - unlocks;
 }
 
@@ -232,7 +232,7 @@ static void fork_child(void)
 		else
 			__atomic_fetch_add(&r->early_unlock[s], ghosts, __ATOMIC_SEQ_CST);
 	}
-	pthread_mutex_init(&grace_lock, NULL);
+	pthread_mutex_unlock(&grace_lock); /* taken by this thread in prepare */
 }
 
 /* Only the fork handlers: nothing that reads the topology (see the header). */

@@ -25,6 +25,9 @@ valgrind_suppressions: a suppression file for the valgrind run, for what
 only valgrind's view of a process makes an error (fork_test: a fork
 child's leak check sees the parent's other threads' blocks, unreachable
 once those threads are gone).  Each entry must say why.
+valgrind_scale: PERCPU_TEST_SCALE for the valgrind run only (the harness's
+iteration scale: loop counts, never checks), for tests whose rounds each
+wait for every thread to be scheduled -- valgrind runs one at a time.
 
 tests/tools/run_on_path.sh sets the expectations the harness verifies.
 """
@@ -49,7 +52,8 @@ def percpu_c_test(
         tags = [],
         paths = PATHS,
         valgrind = True,
-        valgrind_suppressions = None):
+        valgrind_suppressions = None,
+        valgrind_scale = None):
     native.cc_binary(
         name = name + "_bin",
         srcs = srcs,
@@ -68,9 +72,14 @@ def percpu_c_test(
         data = []
         if compat != None:
             kwargs["target_compatible_with"] = compat
+        env = {}
         if path == "valgrind" and supp:
             data = supp
-            kwargs["env"] = {"PERCPU_VALGRIND_SUPPRESSIONS": "$(location %s)" % supp[0]}
+            env["PERCPU_VALGRIND_SUPPRESSIONS"] = "$(location %s)" % supp[0]
+        if path == "valgrind" and valgrind_scale:
+            env["PERCPU_TEST_SCALE"] = valgrind_scale
+        if env:
+            kwargs["env"] = env
         native.sh_test(
             name = name + "_" + path,
             srcs = ["//tests/tools:run_on_path.sh"],

@@ -133,6 +133,26 @@ extern struct pserialize_readers pserialize_readers;
 extern __thread int pserialize_read_depth[2]
 	__attribute__((tls_model("initial-exec")));
 
+/*
+ * Fences.  GCC refuses __atomic_thread_fence under -fsanitize=thread
+ * (TSan does not model fences): there a seq_cst read-modify-write of a
+ * local word stands in (a locked instruction, a full barrier on x86), the
+ * release fence is a compiler barrier (which is all it is on x86), and
+ * the happens-before TSan needs comes from the annotations of <percpu/
+ * ops.h> (every per-CPU add releases on its handle) and pserialize.c.
+ */
+#ifdef PERCPU_TSAN
+#define PSERIALIZE_FULL_FENCE()                                        \
+	do {                                                           \
+		int fence_word_ = 0;                                   \
+		__atomic_fetch_add(&fence_word_, 0, __ATOMIC_SEQ_CST); \
+	} while (0)
+#define PSERIALIZE_RELEASE_FENCE() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+#else
+#define PSERIALIZE_FULL_FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#define PSERIALIZE_RELEASE_FENCE() __atomic_thread_fence(__ATOMIC_RELEASE)
+#endif
+
 /* Reports a read_exit that matches no read_enter, and aborts. */
 __attribute__((noreturn, cold)) void pserialize_read_exit_misuse(int s);
 
@@ -148,8 +168,8 @@ static inline __attribute__((always_inline)) int pserialize_read_enter(void)
 		__atomic_fetch_add(&r->early_lock[s], 1, __ATOMIC_SEQ_CST);
 	else
 		percpu_add(lock, 1);
-	if (__builtin_expect(r->reader_barrier, 0))
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (__builtin_expect(__atomic_load_n(&r->reader_barrier, __ATOMIC_RELAXED), 0))
+		PSERIALIZE_FULL_FENCE();
 	else
 		__atomic_signal_fence(__ATOMIC_SEQ_CST); /* the writer fences */
 	return s;
@@ -164,7 +184,7 @@ static inline __attribute__((always_inline)) void pserialize_read_exit(int s)
 		pserialize_read_exit_misuse(s);
 	unlock = __atomic_load_n(&r->unlock[s], __ATOMIC_ACQUIRE);
 	/* The section's loads before the exit count (free on x86). */
-	__atomic_thread_fence(__ATOMIC_RELEASE);
+	PSERIALIZE_RELEASE_FENCE();
 	if (__builtin_expect(unlock == NULL, 0))
 		__atomic_fetch_add(&r->early_unlock[s & 1], 1, __ATOMIC_SEQ_CST);
 	else
