@@ -245,6 +245,7 @@ static void percpu_swig_signatures(PyMethodDef *m, int method)
 	percpu_swig_signatures(SwigPyBuiltin__percpu_py_ratecheck_methods, 1);
 	percpu_swig_signatures(SwigPyBuiltin__percpu_py_localcount_methods, 1);
 	percpu_swig_signatures(SwigPyBuiltin__percpu_py_ref_methods, 1);
+	percpu_swig_signatures(SwigPyBuiltin__percpu_py_pserialize_methods, 1);
 	percpu_swig_signatures(SwigPyBuiltin__percpu_stress_sync_methods, 1);
 %}
 
@@ -404,6 +405,9 @@ struct percpu_py_ratecheck {};
 %rename(LocalCount) percpu_py_localcount;
 PERCPU_SWIG_CTOR(percpu_py_localcount)
 %threadallow percpu_py_localcount::x_drain;
+/* Freeing a live one trydrains, which waits out read sections in flight:
+ * another thread's may need the GIL to exit. */
+%threadallow percpu_py_localcount::~percpu_py_localcount;
 %exception percpu_py_localcount::x_trydrain { $action if (!result) SWIG_fail; }
 struct percpu_py_localcount {};
 %extend percpu_py_localcount {
@@ -419,7 +423,13 @@ struct percpu_py_localcount {};
 	percpu_py_status x_drain() { return percpu_py_localcount_drain($self); }
 	/* True: drained.  False: references held (EBUSY). */
 	PyObject *x_trydrain() {
-		int rc = percpu_py_localcount_trydrain($self);
+		int rc;
+
+		/* Its grace period may wait for another thread's read
+		 * section, which needs the GIL to exit. */
+		Py_BEGIN_ALLOW_THREADS
+		rc = percpu_py_localcount_trydrain($self);
+		Py_END_ALLOW_THREADS
 
 		if (rc == -EBUSY)
 			Py_RETURN_FALSE;
@@ -432,6 +442,31 @@ struct percpu_py_localcount {};
 	int x_state() { return percpu_py_localcount_state($self); }
 	int64_t x_refcnt() { return percpu_py_localcount_refcnt($self); }
 }
+
+/* ---- pserialize(9) -------------------------------------------------------- */
+
+%rename(Pserialize) percpu_py_pserialize;
+PERCPU_SWIG_CTOR(percpu_py_pserialize)
+/* perform waits for read sections of other threads, which need the GIL. */
+%threadallow percpu_py_pserialize::x_perform;
+struct percpu_py_pserialize {};
+%extend percpu_py_pserialize {
+	percpu_py_pserialize() {
+		struct percpu_py_pserialize *p;
+
+		percpu_swig_ctor_err = percpu_py_pserialize_new(&p);
+		return p;
+	}
+	~percpu_py_pserialize() { percpu_py_pserialize_free($self); }
+	percpu_py_status x_perform() { return percpu_py_pserialize_perform($self); }
+}
+
+/* Read sections belong to no object: module functions (GIL kept: two
+ * per-CPU adds). */
+int percpu_py_read_enter(void);
+percpu_py_status percpu_py_read_exit(int s);
+bool percpu_py_in_read_section(void);
+unsigned long percpu_py_read_epoch(void);
 
 /* ---- PercpuRef ---------------------------------------------------------- */
 

@@ -396,7 +396,12 @@ static void reopen(struct percpu_py_localcount *p)
 
 int percpu_py_localcount_drain(struct percpu_py_localcount *p)
 {
-	int rc = begin_drain(p, PERCPU_PY_LC_DRAIN);
+	int rc;
+
+	/* Its trydrain pre-check waits out read sections: not from one. */
+	if (pserialize_in_read_section())
+		return -EDEADLK;
+	rc = begin_drain(p, PERCPU_PY_LC_DRAIN);
 
 	if (rc)
 		return rc;
@@ -420,7 +425,12 @@ int percpu_py_localcount_drain(struct percpu_py_localcount *p)
 
 int percpu_py_localcount_trydrain(struct percpu_py_localcount *p)
 {
-	int rc = begin_drain(p, PERCPU_PY_LC_TRYDRAIN);
+	int rc;
+
+	/* The grace period would wait for this thread's own section. */
+	if (pserialize_in_read_section())
+		return -EDEADLK;
+	rc = begin_drain(p, PERCPU_PY_LC_TRYDRAIN);
 
 	if (rc)
 		return rc;
@@ -437,8 +447,24 @@ int percpu_py_localcount_free(struct percpu_py_localcount *p)
 	if (!p)
 		return 0;
 	state = percpu_py_localcount_state(p);
-	if (state == LOCALCOUNT_LIVE && percpu_py_localcount_trydrain(p) == 0)
+	if (state == LOCALCOUNT_LIVE && pserialize_in_read_section()) {
+		/*
+		 * No grace period from inside a read section.  None is needed:
+		 * the owner is gone, so no acquire or release can start, and
+		 * the count is still -- an exact zero (drain returns at once,
+		 * waiting for nobody) or references that were never released.
+		 */
+		if (localcount_debug_refcnt(&p->lc) == 0 &&
+		    begin_drain(p, PERCPU_PY_LC_DRAIN) == 0) {
+			pthread_mutex_lock(&p->interlock);
+			localcount_drain(&p->lc, &p->cv, &p->interlock);
+			pthread_mutex_unlock(&p->interlock);
+			state = LOCALCOUNT_DRAINED;
+		}
+	} else if (state == LOCALCOUNT_LIVE &&
+	           percpu_py_localcount_trydrain(p) == 0) {
 		state = LOCALCOUNT_DRAINED;
+	}
 	if (state != LOCALCOUNT_DRAINED) {
 		/* References outstanding (or a count gone negative): a release
 		 * could still arrive, so the memory must stay. */
@@ -451,6 +477,42 @@ int percpu_py_localcount_free(struct percpu_py_localcount *p)
 	pthread_mutex_destroy(&p->interlock);
 	free(p);
 	count_free();
+	return 0;
+}
+
+/* ---- pserialize ------------------------------------------------------------ */
+
+int percpu_py_pserialize_new(struct percpu_py_pserialize **out)
+{
+	struct percpu_py_pserialize *p = calloc(1, sizeof(*p));
+
+	*out = NULL;
+	if (!p)
+		return -ENOMEM;
+	p->psz = pserialize_create();
+	if (!p->psz) {
+		free(p);
+		return -ENOMEM;
+	}
+	count_alloc();
+	*out = p;
+	return 0;
+}
+
+void percpu_py_pserialize_free(struct percpu_py_pserialize *p)
+{
+	if (!p)
+		return;
+	pserialize_destroy(p->psz);
+	free(p);
+	count_free();
+}
+
+int percpu_py_pserialize_perform(struct percpu_py_pserialize *p)
+{
+	if (pserialize_in_read_section())
+		return -EDEADLK;
+	pserialize_perform(p->psz);
 	return 0;
 }
 

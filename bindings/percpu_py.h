@@ -37,7 +37,12 @@
  *               trydrain: a reference the drain counts, or -EINVAL);
  *               drain or trydrain twice or while the other runs; drain
  *               or trydrain of a localcount whose count is negative
- *               (more releases than acquires)
+ *               (more releases than acquires); drain or trydrain
+ *               inside a read section of the calling thread (-EDEADLK:
+ *               the grace period would wait for that section)
+ *   pserialize  perform inside a read section of the calling thread
+ *               (-EDEADLK); read_exit with a value no open read section
+ *               of this thread was entered with (-EINVAL)
  *   percpu_ref  get or put on a ref whose count reached zero (released)
  *               or that was created dead; kill of a dying ref;
  *               resurrect of a live ref; reinit of a ref that is not
@@ -75,6 +80,7 @@
 #include <percpu/localcount.h>
 #include <percpu/numa.h>
 #include <percpu/percpu_ref.h>
+#include <percpu/pserialize.h>
 #include <percpu/slab.h>
 
 #ifdef __cplusplus
@@ -246,7 +252,11 @@ struct percpu_py_localcount {
 int percpu_py_localcount_new(struct percpu_py_localcount **out);
 
 /*
- * Free: fini if drained; if still live and unreferenced, trydrain first.
+ * Free: fini if drained; if still live and unreferenced, trydrain first
+ * (which waits out read sections in flight: call it without the GIL).
+ * Inside a read section of the calling thread (a garbage collection may
+ * run there) no grace period can be waited for; nothing can acquire an
+ * object being freed, so the exact drain decides instead, without one.
  * A live localcount with references cannot be freed safely (a release
  * could still arrive): it is left allocated and -EBUSY returned.  Never
  * blocks on references.
@@ -287,15 +297,36 @@ static inline void percpu_py_localcount_release(struct percpu_py_localcount *p)
  * Wait until every reference is released; afterwards the localcount is
  * final.  BLOCKS.  -EINVAL if a drain/trydrain already began or the count
  * is negative (more releases than acquires; checked exactly, by a
- * localcount_trydrain_status() first).  Acquires racing it succeed (and
- * are waited for) or get -EINVAL.
+ * localcount_trydrain_status() first, which waits out read sections in
+ * flight).  -EDEADLK, nothing done, inside a read section of the calling
+ * thread.  Acquires racing it succeed (and are waited for) or get -EINVAL.
  */
 int percpu_py_localcount_drain(struct percpu_py_localcount *p);
 
-/* 0: final, no references; -EBUSY: references held, still live (acquire
- * allowed again); -EINVAL as for drain.  Never blocks on references.
+/* First waits out every read section in flight (a grace period: it may
+ * wait for another Python thread's section -- release the GIL), then:
+ * 0: final, no references; -EBUSY: references held, still live (acquire
+ * allowed again); -EINVAL as for drain; -EDEADLK, nothing done, inside a
+ * read section of the calling thread.  Never blocks on references.
  * Exact with acquires racing it (localcount_trydrain_status). */
 int percpu_py_localcount_trydrain(struct percpu_py_localcount *p);
+
+/*
+ * Why an acquire cannot slip past a trydrain that already summed (the
+ * two-step race: check "not closed", then add, with the GIL released in
+ * between): there is no such pair here.  percpu_py_localcount_acquire is
+ * one localcount_tryacquire(), whose per-CPU add commits only while the
+ * mode word it reads inside the same rseq section says live (a trydrain
+ * sets it before its fence), and whose central add is a compare-and-swap
+ * refused on a word the trydrain holds -- the decision is the add.  The
+ * shim's `closed` flag only orders drain/trydrain among themselves; no
+ * acquire reads it.  //tests/c:localcount_test runs a whole trydrain (and
+ * drain) inside that one step's window through the library's test hook
+ * (shim_acquire_paused_while_a_trydrain_*: the two-step version fails
+ * them); both drivers reach the add only through this call, and
+ * tests/python/test_pserialize.py parks an acquire between the facade's
+ * checks and the call while a trydrain succeeds, on both backends.
+ */
 
 /* LOCALCOUNT_LIVE / _TRYDRAINING / _DRAINING / _DRAINED; _DRAINING from
  * the moment drain() is let in (before the library's state changes). */
@@ -303,6 +334,57 @@ int percpu_py_localcount_state(struct percpu_py_localcount *p);
 
 /* Racy diagnostic count (localcount_debug_refcnt). */
 int64_t percpu_py_localcount_refcnt(struct percpu_py_localcount *p);
+
+/* ---- pserialize ------------------------------------------------------ */
+
+/* One pserialize_t (opaque to Python). */
+struct percpu_py_pserialize {
+	pserialize_t psz;
+};
+
+/* 0 or -ENOMEM. */
+int percpu_py_pserialize_new(struct percpu_py_pserialize **out);
+
+/* pserialize_destroy; NULL is a no-op.  The owner frees it only when no
+ * perform on it is in flight (the call holds the handle). */
+void percpu_py_pserialize_free(struct percpu_py_pserialize *p);
+
+/* pserialize_perform: 0 once every read section in flight (any thread)
+ * has exited.  BLOCKS -- on another Python thread's section, which needs
+ * the GIL to exit: release it.  -EDEADLK, nothing done, when the calling
+ * thread is inside a read section (the C call would abort). */
+int percpu_py_pserialize_perform(struct percpu_py_pserialize *p);
+
+/* pserialize_read_enter: the value to give back to read_exit (0 or 1).
+ * Nestable; never blocks. */
+static inline int percpu_py_read_enter(void)
+{
+	return pserialize_read_enter();
+}
+
+/* pserialize_read_exit(s): 0, or -EINVAL (nothing done) when no read
+ * section of this thread is open with value s -- the C call would abort. */
+static inline int percpu_py_read_exit(int s)
+{
+	if ((unsigned)s > 1 || pserialize_read_depth[s] <= 0)
+		return -EINVAL;
+	pserialize_read_exit(s);
+	return 0;
+}
+
+/* Diagnostic: the epoch read sections count in (its parity is the value
+ * a read_enter now returns); a perform changes it once it has waited out
+ * the other parity.  Tests see with it that a perform is past its flip. */
+static inline unsigned long percpu_py_read_epoch(void)
+{
+	return __atomic_load_n(&pserialize_readers.epoch, __ATOMIC_ACQUIRE);
+}
+
+/* pserialize_in_read_section(): is the calling thread inside one? */
+static inline bool percpu_py_in_read_section(void)
+{
+	return pserialize_in_read_section();
+}
 
 /* ---- percpu_ref ------------------------------------------------------- */
 

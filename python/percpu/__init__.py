@@ -8,6 +8,9 @@ library of the same name:
   touch only the calling CPU's word; reads sum all CPUs; zero is exact.
 * :class:`LocalCount` -- NetBSD localcount(9): CPU-local references with
   ``drain()`` and ``trydrain()``.
+* :class:`Pserialize` / :func:`read_section` -- NetBSD pserialize(9):
+  read sections (``with percpu.read_section():``) for lookups, and
+  ``perform()``, which waits out every read section in flight.
 * :class:`RateCheck` -- FreeBSD counter_ratecheck(9): events per second
   against a limit, on a per-CPU counter.
 * :class:`PercpuRef` -- Linux percpu_ref: per-CPU get/put until
@@ -43,8 +46,12 @@ from ._objects import (
     CounterArray,
     LocalCount,
     PercpuRef,
+    Pserialize,
     RateCheck,
+    ReadSection,
     Reference,
+    in_read_section,
+    read_section,
     set_callback_error_hook,
 )
 from . import sysctl
@@ -59,11 +66,15 @@ __all__ = [
     "LocalCount",
     "PercpuError",
     "PercpuRef",
+    "Pserialize",
     "RateCheck",
+    "ReadSection",
     "Reference",
     "available_backends",
     "backend",
     "get_backend",
+    "in_read_section",
+    "read_section",
     "set_callback_error_hook",
     "sysctl",
     "topology",

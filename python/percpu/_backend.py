@@ -26,7 +26,8 @@ def _bound(cls, name):
 
 class Backend:
     """The percpu API on one backend: ``Counter``, ``CounterArray``,
-    ``LocalCount``, ``PercpuRef``, ``RateCheck``, ``sysctl``, ``topology``.
+    ``LocalCount``, ``PercpuRef``, ``Pserialize``, ``RateCheck``,
+    ``read_section()``, ``sysctl``, ``topology``.
 
     Both backends drive the same C library state in one process (one
     slab, one sysctl tree, one percpu_ref worker), but a C object belongs
@@ -44,8 +45,20 @@ class Backend:
         self.LocalCount = _bound(_objects.LocalCount, name)
         self.PercpuRef = _bound(_objects.PercpuRef, name)
         self.RateCheck = _bound(_objects.RateCheck, name)
+        self.Pserialize = _bound(_objects.Pserialize, name)
         self.sysctl = Sysctl(driver)
         self.topology = Topology(driver)
+
+    ReadSection = _objects.ReadSection
+
+    def read_section(self):
+        """A pserialize(9) read section entered through this backend
+        (percpu.read_section)."""
+        return _objects.ReadSection(self.driver)
+
+    def in_read_section(self):
+        """True if the calling thread is inside a read section."""
+        return bool(self.driver.in_read_section())
 
     def __repr__(self):
         return f"<percpu backend {self.name!r}>"

@@ -192,6 +192,20 @@ def bind_lc(h, _acq=lib.percpu_py_localcount_acquire):
         "during a drain; otherwise never blocks.")
 
 
+# ---- pserialize(9) ----
+def psz_new():
+    return _new("struct percpu_py_pserialize", lib.percpu_py_pserialize_new,
+                lib.percpu_py_pserialize_free)
+
+
+def psz_perform(h):
+    _check(lib.percpu_py_pserialize_perform(h))
+
+
+def read_exit(s):
+    _check(lib.percpu_py_read_exit(s))
+
+
 # ---- PercpuRef ----
 # Dispatchers C may still call back, kept alive here until their FREED
 # event: C holds only a raw pointer (ffi.new_handle), invisible to the GC.

@@ -67,6 +67,10 @@ DIRECT_CALLS = (
     "percpu_numa_memory_node_of_cpu",
     "percpu_py_live_objects",
     "percpu_py_leaked_objects",
+    # pserialize(9) read sections (read_exit checks: the drivers')
+    "percpu_py_read_enter",
+    "percpu_py_in_read_section",
+    "percpu_py_read_epoch",
     # test-only stress loops (percpu_stress.h)
     "percpu_stress_counter_add",
     "percpu_stress_array_add",

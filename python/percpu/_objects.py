@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""The Pythonic objects: Counter, CounterArray, LocalCount, PercpuRef.
+"""The Pythonic objects: Counter, CounterArray, LocalCount, PercpuRef,
+Pserialize and read sections.
 
 Ownership.  Each object owns one C object through a *handle* (a SWIG
 object or an ``ffi.gc`` cdata) whose destructor frees it.  ``close()``
@@ -45,8 +46,12 @@ __all__ = [
     "CounterArray",
     "LocalCount",
     "PercpuRef",
+    "Pserialize",
     "RateCheck",
+    "ReadSection",
     "Reference",
+    "in_read_section",
+    "read_section",
     "set_callback_error_hook",
 ]
 
@@ -568,13 +573,18 @@ class LocalCount(_Owner):
         self._call("drain", self._d.lc_drain)
 
     def trydrain(self):
-        """If no reference is held, make this final (as drain() does) and
-        return True; otherwise return False and stay live (acquire works
-        again).  Never waits for references.  Exact even with acquires
-        racing it."""
+        """First wait out every read section in flight (in any thread;
+        the GIL is released), so a lookup that found this object before
+        it was marked dying has acquired or left.  Then: if no reference
+        is held, make this final (as drain() does) and return True;
+        otherwise return False and stay live (acquire works again).  Never
+        waits for references.  Exact even with acquires racing it.
+        PercpuError(EDEADLK) inside a read section of this thread."""
         return self._call("trydrain", self._d.lc_trydrain)
 
     def _why(self, op, err):
+        if err == errno.EDEADLK:
+            return _IN_SECTION.format(op=op)
         if err != errno.EINVAL:
             return None
         state = self.state
@@ -625,6 +635,158 @@ class LocalCount(_Owner):
 
     def _describe(self):
         return f"state={self.state} refcount={self.refcount()}"
+
+
+# ---- pserialize(9) --------------------------------------------------------
+
+_IN_SECTION = ("called inside a read section of this thread, whose grace "
+               "period would wait for that section itself; call {op}() "
+               "after the with percpu.read_section() block")
+
+
+class Pserialize(_Owner):
+    """The writer side of NetBSD pserialize(9): ``perform()`` returns once
+    every read section in flight when it was called -- in any thread --
+    has exited.  The reader side, :func:`read_section`, belongs to no
+    object.  The pattern::
+
+        with percpu.read_section():          # reader
+            obj = table.get(key)
+            ref = obj.lc.acquire() if obj else None
+
+        del table[key]                       # writer: unpublish,
+        psz.perform()                        # wait out the lookups,
+        obj.lc.drain()                       # then the references
+
+    ``perform()`` blocks with the GIL released (the reader it waits for
+    needs the GIL to leave its section).  Inside a read section of the
+    calling thread it would wait for itself: PercpuError(EDEADLK), nothing
+    done (C aborts).  ``close()`` frees it; a perform in flight on another
+    thread keeps it until it returns.
+    """
+
+    def __init__(self, *, backend=None):
+        self._open(backend)
+        self._h = self._d.psz_new()
+
+    def perform(self):
+        """Wait until every read section in flight (any thread) has
+        exited.  Blocks, with the GIL released.  PercpuError(EDEADLK)
+        inside a read section of this thread."""
+        self._call("perform", self._d.psz_perform)
+
+    def _why(self, op, err):
+        if err == errno.EDEADLK:
+            return _IN_SECTION.format(op=op)
+        return None
+
+    def close(self):
+        """Free it (idempotent); perform() raises ValueError afterwards."""
+        self._drop()
+
+    def _describe(self):
+        return ""
+
+
+_threads = threading.local()
+
+
+def _open_sections():
+    """This thread's open ReadSection objects, innermost last."""
+    try:
+        return _threads.sections
+    except AttributeError:
+        _threads.sections = []
+        return _threads.sections
+
+
+class ReadSection:
+    """One pserialize(9) read section: ``pserialize_read_enter()`` on
+    ``__enter__``, ``pserialize_read_exit(s)`` with the value enter
+    returned on ``__exit__`` -- also when the block raises.  Made by
+    :func:`read_section`; each ``with`` needs its own.  Sections nest
+    (inner ones exit first) and exit on the thread that entered them.
+    Keep them short: a ``perform()`` or ``trydrain()`` waits for them.
+    """
+
+    __slots__ = ("_d", "_s", "_thread")
+
+    def __init__(self, driver):
+        self._d = driver
+        self._s = None
+        self._thread = None
+
+    def _ident(self):
+        return f"percpu.ReadSection at 0x{id(self):x}"
+
+    def __enter__(self):
+        if self._s is not None:
+            raise error(errno.EINVAL, "ReadSection.__enter__",
+                        "this read section is open already; each with "
+                        "statement needs its own percpu.read_section()",
+                        self._ident())
+        sections = _open_sections()
+        self._s = self._d.read_enter()
+        self._thread = threading.get_ident()
+        sections.append(self)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._s is None:
+            raise error(errno.EINVAL, "ReadSection.__exit__",
+                        "this read section is not open", self._ident())
+        if self._thread != threading.get_ident():
+            raise error(errno.EINVAL, "ReadSection.__exit__",
+                        "a read section exits on the thread that entered it "
+                        f"(thread {self._thread}); it stays open",
+                        self._ident())
+        sections = _open_sections()
+        if sections[-1] is not self:
+            raise error(errno.EINVAL, "ReadSection.__exit__",
+                        "not this thread's innermost read section (nested "
+                        "sections exit inner first); it stays open",
+                        self._ident())
+        self._d.read_exit(self._s)
+        sections.pop()
+        self._s = self._thread = None
+
+    @property
+    def open(self):
+        """True between enter and exit."""
+        return self._s is not None
+
+    def __copy__(self):
+        raise TypeError("percpu.ReadSection cannot be copied: make another "
+                        "with percpu.read_section()")
+
+    def __deepcopy__(self, memo):
+        return self.__copy__()
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError("percpu.ReadSection cannot be pickled")
+
+    def __repr__(self):
+        return f"<percpu.ReadSection {'open' if self.open else 'not open'}>"
+
+
+def read_section(*, backend=None):
+    """A pserialize(9) read section, for a ``with`` statement::
+
+        with percpu.read_section():
+            obj = table.get(key)         # lookups that a writer's
+            if obj is not None:          # perform() / trydrain() waits out
+                ref = obj.lc.acquire()
+
+    Read sections belong to no object and are process-wide: every
+    backend's ``Pserialize.perform()`` and ``LocalCount.trydrain()`` wait
+    for them.  Enter and exit keep the GIL on SWIG (two per-CPU adds)."""
+    return ReadSection(_drivers.resolve(backend))
+
+
+def in_read_section(*, backend=None):
+    """True if the calling thread is inside a read section
+    (pserialize_in_read_section; for assertions)."""
+    return bool(_drivers.resolve(backend).in_read_section())
 
 
 def _pop(q):

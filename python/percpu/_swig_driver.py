@@ -76,6 +76,11 @@ def bind_lc(h):
     return h.acquire, h.release
 
 
+# ---- pserialize(9) ----
+psz_new = _m.Pserialize
+psz_perform = _m.Pserialize.perform
+read_exit = _m.read_exit
+
 # ---- PercpuRef ----
 ref_new = _m.Ref  # (flags, dispatcher)
 ref_kill = _m.Ref.kill

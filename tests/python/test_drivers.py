@@ -103,6 +103,7 @@ SWIG_CLASSES = [
     ("percpu_py_ratecheck_", "RateCheck"),
     ("percpu_py_localcount_", "LocalCount"),
     ("percpu_py_ref_", "Ref"),
+    ("percpu_py_pserialize_", "Pserialize"),
     ("percpu_stress_sync_", "StressSync"),
 ]
 
@@ -160,8 +161,9 @@ def _objects(pc):
     rc = pc.RateCheck(10)
     lc = pc.LocalCount()
     r = pc.PercpuRef()
+    psz = pc.Pserialize()
     ref = lc.acquire()
-    return [c, a, rc, lc, r, ref]
+    return [c, a, rc, lc, r, psz, ref]
 
 
 def test_every_method_has_a_signature_and_a_doc(pc):
@@ -192,7 +194,7 @@ def test_every_method_has_a_signature_and_a_doc(pc):
         for obj in objs[:-1]:
             obj.close()
     for n in ("Counter.add", "LocalCount.release", "LocalCount._acquire",
-              "PercpuRef.get", "PercpuRef.tryget_live"):
+              "PercpuRef.get", "PercpuRef.tryget_live", "Pserialize.perform"):
         assert any(c.endswith(n) for c in checked), n
 
 
