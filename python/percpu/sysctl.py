@@ -162,9 +162,12 @@ class Sysctl:
         return out
 
     def prometheus(self, prefix=None):
-        """The whole tree in the Prometheus text format (0.0.4): metric
-        names are `prefix` + the dotted name with dots as underscores;
-        arrays become one metric with an ``index`` label."""
+        """The whole tree in the Prometheus text format (0.0.4), the C
+        dump's (``counter_sysctl_prometheus``): metric names are `prefix`
+        + the dotted name with dots as underscores, counters ending in
+        ``_total``; HELP always; arrays become one metric with an
+        ``index`` label, or the element label given at registration in
+        C (docs/counter.md has the mapping)."""
         return self._d.sysctl_prometheus(prefix)
 
 
