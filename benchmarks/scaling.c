@@ -72,6 +72,12 @@
  * to confirm, switch_to_atomic_sync / switch_to_percpu, pserialize_perform,
  * localcount_trydrain returning true and false).
  *
+ * Scrape (facility_scrape.h): counter_sysctl_prometheus_string() of a tree
+ * of 10,000 counters (median/p99 ms, bytes), and counter_u64_add at 1..nproc
+ * threads with and without a scraper thread dumping that tree in a loop,
+ * compared by the adders' CPU time per add (target: at most 5 % more);
+ * CSV primitives "scrape" and "add_scrape".
+ *
  * Output: the table, a summary of ratios, a CSV (--csv; by default
  * bench-out/scaling.csv in the workspace under `bazel run`) and PNG plots
  * next to it drawn by plot_scaling.py (skipped, with a message, where
@@ -115,15 +121,17 @@
 #include "bench_output.h"
 #include "bench_util.h"
 #include "facility_latency.h"
+#include "facility_scrape.h"
 #include "facility_workloads.h"
 
 #define SPREAD 1024u
 #define BLOCK 128 /* two cache lines: adjacent-line prefetch cannot pair them */
 
 /* Targets of the project (see docs / research notes). */
-#define TARGET_FLOOR_RATIO 1.5   /* rseq ns/op <= 1.5 x plain floor, 1 thread */
-#define TARGET_SHARED_RATIO 30.0 /* rseq Mops/s >= 30 x shared atomic, 2 threads */
-#define TARGET_LOOKUP_RATIO 15.0 /* pserialize lookup >= 15 x rwlock, 2 threads */
+#define TARGET_FLOOR_RATIO 1.5     /* rseq ns/op <= 1.5 x plain floor, 1 thread */
+#define TARGET_SHARED_RATIO 30.0   /* rseq Mops/s >= 30 x shared atomic, 2 threads */
+#define TARGET_LOOKUP_RATIO 15.0   /* pserialize lookup >= 15 x rwlock, 2 threads */
+#define TARGET_SCRAPE_SLOWDOWN 5.0 /* % more adder CPU per add with a scraper */
 
 struct private_word {
 	int64_t v;
@@ -1215,6 +1223,111 @@ static void print_summary_pserialize_latency(const struct latency_row *rows,
 		           ttb->ns.median / tt0->ns.median);
 }
 
+/* ---------------------------------------------------------------------
+ * Scrape cost, and adds beside a scraper (facility_scrape.h).
+ */
+static struct scrape_latency_result g_scrape;
+static struct scrape_add_result g_scrape_adds[BENCH_MAX_THREADS];
+static int g_nscrape_adds;
+
+static void measure_scrape(void)
+{
+	char a[32], b[32], c[32], d[32];
+	double run_ms;
+
+	progress("scrape: registering %d counters", SCRAPE_COUNTERS);
+	scrape_tree_init();
+	progress("scrape: %d dumps", opt.lat_samples);
+	scrape_latency(g_cpus[0], opt.lat_samples, &g_scrape);
+	bench_csv_row("scrape", "prometheus_string 10000 counters", 1, "idle",
+	              g_scrape.ns.median, 1e3 / g_scrape.ns.median);
+	/* A run with a scraper should hold several scrapes: at least 10
+	 * scrape medians long (the scraper's first scrape ends before the
+	 * adders start). */
+	run_ms = opt.ms > 10 * g_scrape.ns.median / 1e6 ? opt.ms
+	                                                : 10 * g_scrape.ns.median / 1e6;
+	g_nscrape_adds = 0;
+	for (int ti = 0; ti < opt.nthreads; ti++) {
+		int n = opt.threads[ti];
+		struct scrape_add_result *r = &g_scrape_adds[g_nscrape_adds];
+
+		if (n > g_ncpus)
+			continue;
+		progress("scrape: counter_u64_add at %d thread%s, with and without "
+		         "a scraper",
+		         n, n == 1 ? "" : "s");
+		scrape_adds(g_order[BENCH_COMPACT], g_ncpus, n, opt.ops, run_ms,
+		            opt.reps, r);
+		bench_csv_row("add_scrape", "counter_u64_add alone", n, "compact",
+		              r->cpu_ns_per_add[0], r->mops_wall[0]);
+		bench_csv_row("add_scrape", "counter_u64_add + scraper", n, "compact",
+		              r->cpu_ns_per_add[1], r->mops_wall[1]);
+		g_nscrape_adds++;
+	}
+	scrape_tree_fini();
+	progress_clear();
+
+	printf("\nscrape: counter_sysctl_prometheus_string() of %d counters "
+	       "(%d families, %zu bytes per scrape; median of %d, cpu %d)\n",
+	       g_scrape.counters, g_scrape.leaves, g_scrape.bytes, g_scrape.samples,
+	       g_cpus[0]);
+	printf("  %-34s %11s %11s %11s %11s\n", "", "median", "p10", "p99", "max");
+	printf("  %-34s %11s %11s %11s %11s\n", "one scrape",
+	       fmt_ns(g_scrape.ns.median, a, sizeof(a)),
+	       fmt_ns(g_scrape.ns.p10, b, sizeof(b)),
+	       fmt_ns(g_scrape.ns.p99, c, sizeof(c)),
+	       fmt_ns(g_scrape.ns.max, d, sizeof(d)));
+	printf("  %-34s %11.1f\n", "ns per counter (median)",
+	       g_scrape.ns.median / g_scrape.counters);
+	printf("\ncounter_u64_add on one counter of that tree, with and without a "
+	       "scraper thread dumping it in a loop\n"
+	       "  (cpu ns/add = the adders' CPU time / adds: what the comparison "
+	       "uses; Mops/s = total adds / wall,\n"
+	       "   which drops where the scraper shares an adder's CPU; medians of "
+	       "%d interleaved runs of ~%.0f ms)\n",
+	       opt.reps, opt.ops ? 0.0 : run_ms);
+	printf("  %7s %7s %13s %13s %9s %10s %10s %9s %9s\n", "threads",
+	       "scraper", "cpu ns/add", "+scraper", "slowdown", "Mops/s",
+	       "+scraper", "scrapes/s", "scr. ran");
+	for (int i = 0; i < g_nscrape_adds; i++) {
+		const struct scrape_add_result *r = &g_scrape_adds[i];
+
+		char sc[32];
+
+		snprintf(sc, sizeof(sc), "cpu %d%s", r->scraper_cpu,
+		         r->threads >= g_ncpus ? "*" : "");
+		printf("  %7d %7s %13.3f %13.3f %8.1f%% %10.1f %10.1f %9.0f %8.0f%%\n",
+		       r->threads, sc, r->cpu_ns_per_add[0], r->cpu_ns_per_add[1],
+		       (r->cpu_ns_per_add[1] / r->cpu_ns_per_add[0] - 1) * 100,
+		       r->mops_wall[0], r->mops_wall[1], r->scrapes_per_s,
+		       r->scraper_cpu_share * 100);
+	}
+	printf("  (scraper: its cpu, * = shared with an adder; scr. ran = its CPU "
+	       "time / wall during the runs)\n");
+}
+
+static void print_summary_scrape(void)
+{
+	char what[128];
+
+	printf("  %-56s %8.2f ms (p99 %.2f ms, %zu bytes)\n",
+	       "scrape of 10000 counters, median", g_scrape.ns.median / 1e6,
+	       g_scrape.ns.p99 / 1e6, g_scrape.bytes);
+	for (int i = 0; i < g_nscrape_adds; i++) {
+		const struct scrape_add_result *r = &g_scrape_adds[i];
+		double pct = (r->cpu_ns_per_add[1] / r->cpu_ns_per_add[0] - 1) * 100;
+
+		snprintf(what, sizeof(what),
+		         "add + scraper: slowdown, adder CPU per add, %d thr",
+		         r->threads);
+		target_line(what, pct, "%", "<=", TARGET_SCRAPE_SLOWDOWN,
+		            pct <= TARGET_SCRAPE_SLOWDOWN);
+		snprintf(what, sizeof(what),
+		         "add + scraper / add, wall Mops/s, %d thr", r->threads);
+		ratio_line(what, r->mops_wall[1] / r->mops_wall[0]);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct bench_sysinfo si;
@@ -1302,6 +1415,8 @@ int main(int argc, char **argv)
 	if (!percpu_fence_available())
 		printf("  (fence unavailable: no fence latency)\n");
 
+	measure_scrape();
+
 	printf("\nmemory\n");
 	printf("  %ld counters x %u possible CPUs: VmRSS +%ld KiB = %.2f bytes per "
 	       "counter per CPU (slab: %zu bytes per CPU in use)\n",
@@ -1321,6 +1436,7 @@ int main(int argc, char **argv)
 	print_summary_lookup(t1, t2);
 	print_summary_latency(lat, nlat, busy);
 	print_summary_pserialize_latency(lat, nlat, busy);
+	print_summary_scrape();
 	ratio_line("memory: bytes per counter per CPU / 8", mem.bytes_per_counter_cpu / 8);
 	print_summary_placement();
 	if (!g_all_pinned)

@@ -3,7 +3,8 @@
 # Smoke test of //benchmarks:scaling: a --quick run with tiny runs must
 # finish, pass every exactness check (the binary exits 1 on a mismatch),
 # and write the CSV: the exact header, one row per impl x thread count
-# (placement compact, plus spread where it differs), and the latency rows.
+# (placement compact, plus spread where it differs), the latency rows and
+# the scrape rows.
 # A negative control then makes the check fail on purpose.  Output format
 # and exactness only: no speed is asserted.
 set -euo pipefail
@@ -31,7 +32,8 @@ awk -F, 'NR > 1 && (NF != 6 || $3 !~ /^[0-9]+$/ || !($5 > 0) || !($6 > 0)) {
 # spread only where it puts threads on other CPUs than compact (never on
 # one node; at 2 threads only, on a multi-node machine), so at most as
 # often.
-awk -F, 'NR > 1 && $1 != "fence" && $1 != "latency" {
+awk -F, 'NR > 1 && $1 != "fence" && $1 != "latency" && $1 != "scrape" &&
+	$1 != "add_scrape" {
 	if ($4 != "compact" && $4 != "spread") { print "placement " $4; bad = 1 }
 	n[$1 "," $2 "," $4]++; t[$3] = 1 }
 	END { for (k in n) if (k ~ /,compact$/ ? n[k] != 2 : n[k] > 2) {
@@ -62,6 +64,24 @@ if awk -F, '$1 == "latency" && $4 == "busy" { found = 1 } END { exit !found }' "
 			fail "no busy latency row for $op"
 	done
 fi
+
+# Scrape: one row for the dump of 10,000 counters; counter_u64_add with and
+# without a scraper at every thread count up to nproc (here 1, and 2 where
+# there are 2 CPUs).
+grep -q "^scrape,prometheus_string 10000 counters,1,idle," "$csv" ||
+	fail "no scrape row"
+ncpu=$(nproc)
+for n in 1 2; do
+	((n <= ncpu)) || continue
+	for impl in "counter_u64_add alone" "counter_u64_add + scraper"; do
+		grep -q "^add_scrape,$impl,$n,compact," "$csv" ||
+			fail "no add_scrape row '$impl' at $n threads"
+	done
+	grep -q "add + scraper: slowdown, adder CPU per add, $n thr .*target <= 5.0%" \
+		"$log" || fail "no scraper slowdown target line at $n threads"
+done
+grep -q "scrape of 10000 counters, median .* ms (p99 .* bytes)" "$log" ||
+	fail "no scrape cost in the summary"
 
 grep -q "^summary (ratios" "$log" || fail "no summary"
 grep -q "lookup: pserialize / rwlock, total Mops/s, 2 threads" "$log" ||
