@@ -205,8 +205,10 @@ static struct one_run run_once(const int *order, int ncpus, int n, uint64_t ops,
 	int64_t cpu = 0;
 
 	if (with_scraper) {
-		if (pthread_create(&sc.thr, NULL, scraper_main, &sc) != 0)
-			bench_die("scraper thread: %s", strerror(errno));
+		int err = pthread_create(&sc.thr, NULL, scraper_main, &sc);
+
+		if (err != 0)
+			bench_die("scraper thread: %s", strerror(err));
 		/* In its loop before the adders start. */
 		while (__atomic_load_n(&sc.scrapes, __ATOMIC_RELAXED) == 0)
 			sched_yield();
