@@ -8,7 +8,7 @@ leaves and 500 arrays of 10 under "bench.scrape.", every counter non-zero),
 without its labels and gauges, which Python cannot register.  Each sample
 is one call, timed with time.perf_counter_ns(); the median, p99 and
 bytes are printed per backend (swig, cffi: one tree, one process, the
-calls interleaved), and, as the baseline of the same run, for the C call
+calls interleaved, which one goes first rotating), and, as the baseline of the same run, for the C call
 itself: counter_sysctl_prometheus_string() through ctypes on the libpercpu
 this process loaded (found in /proc/self/maps), its result freed
 unread.  The ratios backend / C say what the Python path adds (the
@@ -121,15 +121,15 @@ def main():
         text = pc.sysctl.prometheus()
         check(text)
         size[name] = len(text.encode())
-    for _ in range(args.samples):
-        if cdump is not None:
+    calls = [(name, pc.sysctl.prometheus, times[name]) for name, pc in backends]
+    if cdump is not None:
+        calls.append(("C", cdump, times_c))
+    for r in range(args.samples):
+        k = r % len(calls)  # rotate which call goes first
+        for name, call, out in calls[k:] + calls[:k]:
             t0 = time.perf_counter_ns()
-            cdump()
-            times_c.append(time.perf_counter_ns() - t0)
-        for name, pc in backends:
-            t0 = time.perf_counter_ns()
-            text = pc.sysctl.prometheus()
-            times[name].append(time.perf_counter_ns() - t0)
+            text = call()
+            out.append(time.perf_counter_ns() - t0)
             del text
 
     print(f"scrape from Python: percpu.sysctl.prometheus() of {COUNTERS} "
