@@ -66,8 +66,8 @@ declare -A LEG_SKIPS=(
 	[default]=""
 	[fuzz]="bazel target patterns and flags (the fuzzer is built by clang directly)"
 	[valgrind]="everything but the C suite's *_valgrind targets: the Python suite is not run under valgrind (memcheck on CPython is slow and mostly about CPython's allocator; the Python suite's memory checking is the asan leg)"
-	[asan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes) and //tests/external:external_test (a second Bazel build, the default configuration); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes)"
-	[tsan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes) and //tests/external:external_test (a second Bazel build, the default configuration); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes)"
+	[asan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes) and //tests/external:external_test (a second Bazel build, the default configuration) and //tests/prometheus:prometheus_server_test (its Python target would load instrumented extensions into an uninstrumented python3; the C server is //exporter:metrics_http_test's there); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes)"
+	[tsan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes) and //tests/external:external_test (a second Bazel build, the default configuration) and //tests/prometheus:prometheus_server_test (its Python target would load instrumented extensions into an uninstrumented python3; the C server is //exporter:metrics_http_test's there); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes)"
 )
 
 legs_spec=${PERCPU_TEST_LEGS:-}
