@@ -40,9 +40,10 @@ packages=(
 	libmicrohttpd-dev # HTTP for //exporter:metrics_http (GET /metrics)
 	libnuma-dev       # NUMA placement of per-CPU units (libnuma)
 	numactl           # numactl --hardware, for humans and the NUMA tests
-	prometheus        # promtool check metrics: the Prometheus dump (tests/c:prometheus_test)
+	prometheus        # promtool check metrics (tests/c:prometheus_test) and the server (tests/prometheus)
 	python3           # /usr/bin/python3 for Bazel's Python rules
 	python3-dev       # Python headers for the SWIG/CFFI modules
+	python3-prometheus-client # percpu.prometheus.Collector (optional for users; its tests need it)
 	python3-mypy       # checks the .pyi stubs (tests/pip)
 	python3-matplotlib # the benchmark's PNG plots (benchmarks/plot_scaling.py)
 	python3-cffi      # the CFFI binding

@@ -67,6 +67,9 @@ _WHY = {
     errno.EPERM: "read-only leaf (register it with writable=True to allow zeroing)",
 }
 
+_PREFIX_WHY = ("the prefix is not the start of a Prometheus metric name "
+               "([A-Za-z_:][A-Za-z0-9_:]*)")
+
 
 def _by_backend(name):
     """The Sysctl of backend `name` (what a pickled Sysctl loads as)."""
@@ -167,8 +170,17 @@ class Sysctl:
         + the dotted name with dots as underscores, counters ending in
         ``_total``; HELP always; arrays become one metric with an
         ``index`` label, or the element label given at registration in
-        C (docs/counter.md has the mapping)."""
-        return self._d.sysctl_prometheus(prefix)
+        C (docs/counter.md has the mapping).  A prefix that cannot start
+        a metric name raises PercpuError(EINVAL) saying so; a non-str one
+        TypeError."""
+        if prefix is not None and not isinstance(prefix, str):
+            raise TypeError(f"sysctl.prometheus({prefix!r}): the prefix must be "
+                            f"a str or None, not {type(prefix).__name__}")
+        try:
+            return self._d.sysctl_prometheus(prefix)
+        except PercpuError as e:
+            why = _PREFIX_WHY if e.errno == errno.EINVAL else None
+            raise with_context(e, f"sysctl.prometheus({prefix!r})", why) from None
 
 
 _default = Sysctl(_drivers.default())

@@ -77,6 +77,22 @@ def placement() -> Optional[int]:
     return nodes[0] if nodes else None
 
 
+def scrape() -> str:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    import percpu.prometheus
+
+    c = percpu.Counter()
+    c.add(4)
+    c.register("typed_usage.scraped")
+    registry = CollectorRegistry()
+    registry.register(percpu.prometheus.Collector("app_"))
+    text: str = generate_latest(registry).decode()
+    c.close()
+    assert "app_typed_usage_scraped_total 4.0" in text
+    return text
+
+
 def main() -> None:
     be: percpu.Backend = percpu.get_backend()
     assert be.name in percpu.available_backends()
@@ -87,6 +103,7 @@ def main() -> None:
     assert ref_lifecycle() == 1
     arithmetic_and_errors()
     placement()
+    scrape()
     try:
         percpu.CounterArray(0)
     except (percpu.PercpuError, ValueError):
