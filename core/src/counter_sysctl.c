@@ -553,6 +553,11 @@ static int check_add(const char *parent, const char *name, unsigned access,
 	if (access & ~CTLFLAG_KNOWN)
 		return refuse(EINVAL, "%s: unknown flags 0x%x", full,
 		              access & ~CTLFLAG_KNOWN);
+	if ((access & CTLFLAG_GAUGE) && ends_with(full, "_total"))
+		return refuse(EINVAL,
+		              "%s: a gauge's name must not end in _total "
+		              "(Prometheus keeps the suffix for counters)",
+		              full);
 	if (descr && !valid_utf8(descr))
 		return refuse(EINVAL,
 		              "%s: the description is not UTF-8 (the "
