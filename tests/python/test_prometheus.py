@@ -348,17 +348,18 @@ def test_labels_refused_with_the_c_reason(pc, tree):
              errno.EINVAL, "label k has an empty value")
     _refused(pc, ca, lambda: a.register(f"{tree}.a", element_label="k",
                                         element_values=["x", "x"]),
-             errno.EINVAL, f"{tree}.a")
+             errno.EINVAL, f'{tree}.a: elements 0 and 1 both have k="x"')
     _refused(pc, ca, lambda: a.register(f"{tree}.a", labels={"code": "1"},
                                         element_label="code"),
              errno.EINVAL, "label code is both constant and the element label")
     _refused(pc, "Counter", lambda: c.register(f"{tree}.g_total", gauge=True),
-             errno.EINVAL, f"{tree}.g_total")
+             errno.EINVAL, f"{tree}.g_total: a gauge's name must not end in _total")
     # Nothing was registered by the refusals; then a good one, and a
     # taken name refused with the C reason too.
     assert pc.sysctl.names(tree) == []
     a.register(f"{tree}.a", labels={"k": "v"}, element_values=["x", "y"])
-    _refused(pc, "Counter", lambda: c.register(f"{tree}.a"), errno.EEXIST, f"{tree}.a")
+    _refused(pc, "Counter", lambda: c.register(f"{tree}.a"), errno.EEXIST,
+             f"{tree}.a: the name is taken")
     # Control: the same gauge without _total is accepted.
     c.register(f"{tree}.g", gauge=True)
     assert pc.sysctl.names(tree) == [f"{tree}.a", f"{tree}.g"]
