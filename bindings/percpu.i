@@ -141,6 +141,44 @@ PERCPU_SWIG_UNSIGNED_IN(uint64_t, UINT64_MAX)
 PERCPU_SWIG_UNSIGNED_IN(unsigned, UINT_MAX)
 PERCPU_SWIG_UNSIGNED_IN(unsigned int, UINT_MAX)
 
+/* Label lists: None (NULL), or a tuple or list of str, passed on as a
+ * NULL-terminated array of their UTF-8 (kept alive by the str objects,
+ * which the sequence holds for the call).  The facade checks the types;
+ * anything else is a TypeError here. */
+%typemap(in) const char *const *const_labels, const char *const *elem_values {
+	$1 = NULL;
+	if ($input != Py_None) {
+		Py_ssize_t n_;
+		const char **v_;
+
+		if (!PyTuple_Check($input) && !PyList_Check($input)) {
+			PyErr_SetString(PyExc_TypeError, "a tuple or list of str");
+			SWIG_fail;
+		}
+		n_ = PySequence_Fast_GET_SIZE($input);
+		v_ = calloc((size_t)n_ + 1, sizeof(*v_));
+		if (!v_) {
+			PyErr_NoMemory();
+			SWIG_fail;
+		}
+		$1 = ($1_ltype)v_;
+		for (Py_ssize_t i_ = 0; i_ < n_; i_++) {
+			PyObject *o_ = PySequence_Fast_GET_ITEM($input, i_);
+
+			if (!PyUnicode_Check(o_)) {
+				PyErr_SetString(PyExc_TypeError, "a tuple or list of str");
+				SWIG_fail;
+			}
+			v_[i_] = PyUnicode_AsUTF8(o_);
+			if (!v_[i_])
+				SWIG_fail;
+		}
+	}
+}
+%typemap(freearg) const char *const *const_labels, const char *const *elem_values {
+	free((void *)$1);
+}
+
 typedef int percpu_py_status;
 %typemap(out) percpu_py_status {
 	if ($1 < 0) {
@@ -160,6 +198,7 @@ typedef int percpu_py_status;
 %constant int REF_ALLOW_REINIT = PERCPU_REF_ALLOW_REINIT;
 %constant int LEAF_WRITABLE = PERCPU_PY_LEAF_WRITABLE;
 %constant int LEAF_HIDDEN = PERCPU_PY_LEAF_HIDDEN;
+%constant int LEAF_GAUGE = PERCPU_PY_LEAF_GAUGE;
 %constant int LOCALCOUNT_LIVE = LOCALCOUNT_LIVE;
 %constant int LOCALCOUNT_TRYDRAINING = LOCALCOUNT_TRYDRAINING;
 %constant int LOCALCOUNT_DRAINING = LOCALCOUNT_DRAINING;
@@ -311,8 +350,10 @@ struct percpu_py_counter {};
 		}
 		return PyLong_FromLongLong(v);
 	}
-	percpu_py_status x_register(const char *name, int leaf_flags, const char *descr) {
-		return percpu_py_counter_register($self, name, leaf_flags, descr);
+	percpu_py_status x_register(const char *name, int leaf_flags, const char *descr,
+	                            const char *const *const_labels) {
+		return percpu_py_counter_register($self, name, leaf_flags, descr,
+		                                  const_labels);
 	}
 	PyObject *x_unit_placement(unsigned cpu) {
 		struct percpu_unit_placement pl;
@@ -378,8 +419,13 @@ struct percpu_py_counter_array {};
 		return list;
 	}
 	void x_zero() { percpu_py_counter_array_zero($self); }
-	percpu_py_status x_register(const char *name, int leaf_flags, const char *descr) {
-		return percpu_py_counter_array_register($self, name, leaf_flags, descr);
+	percpu_py_status x_register(const char *name, int leaf_flags, const char *descr,
+	                            const char *const *const_labels,
+	                            const char *elem_label,
+	                            const char *const *elem_values) {
+		return percpu_py_counter_array_register($self, name, leaf_flags, descr,
+		                                        const_labels, elem_label,
+		                                        elem_values);
 	}
 }
 
@@ -604,6 +650,14 @@ PyObject *sysctl_read_and_zero(const char *name)
 
 percpu_py_status sysctl_zero(const char *name) { return percpu_py_sysctl_zero(name); }
 percpu_py_status sysctl_remove(const char *name) { return percpu_py_sysctl_remove(name); }
+
+/* Why this thread's last registration was refused ("" if none was). */
+PyObject *sysctl_last_error(void)
+{
+	const char *s = percpu_py_sysctl_last_error();
+
+	return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
+}
 
 
 /* [(name, descr, access, len, dynamic), ...] in name order. */

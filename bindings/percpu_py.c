@@ -83,28 +83,35 @@ int percpu_py_counter_read_cpu(struct percpu_py_counter *p, unsigned cpu,
 /* The sysctl access word for the shim's leaf flags; 0 for unknown bits. */
 static unsigned access_of(int leaf_flags)
 {
-	if (leaf_flags & ~(PERCPU_PY_LEAF_WRITABLE | PERCPU_PY_LEAF_HIDDEN))
+	if (leaf_flags & ~(PERCPU_PY_LEAF_WRITABLE | PERCPU_PY_LEAF_HIDDEN |
+	                   PERCPU_PY_LEAF_GAUGE))
 		return 0;
 	return ((leaf_flags & PERCPU_PY_LEAF_WRITABLE) ? CTLFLAG_RW : CTLFLAG_RD) |
-	       ((leaf_flags & PERCPU_PY_LEAF_HIDDEN) ? CTLFLAG_SKIP : 0);
+	       ((leaf_flags & PERCPU_PY_LEAF_HIDDEN) ? CTLFLAG_SKIP : 0) |
+	       ((leaf_flags & PERCPU_PY_LEAF_GAUGE) ? CTLFLAG_GAUGE : 0);
 }
 
 static int add_leaf(struct sysctl_ctx_list *leaves, const char *name,
-                    int leaf_flags, counter_u64_t *c, size_t n, const char *descr)
+                    int leaf_flags, counter_u64_t *c, size_t n, const char *descr,
+                    const char *const *const_labels, const char *elem_label,
+                    const char *const *elem_values)
 {
 	unsigned access = access_of(leaf_flags);
 
 	if (!access)
 		return -EINVAL;
-	if (!counter_sysctl_add(leaves, NULL, name, access, c, n, descr))
+	if (!counter_sysctl_add_labeled(leaves, NULL, name, access, c, n, descr,
+	                                const_labels, elem_label, elem_values))
 		return -errno;
 	return 0;
 }
 
 int percpu_py_counter_register(struct percpu_py_counter *p, const char *name,
-                               int leaf_flags, const char *descr)
+                               int leaf_flags, const char *descr,
+                               const char *const *const_labels)
 {
-	return add_leaf(&p->leaves, name, leaf_flags, &p->c, 1, descr);
+	return add_leaf(&p->leaves, name, leaf_flags, &p->c, 1, descr,
+	                const_labels, NULL, NULL);
 }
 
 int percpu_py_counter_array_new(struct percpu_py_counter_array **out, size_t n)
@@ -169,9 +176,13 @@ void percpu_py_counter_array_zero(struct percpu_py_counter_array *p)
 
 int percpu_py_counter_array_register(struct percpu_py_counter_array *p,
                                      const char *name, int leaf_flags,
-                                     const char *descr)
+                                     const char *descr,
+                                     const char *const *const_labels,
+                                     const char *elem_label,
+                                     const char *const *elem_values)
 {
-	return add_leaf(&p->leaves, name, leaf_flags, p->a, p->n, descr);
+	return add_leaf(&p->leaves, name, leaf_flags, p->a, p->n, descr,
+	                const_labels, elem_label, elem_values);
 }
 
 /* ---- rate check ---------------------------------------------------------- */
@@ -236,6 +247,11 @@ int percpu_py_sysctl_zero(const char *name)
 int percpu_py_sysctl_remove(const char *name)
 {
 	return counter_sysctl_remove(name);
+}
+
+const char *percpu_py_sysctl_last_error(void)
+{
+	return counter_sysctl_last_error();
 }
 
 static int copy_entry(struct percpu_py_sysctl_entry *e,

@@ -128,13 +128,20 @@ int percpu_py_counter_read_cpu(struct percpu_py_counter *p, unsigned cpu,
  *   PERCPU_PY_LEAF_HIDDEN    left out of listings and of the Prometheus
  *                            dump, still read and described by name:
  *                            CTLFLAG_SKIP
- * 0, or -EINVAL (bad name or unknown flag), -EEXIST, -ENOTDIR, -ENOMEM.
- * The leaf goes when the counter is freed, or by percpu_py_sysctl_remove().
+ *   PERCPU_PY_LEAF_GAUGE     exported as a gauge (the signed sum):
+ *                            CTLFLAG_GAUGE
+ * const_labels, elem_label, elem_values: as for counter_sysctl_add_labeled()
+ * (NULL: none; elem_* only for an array).  0, or -EINVAL (bad name, label
+ * or unknown flag), -EEXIST, -ENOTDIR, -ENOMEM; the reason of a refusal is
+ * then in percpu_py_sysctl_last_error() (on this thread).  The leaf goes
+ * when the counter is freed, or by percpu_py_sysctl_remove().
  */
 #define PERCPU_PY_LEAF_WRITABLE 0x1
 #define PERCPU_PY_LEAF_HIDDEN 0x2
+#define PERCPU_PY_LEAF_GAUGE 0x4
 int percpu_py_counter_register(struct percpu_py_counter *p, const char *name,
-                               int leaf_flags, const char *descr);
+                               int leaf_flags, const char *descr,
+                               const char *const *const_labels);
 
 struct percpu_py_counter_array {
 	size_t n;
@@ -162,10 +169,14 @@ int percpu_py_counter_array_fetch(struct percpu_py_counter_array *p, size_t i,
 void percpu_py_counter_array_fetch_all(struct percpu_py_counter_array *p,
                                        uint64_t *dst);
 void percpu_py_counter_array_zero(struct percpu_py_counter_array *p);
-/* One leaf of n values; leaf_flags as for percpu_py_counter_register(). */
+/* One leaf of n values; as percpu_py_counter_register(), and elem_values
+ * (NULL, or n strings and a NULL) names element i by label elem_label. */
 int percpu_py_counter_array_register(struct percpu_py_counter_array *p,
                                      const char *name, int leaf_flags,
-                                     const char *descr);
+                                     const char *descr,
+                                     const char *const *const_labels,
+                                     const char *elem_label,
+                                     const char *const *elem_values);
 
 /* ---- rate check (counter_ratecheck) ------------------------------------ */
 
@@ -211,6 +222,10 @@ int percpu_py_sysctl_read_and_zero(const char *name, uint64_t *values,
 
 /* Remove a leaf: 0 or -ENOENT. */
 int percpu_py_sysctl_remove(const char *name);
+
+/* Why this thread's last refused registration was refused, naming the
+ * leaf (counter_sysctl_last_error()); "" if none was. */
+const char *percpu_py_sysctl_last_error(void);
 
 /* A copy of the listing, so the caller walks it without the tree lock. */
 struct percpu_py_sysctl_entry {

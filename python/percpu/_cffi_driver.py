@@ -77,8 +77,19 @@ def counter_read_cpu(h, cpu):
     return out[0]
 
 
-def counter_register(h, name, leaf_flags, descr):
-    _check(lib.percpu_py_counter_register(h, _str(name), leaf_flags, _str(descr)))
+def _strv(strs):
+    """A NULL-terminated char *[] of `strs` (None: NULL); the cdata
+    keeps the strings alive through the ``keep`` list it is returned with."""
+    if strs is None:
+        return ffi.NULL, None
+    keep = [ffi.new("char[]", s.encode()) for s in strs]
+    return ffi.new("char *[]", keep + [ffi.NULL]), keep
+
+
+def counter_register(h, name, leaf_flags, descr, const_labels):
+    labels, _keep = _strv(const_labels)
+    _check(lib.percpu_py_counter_register(h, _str(name), leaf_flags, _str(descr),
+                                          labels))
 
 
 def counter_unit_placement(h, cpu):
@@ -135,9 +146,13 @@ def array_fetch_all(h, n):
 array_zero = lib.percpu_py_counter_array_zero
 
 
-def array_register(h, name, leaf_flags, descr):
+def array_register(h, name, leaf_flags, descr, const_labels, elem_label,
+                   elem_values):
+    labels, _keep = _strv(const_labels)
+    values, _keep2 = _strv(elem_values)
     _check(lib.percpu_py_counter_array_register(h, _str(name), leaf_flags,
-                                                _str(descr)))
+                                                _str(descr), labels,
+                                                _str(elem_label), values))
 
 
 # ---- RateCheck ----
@@ -319,6 +334,10 @@ def sysctl_zero(name):
 
 def sysctl_remove(name):
     _check(lib.percpu_py_sysctl_remove(_str(name)))
+
+
+def sysctl_last_error():
+    return ffi.string(lib.percpu_py_sysctl_last_error()).decode(errors="replace")
 
 
 def _entry(e):

@@ -36,6 +36,7 @@ import sys
 import threading
 import traceback
 from collections import deque
+from collections.abc import Mapping, Sequence
 from typing import Tuple
 
 from . import _drivers
@@ -195,19 +196,83 @@ _REGISTER_WHY = {
 }
 
 
-def _register(obj, name, descr, writable, hidden):
+def _label_str(obj, what, s):
+    """`s` checked as a label string C can carry: a str, no NUL, encodable
+    as UTF-8 (no lone surrogates).  TypeError / ValueError otherwise."""
+    where = f"{type(obj).__name__}.register"
+    if not isinstance(s, str):
+        raise TypeError(f"{where}: {what} must be a str, not "
+                        f"{type(s).__name__} ({obj._ident()})")
+    if "\0" in s:
+        raise ValueError(f"{where}: {what} {s!r} contains a NUL character "
+                         f"({obj._ident()})")
+    try:
+        s.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"{where}: {what} {s!r} is not valid UTF-8 (a lone "
+                         f"surrogate) ({obj._ident()})") from None
+    return s
+
+
+def _const_labels(obj, labels):
+    """A dict of constant labels as the flat (name, value, ...) tuple."""
+    if labels is None:
+        return None
+    if not isinstance(labels, Mapping):
+        raise TypeError(f"{type(obj).__name__}.register: labels must be a dict "
+                        f"of str to str, not {type(labels).__name__} "
+                        f"({obj._ident()})")
+    flat = []
+    for k, v in labels.items():
+        flat.append(_label_str(obj, "a label name", k))
+        flat.append(_label_str(obj, f"the value of label {k!r}", v))
+    return tuple(flat) if flat else None
+
+
+def _element_labels(obj, element_label, element_values):
+    """(element_label, element_values as a tuple) checked; Nones kept."""
+    if element_label is not None:
+        _label_str(obj, "element_label", element_label)
+    if element_values is None:
+        return element_label, None
+    if isinstance(element_values, (str, bytes)) or not isinstance(
+            element_values, Sequence):
+        raise TypeError(f"{type(obj).__name__}.register: element_values must "
+                        f"be a sequence of str (one per element), not "
+                        f"{type(element_values).__name__} ({obj._ident()})")
+    values = tuple(_label_str(obj, f"element_values[{i}]", v)
+                   for i, v in enumerate(element_values))
+    if len(values) != len(obj):
+        raise ValueError(f"{type(obj).__name__}.register: {len(values)} "
+                         f"element_values for {len(obj)} elements "
+                         f"({obj._ident()})")
+    return element_label, values
+
+
+def _register(obj, name, descr, writable, hidden, gauge, labels, *elements):
     if not isinstance(name, str):
         raise TypeError(f"{type(obj).__name__}.register: the sysctl name must be "
                         f"a str, not {type(name).__name__} ({obj._ident()})")
     d = obj._d
-    leaf_flags = (d.LEAF_WRITABLE if writable else 0) | (d.LEAF_HIDDEN if hidden else 0)
+    leaf_flags = ((d.LEAF_WRITABLE if writable else 0) |
+                  (d.LEAF_HIDDEN if hidden else 0) |
+                  (d.LEAF_GAUGE if gauge else 0))
+    const_labels = _const_labels(obj, labels)
+    if elements:
+        elements = _element_labels(obj, *elements)
     with _registry_lock:
         h = obj._live("register")
         try:
-            obj._register_c(h, name, leaf_flags, descr or "")
+            obj._register_c(h, name, leaf_flags, descr or "", const_labels,
+                            *elements)
         except PercpuError as e:
-            why = _REGISTER_WHY.get(e.errno)
-            raise obj._error("register", e, why and why.format(name=name)) from None
+            # The C library says why, naming the leaf (same thread: the
+            # reason is thread-local, and nothing registered since).
+            why = d.sysctl_last_error()
+            if not why:
+                why = _REGISTER_WHY.get(e.errno)
+                why = why and why.format(name=name)
+            raise obj._error("register", e, why) from None
         _registered[name] = obj
         obj._names.append(name)
 
@@ -237,17 +302,23 @@ def _registered_object(name):
 
 
 class _Registrable(_Owner):
-    def register(self, name, *, descr="", writable=False, hidden=False):
+    def register(self, name, *, descr="", writable=False, hidden=False,
+                 gauge=False, labels=None):
         """Export under the dotted sysctl `name` (see percpu.sysctl).
 
         ``writable``: a write through the tree (which zeroes) is allowed.
         ``hidden`` (CTLFLAG_SKIP): left out of list(), names(), snapshot()
         and the Prometheus dump; still read, written and described by name.
-        Raises PercpuError: EINVAL for a bad name, EEXIST if taken,
-        ENOTDIR if a prefix of it is a leaf or it is a prefix of one.
+        ``gauge`` (CTLFLAG_GAUGE): the Prometheus dump shows the signed sum
+        as a gauge (no ``_total`` added; a name ending in it is refused).
+        ``labels``: a dict of constant Prometheus labels, str to str.
+        Raises PercpuError: EINVAL for a bad name or label, EEXIST if
+        taken, ENOTDIR if a prefix of it is a leaf or it is a prefix of
+        one -- with the C library's reason; TypeError / ValueError for
+        arguments of the wrong type, or strings C cannot carry (NUL).
         The registry keeps this object alive until unregistered or closed.
         """
-        _register(self, name, descr, writable, hidden)
+        _register(self, name, descr, writable, hidden, gauge, labels)
 
     @property
     def names(self):
@@ -305,8 +376,8 @@ class Counter(_Registrable):
         h = self._live("per_cpu")
         return [self._d.counter_read_cpu(h, cpu) for cpu in range(self._d.nr_cpus())]
 
-    def _register_c(self, h, name, leaf_flags, descr):
-        self._d.counter_register(h, name, leaf_flags, descr)
+    def _register_c(self, h, name, leaf_flags, descr, const_labels):
+        self._d.counter_register(h, name, leaf_flags, descr, const_labels)
 
     def __int__(self):
         return self.value()
@@ -390,8 +461,26 @@ class CounterArray(_Registrable):
         """Zero every element (each exactly)."""
         self._d.array_zero(self._live("zero"))
 
-    def _register_c(self, h, name, leaf_flags, descr):
-        self._d.array_register(h, name, leaf_flags, descr)
+    def register(self, name, *, descr="", writable=False, hidden=False,
+                 gauge=False, labels=None, element_label=None,
+                 element_values=None):
+        """Export under the dotted sysctl `name`, one leaf of len(self)
+        values; the arguments as for Counter.register, and:
+
+        ``element_label``: the Prometheus label naming each element
+        (default ``index``); ``element_values``: its value for each
+        element, one str per element (default ``"0"``, ``"1"``, ...).
+        ``element_label="code", element_values=["2xx", "3xx", "4xx",
+        "5xx"]`` gives ``..._total{code="2xx"}`` and so on.  A wrong
+        number of values is a ValueError; two equal ones a PercpuError.
+        """
+        _register(self, name, descr, writable, hidden, gauge, labels,
+                  element_label, element_values)
+
+    def _register_c(self, h, name, leaf_flags, descr, const_labels,
+                    element_label, element_values):
+        self._d.array_register(h, name, leaf_flags, descr, const_labels,
+                               element_label, element_values)
 
     def __len__(self):
         return self._n

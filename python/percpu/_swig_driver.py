@@ -105,6 +105,7 @@ sysctl_read = _m.sysctl_read
 sysctl_read_and_zero = _m.sysctl_read_and_zero
 sysctl_zero = _m.sysctl_zero
 sysctl_remove = _m.sysctl_remove
+sysctl_last_error = _m.sysctl_last_error
 sysctl_list = _m.sysctl_list
 sysctl_describe = _m.sysctl_describe
 sysctl_prometheus = _m.sysctl_prometheus

@@ -125,13 +125,13 @@ def test_register_messages(pc):
     c.register("msg.taken")
     other = pc.Counter()
     _raises(PercpuError, errno.EEXIST,
-            r"^Counter\.register: the sysctl name 'msg\.taken' is taken " + _at(other),
+            r"^Counter\.register: counter_sysctl: msg\.taken: the name is taken " + _at(other),
             other.register, "msg.taken")
     _raises(PercpuError, errno.EINVAL,
-            r"^Counter\.register: bad sysctl name 'msg\.\.bad'.*" + _at(other),
+            r"^Counter\.register: counter_sysctl: 'msg\.\.bad': empty component " + _at(other),
             other.register, "msg..bad")
     _raises(PercpuError, errno.ENOTDIR,
-            r"^Counter\.register: 'msg\.taken\.sub' and an existing leaf are a prefix",
+            r"^Counter\.register: counter_sysctl: msg\.taken\.sub: it and a registered leaf are a prefix",
             other.register, "msg.taken.sub")
     _raises(TypeError, None, r"^Counter\.register: the sysctl name must be a str, not int",
             other.register, 5)

@@ -220,10 +220,11 @@ def test_import_without_prometheus_client():
     assert r.returncode == 0, r.stderr.decode()
 
 
-# What C registrations give the dump and Python cannot register: a
-# labelled array with a constant label, escaped label values and help, a
-# gauge with a negative sum, a labelled gauge, a counter at 2**53 - 1 (the
-# C dump's format: counter_sysctl_prometheus, as c_target.c serves it).
+# What C registrations give the dump (the C dump's format:
+# counter_sysctl_prometheus, as c_target.c serves it): a labelled array
+# with a constant label, escaped label values and help, a gauge with a
+# negative sum, a labelled gauge, a counter at 2**53 - 1 (Python can now
+# register the labels and gauges too: test_labels_and_gauge_from_python).
 C_ONLY_DUMP = (
     '# HELP cdump_codes_total replies by class\n'
     '# TYPE cdump_codes_total counter\n'
@@ -269,3 +270,124 @@ def test_collector_keeps_labels_and_gauges_of_c_leaves():
     col._sysctl = _FakeSysctl(C_ONLY_DUMP.replace('code="2xx"', 'code="3xx"'))
     moved, _ = samples(exposition(col), "cdump_")
     assert len(same_samples(want, moved)) == 2
+
+
+# ---- labels and gauges registered from Python (issue 16) ----------------
+
+def fill_labelled(pc, tree):
+    """A labelled array with a constant label, and a gauge below zero."""
+    a = pc.CounterArray(4)
+    a.add(0, 1000)
+    a.add(3, 2)
+    a.register(f"{tree}.http.replies", descr="replies by class",
+               labels={"service": "api", "zone": 'e"u\\1\n'},
+               element_label="code", element_values=["2xx", "3xx", "4xx", "5xx"])
+    g = pc.Counter()
+    g.add(-42)
+    g.register(f"{tree}.inflight", descr="requests in flight", gauge=True,
+               labels={"service": "api"})
+    plain = pc.CounterArray(2)
+    plain.add(1, 7)
+    plain.register(f"{tree}.plain", element_label="shard")
+    return a, g, plain
+
+
+def test_labels_and_gauge_from_python(pc, tree):
+    objs = fill_labelled(pc, tree)
+    prefix = tree + "_"
+    c_text = pc.sysctl.prometheus()
+    c_samples, c_types = samples(c_text, prefix)
+    py_text = exposition(percpu.prometheus.Collector(backend=pc.name))
+    py_samples, py_types = samples(py_text, prefix)
+    zone = ("zone", 'e\\"u\\\\1\\n')  # as escaped in the text
+    replies = f"{tree}_http_replies_total"
+    assert c_samples == {
+        (replies, frozenset({("service", "api"), zone, ("code", "2xx")})): 1000,
+        (replies, frozenset({("service", "api"), zone, ("code", "3xx")})): 0,
+        (replies, frozenset({("service", "api"), zone, ("code", "4xx")})): 0,
+        (replies, frozenset({("service", "api"), zone, ("code", "5xx")})): 2,
+        (f"{tree}_inflight", frozenset({("service", "api")})): -42,
+        (f"{tree}_plain_total", frozenset({("shard", "0")})): 0,
+        (f"{tree}_plain_total", frozenset({("shard", "1")})): 7,
+    }
+    assert same_samples(c_samples, py_samples) == []
+    assert py_types == c_types == {replies: "counter", f"{tree}_inflight": "gauge",
+                                   f"{tree}_plain_total": "counter"}
+    # Read by name, the gauge is the two's complement of its sum.
+    assert pc.sysctl.read(f"{tree}.inflight") == 2**64 - 42
+    r = promtool_check(py_text)
+    assert r.returncode == 0, (r.stdout + r.stderr).decode()
+    # Negative control: the comparison sees a moved gauge.
+    objs[1].add(-1)
+    moved, _ = samples(pc.sysctl.prometheus(), prefix)
+    assert same_samples(c_samples, moved) == [
+        f"{(f'{tree}_inflight', frozenset({('service', 'api')}))}: -42 != -43"]
+
+
+def _refused(pc, what, register, err, reason):
+    with pytest.raises(PercpuError) as info:
+        register()
+    assert info.value.errno == err, what
+    msg = str(info.value)
+    assert msg.startswith(f"[Errno {err}] {what}.register: counter_sysctl: "), msg
+    assert reason in msg, msg
+    assert "(percpu." in msg, msg  # the object is named
+
+
+def test_labels_refused_with_the_c_reason(pc, tree):
+    a = pc.CounterArray(2)
+    c = pc.Counter()
+    ca = "CounterArray"
+    _refused(pc, ca, lambda: a.register(f"{tree}.a", labels={"__x": "1"}),
+             errno.EINVAL, f"{tree}.a: label name '__x' starts with '__'")
+    _refused(pc, ca, lambda: a.register(f"{tree}.a", labels={"bad-name": "1"}),
+             errno.EINVAL, "label name 'bad-name' is not")
+    _refused(pc, ca, lambda: a.register(f"{tree}.a", labels={"le": "1"}),
+             errno.EINVAL, "reserved for histograms")
+    _refused(pc, ca, lambda: a.register(f"{tree}.a", labels={"k": ""}),
+             errno.EINVAL, "label k has an empty value")
+    _refused(pc, ca, lambda: a.register(f"{tree}.a", element_label="k",
+                                        element_values=["x", "x"]),
+             errno.EINVAL, f'{tree}.a: elements 0 and 1 both have k="x"')
+    _refused(pc, ca, lambda: a.register(f"{tree}.a", labels={"code": "1"},
+                                        element_label="code"),
+             errno.EINVAL, "label code is both constant and the element label")
+    _refused(pc, "Counter", lambda: c.register(f"{tree}.g_total", gauge=True),
+             errno.EINVAL, f"{tree}.g_total: a gauge's name must not end in _total")
+    # Nothing was registered by the refusals; then a good one, and a
+    # taken name refused with the C reason too.
+    assert pc.sysctl.names(tree) == []
+    a.register(f"{tree}.a", labels={"k": "v"}, element_values=["x", "y"])
+    _refused(pc, "Counter", lambda: c.register(f"{tree}.a"), errno.EEXIST,
+             f"{tree}.a: the name is taken")
+    # Control: the same gauge without _total is accepted.
+    c.register(f"{tree}.g", gauge=True)
+    assert pc.sysctl.names(tree) == [f"{tree}.a", f"{tree}.g"]
+
+
+def test_label_arguments_checked_before_c(pc, tree):
+    a = pc.CounterArray(3)
+    c = pc.Counter()
+    with pytest.raises(ValueError, match=r"^CounterArray\.register: 2 element_values "
+                       r"for 3 elements \(percpu\.CounterArray"):
+        a.register(f"{tree}.a", element_label="code", element_values=["a", "b"])
+    with pytest.raises(TypeError, match=r"^CounterArray\.register: element_values must "
+                       r"be a sequence of str"):
+        a.register(f"{tree}.a", element_values="abc")
+    with pytest.raises(TypeError, match=r"element_values\[1\] must be a str, not int"):
+        a.register(f"{tree}.a", element_values=["a", 1, "c"])
+    with pytest.raises(TypeError, match=r"^Counter\.register: labels must be a dict"):
+        c.register(f"{tree}.c", labels=[("k", "v")])
+    with pytest.raises(TypeError, match=r"the value of label 'k' must be a str, not int"):
+        c.register(f"{tree}.c", labels={"k": 1})
+    with pytest.raises(ValueError, match=r"contains a NUL character"):
+        c.register(f"{tree}.c", labels={"k": "a\0b"})
+    with pytest.raises(ValueError, match=r"not valid UTF-8"):
+        c.register(f"{tree}.c", labels={"k": "\udc80"})
+    with pytest.raises(TypeError):
+        c.register(f"{tree}.c", element_label="code")  # a scalar has none
+    assert pc.sysctl.names(tree) == []
+    # Control: the same arguments, right, are accepted.
+    a.register(f"{tree}.a", element_label="code", element_values=("a", "b", "c"))
+    c.register(f"{tree}.c", labels={"k": "a b"})
+    assert pc.sysctl.names(tree) == [f"{tree}.a", f"{tree}.c"]
