@@ -91,7 +91,23 @@ def set_callback_error_hook(hook):
     return previous
 
 
-class _Owner:
+class _NotCopyable:
+    """copy.copy, copy.deepcopy and pickle refused, with the TypeError
+    that the class's _no_copy(how) words (what it holds, what to do)."""
+
+    __slots__ = ()
+
+    def __copy__(self):
+        raise self._no_copy("copied")
+
+    def __deepcopy__(self, memo):
+        raise self._no_copy("deep-copied")
+
+    def __reduce_ex__(self, protocol):
+        raise self._no_copy("pickled")
+
+
+class _Owner(_NotCopyable):
     """What every object shares: its backend, close(), with-statement."""
 
     _backend = None  # per-backend subclasses (percpu.get_backend) set it
@@ -139,15 +155,6 @@ class _Owner:
             f"new {name} instead")
 
     _owns = ""
-
-    def __copy__(self):
-        raise self._no_copy("copied")
-
-    def __deepcopy__(self, memo):
-        raise self._no_copy("deep-copied")
-
-    def __reduce_ex__(self, protocol):
-        raise self._no_copy("pickled")
 
     def _drop(self):
         """Forget the handle; return it (None if already closed)."""
@@ -559,7 +566,7 @@ class RateCheck(_Owner):
         return f"limit={self.limit} count={self.count}"
 
 
-class Reference:
+class Reference(_NotCopyable):
     """One reference taken by ``LocalCount.acquire()`` or
     ``PercpuRef.acquire()``: ``release()`` it, or use it as a context
     manager (``with lc.acquire(): ...``), whose exit releases it.  It keeps
@@ -587,15 +594,6 @@ class Reference:
             f"percpu.Reference cannot be {how}: it stands for one reference "
             f"held on a {type(self._owner).__name__}, which must be released "
             f"exactly once; take another with acquire() instead")
-
-    def __copy__(self):
-        raise self._no_copy("copied")
-
-    def __deepcopy__(self, memo):
-        raise self._no_copy("deep-copied")
-
-    def __reduce_ex__(self, protocol):
-        raise self._no_copy("pickled")
 
     @property
     def released(self):
@@ -789,7 +787,7 @@ def _open_sections():
         return _threads.sections
 
 
-class ReadSection:
+class ReadSection(_NotCopyable):
     """One pserialize(9) read section: ``pserialize_read_enter()`` on
     ``__enter__``, ``pserialize_read_exit(s)`` with the value enter
     returned on ``__exit__`` -- also when the block raises.  Made by
@@ -844,15 +842,10 @@ class ReadSection:
         """True between enter and exit."""
         return self._s is not None
 
-    def __copy__(self):
-        raise TypeError("percpu.ReadSection cannot be copied: make another "
-                        "with percpu.read_section()")
-
-    def __deepcopy__(self, memo):
-        return self.__copy__()
-
-    def __reduce_ex__(self, protocol):
-        raise TypeError("percpu.ReadSection cannot be pickled")
+    def _no_copy(self, how):
+        return TypeError(f"percpu.ReadSection cannot be {how}: it stands "
+                         "for at most one open section of one thread; make "
+                         "another with percpu.read_section()")
 
     def __repr__(self):
         return f"<percpu.ReadSection {'open' if self.open else 'not open'}>"

@@ -28,6 +28,7 @@ def _owners(pc):
         ("PercpuRef", ref),
         ("Reference", lc.acquire()),
         ("Reference", ref.acquire()),
+        ("ReadSection", pc.read_section()),
     ]
 
 
@@ -48,6 +49,8 @@ def test_owners_refuse_copies(pc, how, op):
     for name, obj in reversed(objs):
         if name == "Reference":
             obj.release()  # the refusal left it held, and usable
+        elif name == "ReadSection":
+            assert not obj.open  # never entered: nothing to close
         else:
             obj.close()
 
