@@ -261,6 +261,30 @@ int counter_sysctl_prometheus(FILE *out, const char *prefix);
  * or NULL with errno EINVAL/ENOMEM.  For a caller's buffer: fmemopen(3). */
 char *counter_sysctl_prometheus_string(const char *prefix);
 
+/* ---- publication to other processes (percpu-stat) -------------------- */
+
+/*
+ * Publish the tree: from now on every leaf not CTLFLAG_SKIP -- registered
+ * before or after this call, from C or Python -- is named in this
+ * process's stats segment (<percpu/stat_format.h>), where percpu-stat and
+ * percpu.stat.read() running as the same user read its live values without
+ * calling into this process.  Setting PERCPU_PUBLISH=1 in the environment
+ * does the same when the library loads.  Counters' words live in the
+ * segment whether or not it is published, so an add costs the same; what
+ * publishing adds is the directory, kept up to date by registration and
+ * removal.  A static leaf whose counter is not allocated yet reads 0 from
+ * outside until it is (the library looks again a few times a second, from
+ * a thread that runs only while such leaves are published).  Once on it
+ * stays on for the life of the process; a forked child keeps publishing,
+ * in a segment of its own.  Idempotent.  Returns 0, or -ENOSYS (no memfd:
+ * the kernel or a seccomp filter refused memfd_create) or -ENOMEM, with
+ * the reason in counter_sysctl_last_error().
+ */
+int counter_sysctl_publish(void);
+
+/* 1 if this process publishes its tree, else 0. */
+int counter_sysctl_published(void);
+
 /* ---- FreeBSD's declaration macros ----------------------------------- */
 
 /*
