@@ -19,7 +19,7 @@
 
 static counter_u64_t alloc_one(void)
 {
-	return percpu_slab_alloc(sizeof(uint64_t), sizeof(uint64_t));
+	return percpu_slab_alloc_counter(sizeof(uint64_t), sizeof(uint64_t));
 }
 
 counter_u64_t counter_u64_alloc(int wait)

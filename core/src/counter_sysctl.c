@@ -418,6 +418,70 @@ static bool has_leaf_below(const char *name)
 	return pos < by_name.n && strncmp(by_name.at[pos]->name, below, n + 1) == 0;
 }
 
+/* ---- publication (stat_directory.c) ----------------------------------- */
+
+static bool published; /* under the tree lock */
+
+/* A leaf the directory should name, once published.  Failing to publish
+ * it does not refuse the registration: it is said once on stderr. */
+static void publish_leaf(struct sysctl_oid *oid)
+{
+	int rc;
+
+	if (!published || (oid->access & CTLFLAG_SKIP))
+		return;
+	rc = stat_directory_add(oid);
+	if (rc != 0)
+		percpu_warn("counter_sysctl: %s is registered but not published: %s",
+		            oid->name, strerror(-rc));
+}
+
+int counter_sysctl_publish(void)
+{
+	int rc = tree_write_lock();
+
+	if (rc != 0)
+		return refuse(EDEADLK, "publish: called from a counter_sysctl_list() visitor");
+	if (!published) {
+		rc = stat_directory_start();
+		if (rc != 0) {
+			rc = refuse(-rc == ENOMEM ? ENOMEM : ENOSYS,
+			            "publish: no stats segment (memfd_create: %s)",
+			            strerror(-rc));
+		} else {
+			published = true;
+			for (size_t i = 0; i < by_name.n; i++)
+				publish_leaf(by_name.at[i]);
+			stat_directory_set_published();
+		}
+	}
+	tree_write_unlock();
+	return rc;
+}
+
+int counter_sysctl_published(void)
+{
+	int yes;
+
+	tree_read_lock();
+	yes = published;
+	tree_read_unlock();
+	return yes;
+}
+
+/* PERCPU_PUBLISH=1: publish when the library loads. */
+__attribute__((constructor)) static void publish_if_asked(void)
+{
+	const char *v = getenv("PERCPU_PUBLISH");
+
+	if (!v || !*v || !strcmp(v, "0"))
+		return;
+	if (strcmp(v, "1") != 0)
+		percpu_warn("PERCPU_PUBLISH=%s: expected 1 or 0; not publishing", v);
+	else if (counter_sysctl_publish() != 0)
+		percpu_warn("PERCPU_PUBLISH=1: %s", counter_sysctl_last_error());
+}
+
 static int insert_locked(struct sysctl_oid *oid)
 {
 	bool found_name, found_metric;
@@ -440,6 +504,7 @@ static int insert_locked(struct sysctl_oid *oid)
 		return refuse(ENOMEM, "%s: out of memory", oid->name);
 	index_insert_at(&by_name, name_pos, oid);
 	index_insert_at(&by_metric, metric_pos, oid);
+	publish_leaf(oid);
 	return 0;
 }
 
@@ -494,6 +559,7 @@ static void remove_locked(struct sysctl_oid *oid)
 	/* A static leaf removed by name: its destructor must not see it. */
 	if (oid->owner)
 		*oid->owner = NULL;
+	stat_directory_remove(oid);
 	index_remove(&by_name, name_key, oid);
 	index_remove(&by_metric, metric_key, oid);
 	destroy_oid(oid);
@@ -886,10 +952,12 @@ static void fork_prepare(void)
 		pthread_rwlock_wrlock(&tree_lock);
 		fork_write_locked = true;
 	}
+	stat_directory_fork_prepare();
 }
 
 static void fork_parent(void)
 {
+	stat_directory_fork_parent();
 	if (fork_write_locked) {
 		fork_write_locked = false;
 		pthread_rwlock_unlock(&tree_lock);
@@ -911,6 +979,7 @@ static void fork_child(void)
 {
 	pthread_rwlockattr_t attr;
 
+	stat_directory_fork_child();
 #ifdef PERCPU_TSAN /* from <percpu/ops.h> */
 	void __tsan_mutex_pre_unlock(void *addr, unsigned flags);
 	void __tsan_mutex_post_unlock(void *addr, unsigned flags);

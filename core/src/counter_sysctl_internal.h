@@ -24,10 +24,11 @@ struct sysctl_oid {
 	size_t len;
 	char **const_labels; /* n_const name/value pairs, flat; or NULL */
 	size_t n_const;
-	char *elem_label;            /* an array's label name ("index" by default) */
-	char **elem_values;          /* len values, or NULL: the element's index */
-	struct sysctl_ctx_list *ctx; /* NULL: static or context-less */
-	struct sysctl_oid **owner;   /* a static leaf's registration */
+	char *elem_label;               /* an array's label name ("index" by default) */
+	char **elem_values;             /* len values, or NULL: the element's index */
+	struct sysctl_ctx_list *ctx;    /* NULL: static or context-less */
+	struct sysctl_oid **owner;      /* a static leaf's registration */
+	struct stat_entry *publication; /* its slots when published, or NULL */
 };
 
 /*
@@ -36,5 +37,19 @@ struct sysctl_oid {
  */
 int counter_sysctl_walk(int (*visit)(const struct sysctl_oid *oid, void *arg),
                         void *arg);
+
+/*
+ * The published directory (stat_directory.c), called with the tree
+ * write-locked.  start: the segment exists and new counters go to it (0 or
+ * -errno); add: name a leaf's elements in the segment (0, or -errno and
+ * nothing published); remove: unpublish it before it is destroyed.
+ */
+int stat_directory_start(void);
+void stat_directory_set_published(void);
+int stat_directory_add(struct sysctl_oid *oid);
+void stat_directory_remove(struct sysctl_oid *oid);
+void stat_directory_fork_prepare(void);
+void stat_directory_fork_parent(void);
+void stat_directory_fork_child(void);
 
 #endif /* PERCPU_COUNTER_SYSCTL_INTERNAL_H */

@@ -39,6 +39,7 @@
 #include <pthread.h>
 
 #include "internal.h"
+#include "stat_segment.h"
 
 static struct percpu_fork_handlers slots[PERCPU_FORK_SLOTS];
 
@@ -54,10 +55,12 @@ static void prepare(void)
 			slots[i].prepare();
 	percpu_ops_fork_prepare();
 	percpu_slab_fork_prepare();
+	percpu_segment_fork_prepare();
 }
 
 static void parent(void)
 {
+	percpu_segment_fork_parent();
 	percpu_slab_fork_parent();
 	percpu_ops_fork_parent();
 	for (int i = PERCPU_FORK_SLOTS - 1; i >= 0; i--)
@@ -67,6 +70,7 @@ static void parent(void)
 
 static void child(void)
 {
+	percpu_segment_fork_child();
 	percpu_slab_fork_child();
 	percpu_ops_fork_child();
 	for (int i = PERCPU_FORK_SLOTS - 1; i >= 0; i--)

@@ -16,6 +16,7 @@
 #define PERCPU_SRC_INTERNAL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 __attribute__((noreturn, format(printf, 1, 2), cold)) void percpu_die(const char *fmt, ...);
 
@@ -84,6 +85,19 @@ PERCPU_HIDDEN void percpu_ops_fork_child(void);
 PERCPU_HIDDEN void percpu_slab_fork_prepare(void);
 PERCPU_HIDDEN void percpu_slab_fork_parent(void);
 PERCPU_HIDDEN void percpu_slab_fork_child(void);
+
+/*
+ * The slab's arenas (slab.c): counters' words come from chunks mapped
+ * from the stats segment (stat_segment.c), readable by other processes
+ * once the tree is published; the other facilities' stay private.
+ * percpu_slab_alloc() is PERCPU_SLAB_PRIVATE's.
+ */
+enum percpu_slab_arena {
+	PERCPU_SLAB_PRIVATE,
+	PERCPU_SLAB_COUNTERS,
+	PERCPU_SLAB_ARENAS,
+};
+PERCPU_HIDDEN void *percpu_slab_alloc_counter(size_t size, size_t align);
 
 /*
  * pserialize.c: one grace period -- every read section in flight at the

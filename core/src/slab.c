@@ -15,7 +15,15 @@
  *
  * Allocation is first fit from a per-chunk `first_free` hint, starting at
  * the chunk that satisfied the previous allocation: sequential allocation
- * (a million counters) stays O(1) each.  Chunks are never returned to the
+ * (a million counters) stays O(1) each.
+ *
+ * Two arenas share the bookkeeping.  Once the process publishes its
+ * counters, new counters (percpu_slab_alloc_counter()) come from chunks
+ * mapped MAP_SHARED from the stats segment (stat_segment.c), where other
+ * processes read them; everything else -- localcount, percpu_ref,
+ * pserialize, and counters made before publication or without a segment
+ * (memfd refused) -- lives in private anonymous chunks, never visible
+ * outside, and copied exactly by fork().  Chunks are never returned to the
  * kernel: a handle stays a valid address for the life of the process,
  * so a racy reader of a freed object reads zeros, not a fault.
  */
@@ -33,6 +41,7 @@
 #include <percpu/slab.h>
 
 #include "internal.h"
+#include "stat_segment.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -42,8 +51,10 @@
 #define MAP_WORDS (GRANULES / 64)
 
 struct chunk {
-	char *base;     /* CPU 0's unit; the mapping's start */
-	size_t map_len; /* nr_cpus * PERCPU_UNIT_STRIDE */
+	char *base; /* CPU 0's unit; the mapping's start */
+	enum percpu_slab_arena arena;
+	bool in_segment; /* mapped from the stats segment (else anonymous) */
+	size_t map_len;  /* nr_cpus * PERCPU_UNIT_STRIDE */
 	size_t free_granules;
 	size_t first_free; /* no free granule below this index */
 	uint64_t alloc_map[MAP_WORDS];
@@ -55,7 +66,7 @@ struct chunk {
 static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct chunk **chunks; /* sorted by base, for free() lookup */
 static size_t nr_chunks, chunks_cap;
-static size_t alloc_hint; /* chunk index to try first */
+static size_t alloc_hint[PERCPU_SLAB_ARENAS]; /* chunk index to try first */
 static size_t live_objects, granules_in_use, units_unplaced;
 #ifdef PERCPU_TEST_HOOKS
 /* percpu_slab_inject_failure(), <percpu/test_hooks.h>; test builds only. */
@@ -134,38 +145,68 @@ static int populate_primary(char *unit)
 
 static void destroy_chunk(struct chunk *c)
 {
-	if (c->base)
+	if (c->base && c->in_segment)
+		percpu_segment_unmap(c->base);
+	else if (c->base)
 		munmap(c->base, c->map_len);
 	free(c->wanted_node);
 	free(c->bind_error);
 	free(c);
 }
 
-static struct chunk *create_chunk(void)
+/* Advice and NUMA policy for a chunk's mapping at `base`, before any
+ * page of it is touched (again for a forked child's copy). */
+static void place_chunk(char *base, void *arg)
+{
+	struct chunk *c = arg;
+	unsigned nr = percpu_nr_cpus();
+
+	/* No transparent huge pages: with THP "always" and a chunk of 2 MiB
+	 * or more (16+ possible CPUs), pre-faulting the primary halves would
+	 * fault whole huge pages in, twin halves included -- the memory the
+	 * split layout exists to leave untouched.  Advice only: a kernel
+	 * without THP says EINVAL, and nothing changes. */
+	(void)madvise(base, c->map_len, MADV_NOHUGEPAGE);
+	for (unsigned cpu = 0; cpu < nr && percpu_nr_cpus_exact(); cpu++)
+		(void)percpu_numa_prefer_node(base + ((size_t)cpu << PERCPU_UNIT_SHIFT),
+		                              PERCPU_UNIT_STRIDE, c->wanted_node[cpu]);
+}
+
+static char *map_chunk(struct chunk *c)
+{
+	char *base;
+	uint64_t offset;
+
+	if (c->arena == PERCPU_SLAB_COUNTERS) {
+		base = percpu_segment_map(c->map_len, &offset, place_chunk, c);
+		if (base) {
+			c->in_segment = true;
+			return base;
+		}
+	}
+	base = mmap(NULL, c->map_len, PROT_READ | PROT_WRITE,
+	            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return base == MAP_FAILED ? NULL : base;
+}
+
+static struct chunk *create_chunk(enum percpu_slab_arena arena)
 {
 	unsigned nr = percpu_nr_cpus();
 	struct chunk *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return NULL;
+	c->arena = arena;
 	c->wanted_node = calloc(nr, sizeof(int));
 	c->bind_error = calloc(nr, sizeof(int));
 	c->map_len = (size_t)nr * PERCPU_UNIT_STRIDE;
 	c->free_granules = GRANULES;
 	if (!c->wanted_node || !c->bind_error)
 		goto fail;
-	c->base = mmap(NULL, c->map_len, PROT_READ | PROT_WRITE,
-	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (c->base == MAP_FAILED) {
-		c->base = NULL;
+	c->base = map_chunk(c);
+	if (!c->base)
 		goto fail;
-	}
-	/* No transparent huge pages: with THP "always" and a chunk of 2 MiB
-	 * or more (16+ possible CPUs), pre-faulting the primary halves would
-	 * fault whole huge pages in, twin halves included -- the memory the
-	 * split layout exists to leave untouched.  Advice only: a kernel
-	 * without THP says EINVAL, and nothing changes. */
-	(void)madvise(c->base, c->map_len, MADV_NOHUGEPAGE);
+	(void)madvise(c->base, c->map_len, MADV_NOHUGEPAGE); /* place_chunk's why */
 	for (unsigned cpu = 0; cpu < nr; cpu++) {
 		int node = percpu_numa_memory_node_of_cpu(cpu);
 
@@ -264,7 +305,7 @@ static void *take_run(struct chunk *c, size_t g, size_t n)
 	return c->base + g * PERCPU_SLAB_GRANULE;
 }
 
-void *percpu_slab_alloc(size_t size, size_t align)
+static void *slab_alloc(size_t size, size_t align, enum percpu_slab_arena arena)
 {
 	size_t n, align_granules;
 	void *p = NULL;
@@ -285,20 +326,20 @@ void *percpu_slab_alloc(size_t size, size_t align)
 		goto out;
 	}
 	for (size_t i = 0; i < nr_chunks; i++) {
-		size_t idx = (alloc_hint + i) % nr_chunks;
+		size_t idx = (alloc_hint[arena] + i) % nr_chunks;
 		struct chunk *c = chunks[idx];
 		size_t g;
 
-		if (c->free_granules < n)
+		if (c->arena != arena || c->free_granules < n)
 			continue;
 		g = find_run(c, n, align_granules);
 		if (g < GRANULES) {
-			alloc_hint = idx;
+			alloc_hint[arena] = idx;
 			p = take_run(c, g, n);
 			goto out;
 		}
 	}
-	struct chunk *c = create_chunk();
+	struct chunk *c = create_chunk(arena);
 	int pos;
 
 	if (!c)
@@ -309,13 +350,25 @@ void *percpu_slab_alloc(size_t size, size_t align)
 		errno = ENOMEM;
 		goto out;
 	}
-	alloc_hint = (size_t)pos;
+	alloc_hint[arena] = (size_t)pos;
 	p = take_run(c, 0, n);
 out:
 	if (p)
 		COUNT_SUCCESS();
 	pthread_mutex_unlock(&slab_lock);
 	return p;
+}
+
+void *percpu_slab_alloc(size_t size, size_t align)
+{
+	return slab_alloc(size, align, PERCPU_SLAB_PRIVATE);
+}
+
+void *percpu_slab_alloc_counter(size_t size, size_t align)
+{
+	return slab_alloc(size, align,
+	                  percpu_segment_enabled() ? PERCPU_SLAB_COUNTERS
+	                                           : PERCPU_SLAB_PRIVATE);
 }
 
 /* Zero every CPU's copy of [off, off + len) without faulting in twin pages. */

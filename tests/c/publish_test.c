@@ -1,0 +1,469 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * publish_test -- the stats segment's writer (issue 17), checked from
+ * inside the process through the file another process would open
+ * (/proc/self/fd/N, the link <percpu/stat_format.h> names):
+ *
+ *   - before publication there is no segment and counters are private;
+ *   - publication names every listed leaf (not CTLFLAG_SKIP), registered
+ *     before or after it; values read through the file equal fetches,
+ *     exactly, after threads added on every path;
+ *   - a counter made before publication is mirrored, and a static leaf's
+ *     NULL handle is resolved once assigned (the watcher thread);
+ *   - removal frees the slot under its seqlock; a forked child writes a
+ *     segment of its own and its parent's is untouched;
+ *   - a reader copying slots with the seqlock protocol while threads
+ *     register and remove leaves never sees a torn or foreign name.
+ * The reader here trusts the file (it is our own); percpu-stat's parser
+ * is the one that trusts nothing.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <percpu/counter.h>
+#include <percpu/counter_sysctl.h>
+#include <percpu/stat_format.h>
+
+#include "harness.h"
+#include "stress.h"
+
+/* ---- a trusting reader of this process's own segment ------------------- */
+
+struct view {
+	int fd;
+	const char *base;
+	size_t size;
+	const struct percpu_stat_header *h;
+};
+
+/* The descriptor whose link is the segment's, or -1. */
+static int find_segment_fd(pid_t pid)
+{
+	char dir[64], path[600], link[256];
+	DIR *d;
+	struct dirent *e;
+	int found = -1;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	if (!(d = opendir(dir)))
+		return -1;
+	while ((e = readdir(d))) {
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n > 0 && (link[n] = '\0', !strcmp(link, PERCPU_STAT_FD_LINK)))
+			found = atoi(e->d_name);
+	}
+	closedir(d);
+	return found;
+}
+
+static bool open_view(struct view *v)
+{
+	char path[64];
+	struct stat st;
+	int fd = find_segment_fd(getpid());
+
+	if (fd < 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	v->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (v->fd < 0 || fstat(v->fd, &st) != 0)
+		return false;
+	v->size = (size_t)st.st_size;
+	v->base = mmap(NULL, v->size, PROT_READ, MAP_SHARED, v->fd, 0);
+	v->h = (const void *)v->base;
+	return v->base != MAP_FAILED;
+}
+
+static void close_view(struct view *v)
+{
+	munmap((void *)v->base, v->size);
+	close(v->fd);
+}
+
+static const struct percpu_stat_slot *view_slot(const struct view *v, uint32_t n)
+{
+	uint64_t extent = v->h->extent[n / PERCPU_STAT_SLOTS_PER_EXTENT];
+
+	return (const void *)(v->base + extent +
+	                      (n % PERCPU_STAT_SLOTS_PER_EXTENT) * sizeof(struct percpu_stat_slot));
+}
+
+/* Field k of a strings record, copied NUL-terminated into out. */
+static void record_field(const char *rec, uint32_t len, int k, char *out, size_t cap)
+{
+	uint32_t off = 0, n = 0;
+
+	for (int i = 0; off + 4 <= len; i++) {
+		memcpy(&n, rec + off, 4);
+		if (i == k) {
+			snprintf(out, cap, "%.*s", (int)n, rec + off + 4);
+			return;
+		}
+		off += 4 + n;
+	}
+	out[0] = '\0';
+}
+
+static uint64_t words_value(const struct view *v, uint64_t word)
+{
+	uint64_t sum = 0;
+
+	if (!word)
+		return 0;
+	for (uint32_t c = 0; c < v->h->nr_cpus; c++) {
+		const uint64_t *p = (const void *)(v->base + word + c * v->h->unit_stride);
+
+		sum += __atomic_load_n(p, __ATOMIC_RELAXED) +
+		       __atomic_load_n(p + v->h->twin_offset / 8, __ATOMIC_RELAXED);
+	}
+	return sum;
+}
+
+struct found {
+	bool present;
+	uint32_t kind, index, length, flags;
+	uint64_t value;
+	char help[256];
+	char labels[256]; /* "k=v,k=v" */
+};
+
+/* Element `index` of the published leaf `name` (stable slots only). */
+static struct found lookup(const struct view *v, const char *name, uint32_t index)
+{
+	struct found f = { 0 };
+	uint64_t extents = __atomic_load_n(&v->h->nr_extents, __ATOMIC_ACQUIRE);
+
+	for (uint32_t n = 0; n < extents * PERCPU_STAT_SLOTS_PER_EXTENT; n++) {
+		const struct percpu_stat_slot *s = view_slot(v, n);
+		char got[COUNTER_SYSCTL_NAME_MAX];
+		const char *rec;
+
+		if (s->kind == PERCPU_STAT_FREE || s->index != index)
+			continue;
+		rec = v->base + s->strings;
+		record_field(rec, s->strings_len, 0, got, sizeof(got));
+		if (strcmp(got, name) != 0)
+			continue;
+		f.present = true;
+		f.kind = s->kind;
+		f.index = s->index;
+		f.length = s->length;
+		f.flags = s->flags;
+		f.value = words_value(v, s->word);
+		record_field(rec, s->strings_len, 2, f.help, sizeof(f.help));
+		for (int k = 3;; k += 2) {
+			char a[64], b[64];
+
+			record_field(rec, s->strings_len, k, a, sizeof(a));
+			if (!a[0])
+				break;
+			record_field(rec, s->strings_len, k + 1, b, sizeof(b));
+			snprintf(f.labels + strlen(f.labels), sizeof(f.labels) - strlen(f.labels),
+			         "%s%s=%s", k > 3 ? "," : "", a, b);
+		}
+		return f;
+	}
+	return f;
+}
+
+/* Wait (up to 10 s, for the watcher's 100 ms period) for a value. */
+static bool eventually_value(const char *name, uint32_t index, uint64_t want)
+{
+	struct view v;
+	bool ok = false;
+
+	for (int i = 0; i < 1000 && !ok; i++) {
+		if (i)
+			usleep(10000);
+		if (!open_view(&v))
+			continue;
+		struct found f = lookup(&v, name, index);
+
+		ok = f.present && f.value == want;
+		close_view(&v);
+	}
+	return ok;
+}
+
+/* ---- tests (in order: the first runs before publication) --------------- */
+
+static counter_u64_t early;       /* made before publication: mirrored */
+static counter_u64_t static_late; /* registered NULL, assigned later */
+SYSCTL_COUNTER_U64(_pub_static, OID_AUTO, late, CTLFLAG_RD, &static_late,
+                   "assigned after registration");
+
+TEST(t1_nothing_is_published_before_the_opt_in)
+{
+	struct view v;
+
+	early = counter_u64_alloc(M_WAITOK);
+	counter_u64_add(early, 41);
+	CHECK_EQ(counter_sysctl_published(), 0);
+	CHECK(SYSCTL_ADD_COUNTER_U64(NULL, "pub", OID_AUTO, "early", CTLFLAG_RD, &early,
+	                             "made before publication") != NULL);
+	CHECK(!open_view(&v)); /* no segment at all yet */
+}
+
+static counter_u64_t live;
+static counter_u64_t codes[3];
+static counter_u64_t refs;
+static counter_u64_t hidden;
+
+static void add_live(void *arg, int index)
+{
+	(void)arg, (void)index;
+	for (long i = 0; i < harness_scaled(200000); i++) {
+		counter_u64_add(live, 1);
+		counter_u64_add(codes[i % 3], 2);
+		counter_u64_add(refs, (i & 1) ? -1 : 1);
+	}
+}
+
+TEST(t2_published_values_equal_fetches_exactly)
+{
+	static const char *const code_names[] = { "2xx", "4xx", "5xx" };
+	static const char *const zone[] = { "zone", "eu", NULL };
+	struct view v;
+	struct found f;
+	int threads = stress_oversubscribed();
+
+	CHECK_EQ(counter_sysctl_publish(), 0);
+	CHECK_EQ(counter_sysctl_publish(), 0); /* idempotent */
+	CHECK_EQ(counter_sysctl_published(), 1);
+	live = counter_u64_alloc(M_WAITOK);
+	refs = counter_u64_alloc(M_WAITOK);
+	hidden = counter_u64_alloc(M_WAITOK);
+	for (int i = 0; i < 3; i++)
+		codes[i] = counter_u64_alloc(M_WAITOK);
+	CHECK(SYSCTL_ADD_COUNTER_U64(NULL, "pub", OID_AUTO, "live", CTLFLAG_RD, &live, "") != NULL);
+	CHECK(counter_sysctl_add_labeled(NULL, "pub", "codes", CTLFLAG_RD, codes, 3,
+	                                 "by class", zone, "code", code_names) != NULL);
+	CHECK(counter_sysctl_add(NULL, "pub", "refs", CTLFLAG_RD | CTLFLAG_GAUGE, &refs, 1,
+	                         "up and down") != NULL);
+	CHECK(counter_sysctl_add(NULL, "pub", "hidden", CTLFLAG_RD | CTLFLAG_SKIP, &hidden,
+	                         1, "") != NULL);
+	stress_run_threads(threads, add_live, NULL);
+	counter_u64_add(refs, -5);
+
+	CHECK(open_view(&v));
+	if (!v.h)
+		return;
+	CHECK(!memcmp(v.h->magic, PERCPU_STAT_MAGIC, 8));
+	CHECK_EQ(v.h->version, PERCPU_STAT_VERSION);
+	CHECK_EQ(v.h->pid, getpid());
+	CHECK_EQ(v.h->published, 1);
+	f = lookup(&v, "pub.live", 0);
+	CHECK(f.present);
+	CHECK_EQ(f.kind, PERCPU_STAT_COUNTER);
+	CHECK_EQ(f.length, 0);
+	CHECK_EQ(f.value, (uint64_t)threads * harness_scaled(200000));
+	CHECK_EQ(f.value, counter_u64_fetch(live));
+	CHECK_MSG(!strcmp(f.help, "Counter pub.live"), "default help: %s", f.help);
+	for (uint32_t i = 0; i < 3; i++) {
+		f = lookup(&v, "pub.codes", i);
+		CHECK(f.present);
+		CHECK_EQ(f.length, 3);
+		CHECK_EQ(f.value, counter_u64_fetch(codes[i]));
+	}
+	CHECK_MSG(!strcmp(f.labels, "zone=eu,code=5xx"), "labels: %s", f.labels);
+	f = lookup(&v, "pub.refs", 0);
+	CHECK_EQ(f.kind, PERCPU_STAT_GAUGE);
+	CHECK_EQ((int64_t)f.value, -5);
+	CHECK(!lookup(&v, "pub.hidden", 0).present); /* CTLFLAG_SKIP */
+	close_view(&v);
+}
+
+TEST(t3_counters_from_before_publication_and_late_handles_are_followed)
+{
+	/* The early counter is private: its value reaches the segment through
+	 * a mirror, refreshed by the watcher. */
+	CHECK(eventually_value("pub.early", 0, 41));
+	counter_u64_add(early, 1);
+	CHECK(eventually_value("pub.early", 0, 42));
+	/* The static leaf's handle was NULL when it was published. */
+	CHECK(eventually_value("pub.static.late", 0, 0));
+	counter_u64_t c = counter_u64_alloc(M_WAITOK);
+
+	counter_u64_add(c, 7);
+	__atomic_store_n(&static_late, c, __ATOMIC_RELEASE);
+	CHECK(eventually_value("pub.static.late", 0, 7));
+	counter_u64_add(c, 3); /* now in the segment itself: no lag */
+	CHECK(eventually_value("pub.static.late", 0, 10));
+}
+
+TEST(t4_removal_frees_the_slot)
+{
+	struct view v;
+	counter_u64_t c = counter_u64_alloc(M_WAITOK);
+	struct sysctl_ctx_list ctx;
+
+	sysctl_ctx_init(&ctx);
+	CHECK(SYSCTL_ADD_COUNTER_U64(&ctx, "pub", OID_AUTO, "gone", CTLFLAG_RD, &c, "") != NULL);
+	CHECK(open_view(&v));
+	CHECK(lookup(&v, "pub.gone", 0).present);
+	uint64_t gen = v.h->generation;
+
+	sysctl_ctx_free(&ctx);
+	CHECK(!lookup(&v, "pub.gone", 0).present);
+	CHECK(v.h->generation > gen);
+	close_view(&v);
+	counter_u64_free(c);
+}
+
+TEST(t5_a_forked_child_writes_its_own_segment)
+{
+	struct view parent_view;
+	struct stat parent_st;
+	pid_t pid;
+	int status;
+	uint64_t before = counter_u64_fetch(live);
+
+	CHECK(open_view(&parent_view));
+	fstat(parent_view.fd, &parent_st);
+	pid = fork();
+	if (pid == 0) {
+		struct view v;
+		struct stat st;
+		int bad = 0;
+
+		if (!open_view(&v))
+			_exit(10);
+		fstat(v.fd, &st);
+		bad |= (st.st_ino == parent_st.st_ino) << 0;
+		bad |= (v.h->pid != getpid()) << 1;
+		bad |= (lookup(&v, "pub.live", 0).value != before) << 2;
+		counter_u64_add(live, 1000);
+		bad |= (lookup(&v, "pub.live", 0).value != before + 1000) << 3;
+		_exit(bad);
+	}
+	CHECK(pid > 0);
+	waitpid(pid, &status, 0);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	CHECK_EQ(lookup(&parent_view, "pub.live", 0).value, before);
+	CHECK_EQ(parent_view.h->pid, getpid());
+	close_view(&parent_view);
+}
+
+/* ---- a seqlock reader against a registration storm --------------------- */
+
+static int storm_stop;
+static long torn_seen, stable_copies;
+
+/* Names registered in the storm are "storm.nN" with help "hN": a copy is
+ * consistent iff the help matches the name. */
+static void storm_writer(void *arg, int index)
+{
+	(void)arg;
+	counter_u64_t c = counter_u64_alloc(M_WAITOK);
+
+	for (int i = 0; !__atomic_load_n(&storm_stop, __ATOMIC_ACQUIRE); i++) {
+		char name[32], help[32];
+
+		snprintf(name, sizeof(name), "n%d_%d", index, i % 50);
+		snprintf(help, sizeof(help), "h%d_%d", index, i % 50);
+		struct sysctl_oid *oid =
+			counter_sysctl_add(NULL, "storm", name, CTLFLAG_RD, &c, 1, help);
+		if (oid) {
+			char full[64];
+
+			snprintf(full, sizeof(full), "storm.%s", name);
+			counter_sysctl_remove(full);
+		}
+	}
+	counter_u64_free(c);
+}
+
+static bool copy_slot(const struct view *v, uint32_t n, bool ignore_seq, char *name,
+                      char *help)
+{
+	const struct percpu_stat_slot *s = view_slot(v, n);
+
+	for (int tries = 0; tries < 1000; tries++) {
+		uint64_t seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
+		uint32_t kind, len;
+		uint64_t strings;
+		char rec[256];
+
+		if ((seq & 1) && !ignore_seq)
+			continue;
+		kind = __atomic_load_n(&s->kind, __ATOMIC_RELAXED);
+		strings = __atomic_load_n(&s->strings, __ATOMIC_RELAXED);
+		len = __atomic_load_n(&s->strings_len, __ATOMIC_RELAXED);
+		if (kind == PERCPU_STAT_FREE || len > sizeof(rec) || strings + len > v->size)
+			return false;
+		for (uint32_t i = 0; i < len; i++)
+			rec[i] = __atomic_load_n(v->base + strings + i, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (!ignore_seq && __atomic_load_n(&s->seq, __ATOMIC_RELAXED) != seq)
+			continue;
+		record_field(rec, len, 0, name, 64);
+		record_field(rec, len, 2, help, 64);
+		return true;
+	}
+	return false;
+}
+
+static long scan_for_torn(const struct view *v, bool ignore_seq)
+{
+	long torn = 0;
+	uint64_t extents = __atomic_load_n(&v->h->nr_extents, __ATOMIC_ACQUIRE);
+
+	for (uint32_t n = 0; n < extents * PERCPU_STAT_SLOTS_PER_EXTENT && n < 4096; n++) {
+		char name[64], help[64];
+
+		if (!copy_slot(v, n, ignore_seq, name, help) || strncmp(name, "storm.n", 7))
+			continue;
+		stable_copies++;
+		if (strcmp(name + 7, help + 1) != 0)
+			torn++;
+	}
+	return torn;
+}
+
+static void storm_reader(void *arg, int index)
+{
+	bool ignore_seq = *(bool *)arg;
+	struct view v;
+
+	(void)index;
+	if (!open_view(&v))
+		return;
+	for (int round = 0; round < 200; round++)
+		__atomic_fetch_add(&torn_seen, scan_for_torn(&v, ignore_seq), __ATOMIC_RELAXED);
+	__atomic_store_n(&storm_stop, 1, __ATOMIC_RELEASE);
+	close_view(&v);
+}
+
+static void storm_roles(void *arg, int index)
+{
+	if (index == 0)
+		storm_reader(arg, index);
+	else
+		storm_writer(arg, index);
+}
+
+TEST(t6_seqlock_readers_never_see_a_torn_slot_in_a_storm)
+{
+	bool ignore_seq = false;
+
+	torn_seen = stable_copies = 0;
+	storm_stop = 0;
+	stress_run_threads(3, storm_roles, &ignore_seq);
+	CHECK_EQ(torn_seen, 0);
+	CHECK(stable_copies > 0);
+}
