@@ -270,13 +270,24 @@ static void fit_record(struct fields *f)
 		f->len[2]--;
 }
 
+static void store_bytes(char *to, const void *from, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		__atomic_store_n(&to[i], ((const char *)from)[i], __ATOMIC_RELEASE);
+}
+
+/*
+ * Byte by byte, each a release store: a reused record may be read at the
+ * same time by a reader that still holds the slot that named it before;
+ * seeing a new byte, it is bound to see that slot's sequence changed.
+ */
 static void write_record(char *to, const struct fields *f)
 {
 	for (size_t i = 0; i < f->n; i++) {
 		uint32_t len = (uint32_t)f->len[i];
 
-		memcpy(to, &len, sizeof(len));
-		memcpy(to + sizeof(len), f->s[i], len);
+		store_bytes(to, &len, sizeof(len));
+		store_bytes(to + sizeof(len), f->s[i], len);
 		to += sizeof(len) + len;
 	}
 }

@@ -401,14 +401,15 @@ static bool copy_slot(const struct view *v, uint32_t n, bool ignore_seq, char *n
 
 		if ((seq & 1) && !ignore_seq)
 			continue;
-		kind = __atomic_load_n(&s->kind, __ATOMIC_RELAXED);
-		strings = __atomic_load_n(&s->strings, __ATOMIC_RELAXED);
-		len = __atomic_load_n(&s->strings_len, __ATOMIC_RELAXED);
+		/* Acquire loads (not a fence, which TSan lacks): the second
+		 * load of seq cannot move above any of them. */
+		kind = __atomic_load_n(&s->kind, __ATOMIC_ACQUIRE);
+		strings = __atomic_load_n(&s->strings, __ATOMIC_ACQUIRE);
+		len = __atomic_load_n(&s->strings_len, __ATOMIC_ACQUIRE);
 		if (kind == PERCPU_STAT_FREE || len > sizeof(rec) || strings + len > v->size)
 			return false;
 		for (uint32_t i = 0; i < len; i++)
-			rec[i] = __atomic_load_n(v->base + strings + i, __ATOMIC_RELAXED);
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+			rec[i] = __atomic_load_n(v->base + strings + i, __ATOMIC_ACQUIRE);
 		if (!ignore_seq && __atomic_load_n(&s->seq, __ATOMIC_RELAXED) != seq)
 			continue;
 		record_field(rec, len, 0, name, 64);
