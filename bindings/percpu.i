@@ -514,6 +514,10 @@ percpu_py_status percpu_py_read_exit(int s);
 bool percpu_py_in_read_section(void);
 unsigned long percpu_py_read_epoch(void);
 
+/* Publication of the sysctl tree (module functions, GIL kept: quick). */
+int percpu_py_sysctl_publish(void);
+int percpu_py_sysctl_published(void);
+
 /* ---- PercpuRef ---------------------------------------------------------- */
 
 %rename(Ref) percpu_py_ref;
