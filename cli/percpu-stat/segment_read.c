@@ -248,7 +248,7 @@ static int parse_mapped(int fd, uint64_t size, long pid,
 static int read_candidate(long pid, const char *name,
                           struct percpu_stat_snapshot *snap, char *err, size_t errlen)
 {
-	char path[96];
+	char path[64 + sizeof(((struct dirent *)0)->d_name)];
 	struct stat st;
 	int fd, seals, rc;
 

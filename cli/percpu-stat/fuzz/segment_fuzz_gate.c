@@ -186,5 +186,9 @@ int main(int argc, char **argv)
 	       segment_fuzz_parsed, segment_fuzz_refused);
 	if (input_file)
 		remove(input_file);
+	for (size_t i = 0; i < nr; i++)
+		free(corpus[i].data);
+	free(corpus);
+	free(buf);
 	return 0;
 }

@@ -60,7 +60,7 @@ int sb_init(struct segment_builder *b, uint32_t nr_cpus, int64_t pid, uint64_t s
 	h->twin_offset = (uint64_t)nr_cpus * SB_UNIT_STRIDE;
 	h->pid = pid;
 	h->start_time = start_time;
-	strncpy(h->comm, comm, sizeof(h->comm));
+	memcpy(h->comm, comm, strnlen(comm, sizeof(h->comm))); /* NUL-padded, maybe unterminated */
 	h->published = published;
 	h->generation = 1;
 	h->nr_extents = 1;
