@@ -29,6 +29,23 @@
 #define SEGMENT_PARSE_NEGATIVE_CONTROL 0
 #endif
 
+/*
+ * The acquire fence between copying a slot and loading its seq again.
+ * GCC refuses __atomic_thread_fence under -fsanitize=thread (TSan does not
+ * model fences; it also cannot see the writer, another process): there a
+ * seq_cst read-modify-write of a local word stands in, a full barrier on
+ * the hardware, as <percpu/pserialize.h> does.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define SEGMENT_ACQUIRE_FENCE()                                        \
+	do {                                                           \
+		int fence_word_ = 0;                                   \
+		__atomic_fetch_add(&fence_word_, 0, __ATOMIC_SEQ_CST); \
+	} while (0)
+#else
+#define SEGMENT_ACQUIRE_FENCE() __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#endif
+
 #define EXTENT_BYTES ((uint64_t)PERCPU_STAT_SLOTS_PER_EXTENT * sizeof(struct percpu_stat_slot))
 /* Directory scans while header.generation keeps moving; after that the
  * last scan is used (each slot in it is consistent on its own). */
@@ -458,7 +475,7 @@ static bool try_slot(const struct parse *p, uint64_t at, struct slot_copy *out)
 		}
 	}
 	/* The copies above happen before the second load of seq. */
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	SEGMENT_ACQUIRE_FENCE();
 	return read_word(acc, at) == seq && out->slot.seq == seq;
 }
 
@@ -612,7 +629,7 @@ static int parse_directory(struct parse *p, struct percpu_stat_header *h,
 			return fail(p->err, p->errlen, -EPROTO, p->pid,
 			            "nr_extents %llu is over the maximum %u",
 			            (unsigned long long)nr_extents, PERCPU_STAT_MAX_EXTENTS);
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		SEGMENT_ACQUIRE_FENCE();
 		read_bytes(acc, offsetof(struct percpu_stat_header, extent),
 		           nr_extents * sizeof(h->extent[0]), h->extent);
 		rc = check_extents(h, nr_extents, acc->size, p->pid, p->err, p->errlen);
@@ -621,7 +638,7 @@ static int parse_directory(struct parse *p, struct percpu_stat_header *h,
 		if (rc)
 			return rc;
 		snap->generation = generation;
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		SEGMENT_ACQUIRE_FENCE();
 		if (read_word(acc, gen_at) == generation || pass + 1 >= DIRECTORY_TRIES)
 			return 0;
 		/* The set of names changed under the scan: scan again. */
