@@ -20,7 +20,7 @@
 #             then injected bugs that the model must catch on that corpus
 #             (negative controls).  Then the same for the stats segment
 #             parser (cli/percpu-stat/fuzz/run_segment_fuzz.sh:
-#             PERCPU_SEGMENT_FUZZ_RUNS, default 5000, and its four
+#             PERCPU_SEGMENT_FUZZ_RUNS, default 5000, and its five
 #             negative controls).  Exploratory libFuzzer runs (random
 #             seed, time-bounded) are run_fuzz.sh --explore (and
 #             run_segment_fuzz.sh --explore), not a gate.
@@ -63,7 +63,7 @@ declare -A LEG_WHAT=(
 	[valgrind]="C suite under valgrind memcheck (fallback path; errors and leaks fatal)"
 	[asan]="full suite under ASan+UBSan (--config=asan_ubsan)"
 	[tsan]="full suite under TSan (--config=tsan)"
-	[fuzz]="API-sequence fuzzer gate: corpus replay + ${PERCPU_FUZZ_RUNS:-2500} inputs from seed ${PERCPU_FUZZ_SEED:-1}, + negative controls it must catch; the stats segment parser's gate: corpus + ${PERCPU_SEGMENT_FUZZ_RUNS:-5000} inputs, + its 4 negative controls"
+	[fuzz]="API-sequence fuzzer gate: corpus replay + ${PERCPU_FUZZ_RUNS:-2500} inputs from seed ${PERCPU_FUZZ_SEED:-1}, + negative controls it must catch; the stats segment parser's gate: corpus + ${PERCPU_SEGMENT_FUZZ_RUNS:-5000} inputs, + its 5 negative controls"
 )
 # Why Bazel skips what it skips in a leg (target_compatible_with).
 declare -A LEG_SKIPS=(
@@ -111,7 +111,7 @@ tools/bootstrap.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-# The fuzz leg: eight checks, each a "test" in the counts.  Sets
+# The fuzz leg: nine checks, each a "test" in the counts.  Sets
 # passed/failed.  Deterministic: fixed seed and run count, so the verdict
 # does not depend on how many inputs the machine gets through.  Negative
 # controls 1 (a miscounted add) and 3 (a lost localcount release) are
@@ -131,11 +131,11 @@ run_fuzz_leg() {
 	done
 	# The stats segment parser's gate (cli/percpu-stat/fuzz): its corpus
 	# and PERCPU_SEGMENT_FUZZ_RUNS mutated inputs from the same seed, then
-	# its four negative controls (one bounds check removed each), which
-	# the corpus replay must catch.
+	# its five negative controls (a bounds or name check removed each),
+	# which the corpus replay must catch.
 	for args in "--seed=${PERCPU_FUZZ_SEED:-1} --runs=${PERCPU_SEGMENT_FUZZ_RUNS:-5000}" \
 		"--negative-control=1" "--negative-control=2" "--negative-control=3" \
-		"--negative-control=4"; do
+		"--negative-control=4" "--negative-control=5"; do
 		# shellcheck disable=SC2086  # words by design
 		if cli/percpu-stat/fuzz/run_segment_fuzz.sh $args; then
 			passed=$((passed + 1))

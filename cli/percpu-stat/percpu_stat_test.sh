@@ -68,6 +68,17 @@ expect_error() {
 	fi
 }
 
+# Negative control: expect_error does fail on a wrong status or message.
+(
+	failures=0
+	expect_error "control" 3 "no such process" true >/dev/null
+	((failures == 1)) || exit 1
+	failures=0
+	expect_error "control" 1 "a message false never prints" false >/dev/null
+	((failures == 1))
+) && ok "negative control: expect_error fails a wrong status and a wrong message" ||
+	fail "negative control: expect_error passed what it must fail"
+
 # ---- the sample, published -------------------------------------------------
 start_writer
 

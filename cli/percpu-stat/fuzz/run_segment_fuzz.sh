@@ -15,14 +15,15 @@
 #     (printed; pass `-- -seed=N` to repeat one), time-bounded (default
 #     60 s).  Not a gate: what it finds becomes a corpus input.
 #
-# usage: run_segment_fuzz.sh [--seed=N] [--runs=N] [--negative-control=1|2|3|4]
+# usage: run_segment_fuzz.sh [--seed=N] [--runs=N] [--negative-control=1..5]
 #        run_segment_fuzz.sh --explore[=SECONDS] [--keep-corpus] [-- libFuzzer flags]
 #   --seed=N, --runs=N    the gate's PRNG seed (default 1) and mutated
 #                         inputs (default 5000: ~15 s under ASan)
 #   --negative-control=N  build the parser with
-#                         -DSEGMENT_PARSE_NEGATIVE_CONTROL=N (one bounds
-#                         check removed): the corpus replay must end in
-#                         SEGMENT OUT OF BOUNDS or an ASan report, or this
+#                         -DSEGMENT_PARSE_NEGATIVE_CONTROL=N (1-4: one
+#                         bounds check removed; 5: a name check removed):
+#                         the corpus replay must end in SEGMENT OUT OF
+#                         BOUNDS, SEGMENT ORACLE or an ASan report, or this
 #                         script fails
 #   --keep-corpus         (explore) merge what the run found into the
 #                         committed corpus (otherwise it is only read)
@@ -47,8 +48,8 @@ while (($#)); do
 	shift
 done
 ((seconds > 0 && seconds <= 86400)) || { echo "run_segment_fuzz.sh: --explore=SECONDS must be 1..86400" >&2; exit 2; }
-[[ $seed =~ ^[0-9]+$ && $runs =~ ^[0-9]+$ && $negative =~ ^[0-4]$ ]] ||
-	{ echo "run_segment_fuzz.sh: --seed, --runs are numbers; --negative-control is 1..4" >&2; exit 2; }
+[[ $seed =~ ^[0-9]+$ && $runs =~ ^[0-9]+$ && $negative =~ ^[0-5]$ ]] ||
+	{ echo "run_segment_fuzz.sh: --seed, --runs are numbers; --negative-control is 1..5" >&2; exit 2; }
 if ((!explore)) && ((keep || ${#extra[@]})); then
 	echo "run_segment_fuzz.sh: --keep-corpus and libFuzzer flags need --explore" >&2
 	exit 2
@@ -122,7 +123,7 @@ else
 fi
 
 if [[ $negative != 0 ]]; then
-	if grep -qE "SEGMENT OUT OF BOUNDS|ERROR: AddressSanitizer" "$log"; then
+	if grep -qE "SEGMENT OUT OF BOUNDS|SEGMENT ORACLE|ERROR: AddressSanitizer" "$log"; then
 		echo "run_segment_fuzz.sh: negative control $negative caught, as it must be"
 		exit 0
 	fi
