@@ -118,10 +118,39 @@ static uint64_t get_u64(const uint8_t *p)
 	return v;
 }
 
-/* Lay the input's records into s; 0, or -1 (not even a header). */
+/* Each record of the input in turn: its offset, clamped length and bytes.
+ * Returns false after the last. */
+struct record_walk {
+	const uint8_t *data;
+	size_t size, at;
+};
+
+static bool next_record(struct record_walk *w, uint64_t *offset, uint64_t *length,
+                        const uint8_t **bytes)
+{
+	if (w->size - w->at < 12)
+		return false;
+	*offset = get_u64(w->data + w->at);
+	*length = 0;
+	for (int i = 3; i >= 0; i--)
+		*length = *length << 8 | w->data[w->at + 8 + i];
+	w->at += 12;
+	if (*length > w->size - w->at)
+		*length = w->size - w->at;
+	*bytes = w->data + w->at;
+	w->at += *length;
+	return true;
+}
+
+/* Lay the input's records into s; 0, or -1 (not even a header).  Only
+ * data pages are zeroed and written: hole pages are never read (they
+ * are poisoned under ASan), and zeroing megabytes per input would make
+ * the sanitizer legs slow for nothing. */
 static int decode(struct fuzz_segment *s, const uint8_t *data, size_t size)
 {
-	size_t at = 16;
+	struct record_walk walk = { data, size, 16 };
+	uint64_t offset, length;
+	const uint8_t *bytes;
 
 	if (size < 16)
 		return -1;
@@ -135,25 +164,21 @@ static int decode(struct fuzz_segment *s, const uint8_t *data, size_t size)
 	s->data = calloc(s->pages, sizeof(bool));
 	if (!s->bytes || !s->data)
 		abort();
-	memset(s->bytes, 0, s->pages * SEGMENT_PARSE_PAGE);
-	while (size - at >= 12) {
-		uint64_t offset = get_u64(data + at), length = 0;
+	while (next_record(&walk, &offset, &length, &bytes)) {
+		uint64_t n = offset < s->size && length < s->size - offset ? length : s->size - offset;
 
-		for (int i = 3; i >= 0; i--)
-			length = length << 8 | data[at + 8 + i];
-		at += 12;
-		if (length > size - at)
-			length = size - at;
-		if (offset < s->size) {
-			uint64_t n = length < s->size - offset ? length : s->size - offset;
-
-			memcpy(s->bytes + offset, data + at, n);
-			for (uint64_t p = offset / SEGMENT_PARSE_PAGE;
-			     n && p <= (offset + n - 1) / SEGMENT_PARSE_PAGE; p++)
+		for (uint64_t p = offset / SEGMENT_PARSE_PAGE;
+		     offset < s->size && n && p <= (offset + n - 1) / SEGMENT_PARSE_PAGE; p++)
+			if (!s->data[p]) {
 				s->data[p] = true;
-		}
-		at += length;
+				memset(s->bytes + p * SEGMENT_PARSE_PAGE, 0, SEGMENT_PARSE_PAGE);
+			}
 	}
+	walk.at = 16;
+	while (next_record(&walk, &offset, &length, &bytes))
+		if (offset < s->size)
+			memcpy(s->bytes + offset, bytes,
+			       length < s->size - offset ? length : s->size - offset);
 	return 0;
 }
 
