@@ -336,11 +336,17 @@ char *percpu_stat_read_json(long pid, char *err, size_t errlen)
 	struct percpu_stat_snapshot snap;
 	char *text;
 
-	if (percpu_stat_snapshot(pid, &snap, err, errlen) != 0)
+	int rc = percpu_stat_snapshot(pid, &snap, err, errlen);
+
+	if (rc != 0) {
+		errno = -rc; /* the reason's code, not what a last call left */
 		return NULL;
+	}
 	text = percpu_stat_json(&snap);
 	percpu_stat_snapshot_free(&snap);
 	if (!text && err && errlen)
 		snprintf(err, errlen, "pid %ld: out of memory writing JSON", pid);
+	if (!text)
+		errno = ENOMEM;
 	return text;
 }

@@ -80,3 +80,69 @@ def test_a_bad_environment_value_is_refused_with_a_message():
     assert proc.returncode == 0
     assert proc.stdout.strip() == "False"
     assert "PERCPU_PUBLISH=yes: expected 1 or 0; not publishing" in proc.stderr
+
+
+PUBLISHER = textwrap.dedent("""
+    import sys
+    import percpu
+    hits = percpu.Counter()
+    hits.register("py.stat.hits", descr="hits")
+    codes = percpu.CounterArray(3)
+    codes.register("py.stat.codes")
+    level = percpu.Counter()
+    level.register("py.stat.level", gauge=True)
+    hits.add(41)
+    codes.add(1, 5)
+    level.add(-3)
+    print("ready", flush=True)
+    sys.stdin.read()
+""")
+
+
+@pytest.fixture(scope="module")
+def publisher():
+    """A child that publishes (PERCPU_PUBLISH=1) and waits for stdin to close."""
+    env = dict(os.environ, PERCPU_PUBLISH="1")
+    proc = subprocess.Popen([sys.executable, "-c", PUBLISHER], env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == "ready"
+    yield proc
+    proc.stdin.close()
+    proc.wait(timeout=60)
+
+
+@pytest.mark.parametrize("backend", ("swig", "cffi"))
+def test_read_gives_another_process_counters_exactly(backend, publisher):
+    import percpu
+    stat = percpu.get_backend(backend).stat
+    values = stat.read(publisher.pid)
+    assert values["py.stat.hits"] == 41
+    assert values["py.stat.codes"] == [0, 5, 0]
+    assert values["py.stat.level"] == -3
+    snap = stat.snapshot(publisher.pid)
+    assert snap["pid"] == publisher.pid
+    hits = [c for c in snap["counters"] if c["name"] == "py.stat.hits"]
+    assert hits == [{"name": "py.stat.hits", "metric": "py_stat_hits_total",
+                     "kind": "counter", "help": "hits", "labels": {}, "value": 41}]
+
+
+@pytest.mark.parametrize("backend", ("swig", "cffi"))
+def test_read_errors_name_the_pid_and_the_reason(backend):
+    import percpu
+    stat = percpu.get_backend(backend).stat
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        with pytest.raises(percpu.PercpuError) as e:
+            stat.read(sleeper.pid)
+        assert f"stat.snapshot({sleeper.pid})" in str(e.value)
+        assert "publishes no counters" in str(e.value)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with pytest.raises(ProcessLookupError) as e:
+        stat.read(sleeper.pid)  # reaped: gone
+    assert str(sleeper.pid) in str(e.value)
+    with pytest.raises(TypeError):
+        stat.read("1")
+    with pytest.raises(ValueError):
+        stat.read(0)

@@ -93,7 +93,8 @@ int percpu_stat_list(struct percpu_stat_process **out, size_t *count,
 
 /*
  * One process's counters as a malloc()ed JSON object (the caller frees
- * it), or NULL with the reason in err:
+ * it), or NULL with the reason in err and its code in errno (the
+ * positive value of what percpu_stat_snapshot() would return):
  *   {"pid": P, "command": "C", "counters": [{"name": "a.b", "metric":
  *    "a_b_total", "kind": "counter"|"gauge", "help": "...", "labels":
  *    {"k": "v"}, "value": N[, "index": I, "length": L]}, ...]}
