@@ -201,6 +201,30 @@ if "$stat" --help | grep -q '^usage: percpu-stat -l$'; then ok "--help prints th
 no_such_pid=$(($(cat /proc/sys/kernel/pid_max) + 1))
 expect_error "a pid that does not exist" 3 "pid $no_such_pid: no such process" "$stat" -1 "$no_such_pid"
 
+# A zombie (killed, not yet reaped: bash reaps its children at once, so a
+# Python parent holds it): its descriptors are gone, which is neither
+# "publishes nothing" nor "permission denied".
+if /usr/bin/python3 - "$writer" "$stat" >"$tmp/zombie" 2>&1 <<'PY'; then
+import os, signal, subprocess, sys, time
+w = subprocess.Popen([sys.argv[1]], stdout=subprocess.PIPE, text=True)
+pid = int(w.stdout.readline().split()[1])
+os.kill(w.pid, signal.SIGKILL)
+for _ in range(600):
+    with open(f"/proc/{w.pid}/stat") as f:
+        if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+    time.sleep(0.05)
+r = subprocess.run([sys.argv[2], "-1", str(pid)], capture_output=True, text=True)
+w.wait()
+want = f"pid {pid}: has exited (not yet reaped by its parent)"
+print(f"exit {r.returncode}, {r.stderr.strip()}")
+sys.exit(0 if r.returncode == 3 and want in r.stderr and not r.stdout else 1)
+PY
+	ok "a writer that has exited, not reaped: $(cat "$tmp/zombie")"
+else
+	fail "a writer that has exited, not reaped: $(cat "$tmp/zombie")"
+fi
+
 start_writer
 stop_writer
 expect_error "a writer that has exited" 3 "pid $pid: no such process" "$stat" --json "$pid"

@@ -161,6 +161,27 @@ static int process_start_time(long pid, uint64_t *start_time)
 	return 0;
 }
 
+/* A zombie (state Z or X in /proc/<pid>/stat): its descriptors are gone,
+ * which is neither "publishes nothing" nor "permission denied". */
+static bool is_zombie(long pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false; /* gone altogether */
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
 static bool is_segment_link(int dirfd, const char *name)
 {
 	char link[sizeof(PERCPU_STAT_FD_LINK) + 1];
@@ -306,7 +327,12 @@ int percpu_stat_snapshot(long pid, struct percpu_stat_snapshot *snap,
 	snprintf(dir_path, sizeof(dir_path), "/proc/%ld/fd", pid);
 	dir = opendir(dir_path);
 	if (!dir) {
-		if (errno == EACCES || errno == EPERM)
+		int open_errno = errno;
+
+		if (is_zombie(pid))
+			return fail(err, errlen, -ESRCH, pid,
+			            "has exited (not yet reaped by its parent)");
+		if (open_errno == EACCES || open_errno == EPERM)
 			return fail(err, errlen, -EACCES, pid,
 			            "permission denied reading %s: another user's process "
 			            "(only its own user, or root, may read its counters)",
@@ -332,6 +358,8 @@ int percpu_stat_snapshot(long pid, struct percpu_stat_snapshot *snap,
 			break;
 	}
 	closedir(dir);
+	if (best == -ENOENT && is_zombie(pid))
+		return fail(err, errlen, -ESRCH, pid, "has exited (not yet reaped by its parent)");
 	if (best == -ENOENT)
 		return fail(err, errlen, -ENOENT, pid,
 		            "publishes no counters (no stats segment: a descriptor linked to "
