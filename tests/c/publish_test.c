@@ -39,6 +39,8 @@
 
 #include <percpu/counter.h>
 #include <percpu/counter_sysctl.h>
+#include <percpu/numa.h>
+#include <percpu/slab.h>
 #include <percpu/stat_format.h>
 #include <percpu/test_hooks.h>
 
@@ -337,6 +339,17 @@ TEST(t2_published_values_equal_fetches_exactly)
 	CHECK_EQ((int64_t)f.value, -5);
 	CHECK(!lookup(&v, "pub.hidden", 0).present); /* CTLFLAG_SKIP */
 	close_view(&v);
+	/* NUMA placement is kept for units in the segment: each CPU's unit
+	 * got its node's policy before its first touch, as a private one. */
+	for (unsigned cpu = 0; cpu < percpu_nr_cpus(); cpu++) {
+		struct percpu_unit_placement pl;
+
+		CHECK_EQ(percpu_slab_unit_placement(live, cpu, &pl), 0);
+		if (pl.bind_error == 0 && percpu_numa_available())
+			CHECK_MSG(pl.pages_on_wanted == pl.pages,
+			          "cpu %u: %u of %u pages on node %d", cpu, pl.pages_on_wanted,
+			          pl.pages, pl.wanted_node);
+	}
 }
 
 TEST(t3_counters_from_before_publication_and_late_handles_are_followed)
