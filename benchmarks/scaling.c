@@ -1549,13 +1549,18 @@ int main(int argc, char **argv)
 	bench_sysinfo_get(&si);
 	print_header(&si);
 
-	for (int ti = 0; ti < opt.nthreads; ti++) {
+	/* A mismatch injected into the publication rows (the smoke test's
+	 * negative control) needs only them: the other rows are skipped. */
+	bool publish_only = opt.inject && (strcmp(opt.inject, PUBLISH_INJECT_ADD) == 0 ||
+	                                   strcmp(opt.inject, PUBLISH_INJECT_READ) == 0);
+
+	for (int ti = 0; ti < opt.nthreads && !publish_only; ti++) {
 		skip_spread[ti] = bench_same_cpus(g_order[BENCH_COMPACT],
 		                                  g_order[BENCH_SPREAD], g_ncpus,
 		                                  opt.threads[ti]);
 		total_steps += skip_spread[ti] ? 1 : 2;
 	}
-	for (int ti = 0; ti < opt.nthreads; ti++) {
+	for (int ti = 0; ti < opt.nthreads && !publish_only; ti++) {
 		int n = opt.threads[ti];
 
 		for (int p = 0; p < BENCH_NR_PLACEMENTS; p++) {
@@ -1578,8 +1583,9 @@ int main(int argc, char **argv)
 	}
 
 	busy = g_ncpus - 1;
-	nlat = facility_latencies(g_cpus[0], g_cpus + 1, busy, opt.lat_samples,
-	                          progress_str, lat);
+	nlat = publish_only ? 0
+	                    : facility_latencies(g_cpus[0], g_cpus + 1, busy, opt.lat_samples,
+	                                         progress_str, lat);
 	progress_clear();
 	for (int i = 0; i < nlat; i++)
 		bench_csv_row(strcmp(lat[i].op, "percpu_fence") == 0 ? "fence" : "latency",
@@ -1590,7 +1596,8 @@ int main(int argc, char **argv)
 	if (!percpu_fence_available())
 		printf("  (fence unavailable: no fence latency)\n");
 
-	measure_scrape();
+	if (!publish_only)
+		measure_scrape();
 	measure_publish();
 
 	printf("\nmemory\n");

@@ -124,10 +124,10 @@ for impl in "percpu_add rseq" "counter_u64_add" "mutex"; do
 	grep -q "COUNT MISMATCH: $impl" "$log" ||
 		fail "--inject-mismatch='$impl' did not report the mismatch"
 done
-# The same for the publication rows, which run last (so --quick and tiny
-# sizes): an uncounted add on the published counter; and the publishing
-# child changing one counter after setting it, which the read from outside
-# must see.
+# The same for the publication rows: an uncounted add on the published
+# counter; and the publishing child changing one counter after setting it,
+# which the read from outside must see.  With either injection only the
+# publication rows run (tiny sizes too).
 for impl in "counter_u64_add published" "percpu_stat_snapshot"; do
 	rc=0
 	"$bin" --quick --threads=1 --ms=1 --reps=1 --lat-samples=3 \
