@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <percpu/stat_format.h>
@@ -46,6 +47,7 @@ struct data_map {
 	uint64_t (*range)[2]; /* [start, end), sorted, disjoint */
 	size_t nr;
 	const unsigned char *base;
+	unsigned relaxed; /* tries that found a slot changing, this read */
 };
 
 static int build_data_map(int fd, uint64_t size, struct data_map *map)
@@ -109,10 +111,23 @@ static uint64_t map_load_word(void *ctx, uint64_t offset)
 	return __atomic_load_n((const uint64_t *)(map->base + offset), __ATOMIC_ACQUIRE);
 }
 
+/*
+ * Between tries of a slot that is being rewritten: yield at first (the
+ * writer holds a slot for a few stores), then sleep 50 us a try, so a
+ * writer that was descheduled mid-slot, or a registration storm, gets
+ * time to finish -- 1000 tries then span ~50 ms, not a few microseconds.
+ */
 static void map_relax(void *ctx)
 {
-	(void)ctx;
-	sched_yield();
+	struct data_map *map = ctx;
+
+	if (map->relaxed++ < 100) {
+		sched_yield();
+	} else {
+		struct timespec pause = { 0, 50000 };
+
+		nanosleep(&pause, NULL);
+	}
 }
 
 /* ---- /proc -------------------------------------------------------------- */

@@ -978,7 +978,6 @@ static void fork_child(void)
 {
 	pthread_rwlockattr_t attr;
 
-	stat_directory_fork_child();
 #ifdef PERCPU_TSAN /* from <percpu/ops.h> */
 	void __tsan_mutex_pre_unlock(void *addr, unsigned flags);
 	void __tsan_mutex_post_unlock(void *addr, unsigned flags);
@@ -997,6 +996,7 @@ static void fork_child(void)
 	fork_write_locked = false;
 	if (list_depth > 0)
 		pthread_rwlock_rdlock(&tree_lock);
+	stat_directory_fork_child(); /* last: it may start the watcher */
 }
 
 __attribute__((constructor)) static void sysctl_fork_init(void)

@@ -68,8 +68,15 @@ static pthread_mutex_t dir_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct percpu_stat_header *header;
 static struct percpu_stat_slot *extent_addr[PERCPU_STAT_MAX_EXTENTS];
 static uint32_t slots_made;
-static uint32_t *free_slots;
-static size_t nr_free_slots, free_slots_cap;
+/*
+ * Freed slots wait in a queue, oldest reused first, and only once
+ * SLOT_QUARANTINE later ones wait behind them: a storm of registrations
+ * and removals then never rewrites one slot back to back, which a reader
+ * copying it would see as a slot that never holds still.
+ */
+#define SLOT_QUARANTINE 64u
+static uint32_t *free_slots; /* the queue: [free_head, free_tail) */
+static size_t free_head, free_tail, free_slots_cap;
 static struct record_list free_records[SIZE_CLASSES];
 static struct record_list heap_extents; /* every strings extent mapped */
 static char *heap_addr;                 /* the strings extent being filled */
@@ -107,8 +114,8 @@ static int take_slot(uint32_t *out)
 {
 	int rc;
 
-	if (nr_free_slots) {
-		*out = free_slots[--nr_free_slots];
+	if (free_tail - free_head > SLOT_QUARANTINE) {
+		*out = free_slots[free_head++];
 		return 0;
 	}
 	if (slots_made == header->nr_extents * PERCPU_STAT_SLOTS_PER_EXTENT &&
@@ -120,8 +127,14 @@ static int take_slot(uint32_t *out)
 
 static int give_slot(uint32_t n)
 {
-	if (nr_free_slots == free_slots_cap) {
-		size_t cap = free_slots_cap ? 2 * free_slots_cap : 64;
+	if (free_tail == free_slots_cap && free_head > 0) {
+		memmove(free_slots, free_slots + free_head,
+		        (free_tail - free_head) * sizeof(*free_slots));
+		free_tail -= free_head;
+		free_head = 0;
+	}
+	if (free_tail == free_slots_cap) {
+		size_t cap = free_slots_cap ? 2 * free_slots_cap : 2 * SLOT_QUARANTINE;
 		uint32_t *grown = realloc(free_slots, cap * sizeof(*grown));
 
 		if (!grown)
@@ -129,7 +142,7 @@ static int give_slot(uint32_t n)
 		free_slots = grown;
 		free_slots_cap = cap;
 	}
-	free_slots[nr_free_slots++] = n;
+	free_slots[free_tail++] = n;
 	return 0;
 }
 
@@ -597,11 +610,26 @@ void stat_directory_fork_parent(void)
 	pthread_mutex_unlock(&dir_lock);
 }
 
-/* The child has its own segment (stat_segment.c copied the directory) but
- * not the watcher: it starts again with the next leaf published. */
+/*
+ * The child has its own segment (stat_segment.c copied the directory) but
+ * not the watcher, which its mirrors need to follow the child's counts:
+ * started again here when there is anything to watch.  Not under TSan,
+ * which kills a child of a threaded process that starts a thread
+ * (die_after_fork): there it starts with the child's next published leaf.
+ */
 void stat_directory_fork_child(void)
 {
+	bool watch = false;
+
 	thread_running = watcher_unjoined = false;
 	pthread_cond_init(&watcher_wake, NULL); /* no waiter here */
-	pthread_mutex_unlock(&dir_lock);        /* taken by this thread's prepare */
+	for (struct stat_entry *e = entries; e; e = e->next)
+		watch |= e->watched;
+#ifndef PERCPU_TSAN
+	if (watch)
+		start_watcher_locked();
+#else
+	(void)watch;
+#endif
+	pthread_mutex_unlock(&dir_lock); /* taken by this thread's prepare */
 }
