@@ -14,12 +14,12 @@
     (stat_directory_fork_child()), so those stay at their value at fork
     time; in the default run -1 CHILD must still print both names;
   - exit: once the service has exited, `-1 PID` of the parent and of the
-    child fail cleanly (non-zero exit, nothing on stdout, one line naming
-    the pid) and `-l` lists neither;
+    child fail cleanly (exit 3, nothing on stdout, one line naming the
+    pid) and `-l` lists neither;
   - a process that does not publish -- the C service in private mode
     (the library loaded, counters registered, never published) and a
     `sleep` -- gives one line naming the pid and saying it publishes
-    nothing, and a non-zero exit.
+    nothing, and exit 5.
 
 Runs in every leg (a plain Python driver of C binaries).  Negative
 control: the error checker reports an exit 0, a message on two lines,
@@ -40,6 +40,7 @@ def check_the_checker():
     assert statlib.error_problems(ok, 12, ["no such"]) == []
     assert len(statlib.error_problems(ok, 123, [])) == 1  # another pid
     assert len(statlib.error_problems(ok, 12, ["publish"])) == 1
+    assert statlib.error_problems(ok, 12, [], 5) == ["exit status 3, expected 5"]
     zero = subprocess.CompletedProcess([], 0, "", ok.stderr)
     assert statlib.error_problems(zero, 12) == ["exit status 0, expected a failure"]
     two = subprocess.CompletedProcess([], 3, "", ok.stderr * 2)
@@ -64,9 +65,9 @@ def listed():
     return out
 
 
-def expect_error(args, pid, words, what):
+def expect_error(args, pid, words, status, what):
     r = statlib.stat(*args)
-    bad = statlib.error_problems(r, pid, words)
+    bad = statlib.error_problems(r, pid, words, status)
     if bad:
         fail(f"{what}: percpu-stat {' '.join(map(str, args))}:\n  " + "\n  ".join(bad))
     print(f"{what}: exit {r.returncode}: {r.stderr.strip()}")
@@ -106,7 +107,7 @@ def fork_and_exit(mirrored_in_child):
             svc.proc.wait()
     # The child is gone too: the parent exits only after waiting for it.
     for pid, who in ((parent, "parent"), (child, "child")):
-        expect_error(["-1", pid], pid, [], f"exited {who}")
+        expect_error(["-1", pid], pid, [], statlib.EXIT_NO_PROCESS, f"exited {who}")
     procs = listed()
     if parent in procs or child in procs:
         fail(f"-l still lists an exited process: {procs}")
@@ -115,8 +116,10 @@ def fork_and_exit(mirrored_in_child):
 def not_publishing():
     svc = statlib.c_service("private", THREADS, ITERS)
     try:
-        expect_error(["-1", svc.pid], svc.pid, ["publish"], "private (never published)")
-        expect_error(["--json", svc.pid], svc.pid, ["publish"], "private, --json")
+        expect_error(["-1", svc.pid], svc.pid, ["publish"],
+                     statlib.EXIT_NOT_PUBLISHING, "private (never published)")
+        expect_error(["--json", svc.pid], svc.pid, ["publish"],
+                     statlib.EXIT_NOT_PUBLISHING, "private, --json")
         if svc.pid in listed():
             fail(f"-l lists pid {svc.pid}, which never published")
         statlib.check_clean_exit(svc)
@@ -126,8 +129,10 @@ def not_publishing():
             svc.proc.wait()
     sleep = subprocess.Popen(["sleep", "600"], stdin=subprocess.DEVNULL)
     try:
-        expect_error(["-1", sleep.pid], sleep.pid, ["publish"], "sleep")
-        expect_error(["--prometheus", sleep.pid], sleep.pid, ["publish"], "sleep, --prometheus")
+        expect_error(["-1", sleep.pid], sleep.pid, ["publish"],
+                     statlib.EXIT_NOT_PUBLISHING, "sleep")
+        expect_error(["--prometheus", sleep.pid], sleep.pid, ["publish"],
+                     statlib.EXIT_NOT_PUBLISHING, "sleep, --prometheus")
     finally:
         sleep.kill()
         sleep.wait()

@@ -2,9 +2,9 @@
 """Another user cannot read a process's counters (issue 17): with the C
 service (stat_service.c) publishing as root, `percpu-stat -1 PID` run as
 nobody (setpriv --reuid=nobody --regid=nogroup --clear-groups) must fail
-with one line naming the pid and saying permission is denied, and a
-non-zero exit; the positive control is the very same binary and command
-run as the owner, which must print the exact values.
+with one line naming the pid and saying permission is denied, and exit
+status 4; the positive control is the very same binary and command run
+as the owner, which must print the exact values.
 
 The binary is copied to a fresh 0755 directory under /tmp (nobody
 cannot reach Bazel's output tree under /root).  Not in the sandbox
@@ -62,7 +62,7 @@ def main():
         for args in (["-1"], ["--json"], ["--prometheus"]):
             r = subprocess.run(AS_NOBODY + [binary, *args, str(svc.pid)], capture_output=True,
                                text=True, timeout=statlib.DEADLINE_S)
-            bad = statlib.error_problems(r, svc.pid, ["permission"])
+            bad = statlib.error_problems(r, svc.pid, ["permission"], statlib.EXIT_PERMISSION)
             if bad:
                 fail(f"as nobody: percpu-stat {args[0]} {svc.pid}:\n  " + "\n  ".join(bad))
             print(f"as nobody: {args[0]} {svc.pid}: exit {r.returncode}: {r.stderr.strip()}")

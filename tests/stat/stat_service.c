@@ -18,8 +18,8 @@
  *   svc.codes        a labelled array: service="c", code=2xx/4xx/5xx;
  *                    round i of thread t adds t + 1 to element i % 3
  * then prints "ready" and serves stdin, a line at a time, until it closes:
- *   "prom"           print counter_sysctl_prometheus() of the whole tree,
- *                    then a line "end"
+ *   "prom [PREFIX]"  print counter_sysctl_prometheus() of the whole tree
+ *                    (with PREFIX if given), then a line "end"
  * Modes:
  *   values   the above
  *   private  the above without publishing (percpu-stat must say so)
@@ -241,8 +241,12 @@ static void serve_stdin(void)
 	char line[64];
 
 	while (fgets(line, sizeof(line), stdin)) {
-		if (!strcmp(line, "prom\n")) {
-			if (counter_sysctl_prometheus(stdout, NULL) != 0)
+		if (!strncmp(line, "prom", 4) && (line[4] == '\n' || line[4] == ' ')) {
+			char *prefix = line[4] == ' ' ? line + 5 : NULL;
+
+			if (prefix)
+				prefix[strcspn(prefix, "\n")] = '\0';
+			if (counter_sysctl_prometheus(stdout, prefix) != 0)
 				die("counter_sysctl_prometheus", counter_sysctl_last_error());
 			puts("end");
 		} else {

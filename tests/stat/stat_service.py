@@ -14,7 +14,8 @@ once THREADS Python threads have each done ITERS rounds):
                    element i % 3
   pysvc.bytes      a hidden leaf: never published
 then prints "ready" and serves stdin, a line at a time, until it closes:
-"prom" prints percpu.sysctl.prometheus() of the whole tree, then "end".
+"prom [PREFIX]" prints percpu.sysctl.prometheus([PREFIX]) of the whole
+tree, then "end".
 """
 
 import os
@@ -58,8 +59,9 @@ def main():
         w.join()
     print("ready", flush=True)
     for line in sys.stdin:
-        if line == "prom\n":
-            sys.stdout.write(percpu.sysctl.prometheus())
+        words = line.split()
+        if words and words[0] == "prom" and len(words) <= 2:
+            sys.stdout.write(percpu.sysctl.prometheus(*words[1:]))
             print("end", flush=True)
         else:
             print(f"unknown command {line!r}", flush=True)

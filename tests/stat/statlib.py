@@ -170,15 +170,21 @@ def stat_ok(*args):
     return r.stdout
 
 
-def error_problems(r, pid, words=()):
+# percpu-stat's exit statuses (percpu-stat --help, docs/percpu-stat.md).
+EXIT_NO_PROCESS, EXIT_PERMISSION, EXIT_NOT_PUBLISHING = 3, 4, 5
+
+
+def error_problems(r, pid, words=(), status=None):
     """What is wrong with a failure of percpu-stat (r) about pid, as a
-    list of sentences ([]: it failed cleanly): a non-zero exit, nothing
-    on stdout, one line on stderr naming the pid and containing every
-    one of `words` (case-insensitive)."""
+    list of sentences ([]: it failed cleanly): a non-zero exit (`status`
+    if given), nothing on stdout, one line on stderr naming the pid and
+    containing every one of `words` (case-insensitive)."""
     out = []
     lines = r.stderr.splitlines()
     if r.returncode == 0:
         out.append("exit status 0, expected a failure")
+    elif status is not None and r.returncode != status:
+        out.append(f"exit status {r.returncode}, expected {status}")
     if r.returncode < 0 or r.returncode > 100:
         out.append(f"exit status {r.returncode}: a crash or a signal, not an error exit")
     if r.stdout:

@@ -15,7 +15,8 @@ several threads, then say "ready"; at that quiescence
     byte what the service's own counter_sysctl_prometheus() /
     percpu.sysctl.prometheus() prints, and passes
     `promtool check metrics`; `--prefix app_` puts app_ before every
-    metric name and passes too.
+    metric name, is the process's own dump with that prefix, and passes
+    too.
 
 Negative controls: the checkers report a wrong, a missing and an extra
 value and refuse malformed -1 lines; promtool must fail on two
@@ -127,6 +128,10 @@ def check_service(svc, leaves, name_prefix):
                                                                                     types)
     if bad:
         fail(f"{label}: --prometheus --prefix app_ differs:\n  " + "\n  ".join(bad))
+    own = svc.command("prom app_")
+    if text != own:
+        fail(f"{label}: --prometheus --prefix app_ is not the process's own dump with that "
+             f"prefix.\npercpu-stat:\n{text}\nin-process:\n{own}")
     rc, out = statlib.promtool_check(text)
     if rc != 0:
         fail(f"{label}: promtool check metrics refused --prefix app_ (exit {rc}): {out}")
