@@ -26,7 +26,12 @@
  *   storm    the above; then STORM_THREADS threads register and remove
  *            leaves in a loop until stdin closes: storm.tT.nK over a
  *            counter worth storm_value(T, K), and storm.tT.aK, an array of
- *            2 labelled leaf="tT_aK", worth storm_value(T, K) * 10 + i
+ *            2 labelled leaf="tT_aK", worth storm_value(T, K) * 10 + i;
+ *            each thread pauses STORM_PAUSE_US after each round (see
+ *            storm_test.py: percpu-stat's retry bound is counted in
+ *            tries, so a writer descheduled in the middle of a slot's
+ *            change on a loaded machine can exhaust it)
+ *   storm-unpaced  the same without the pause
  *   fork     the above, then a fork: the child adds 1000 to svc.requests,
  *            -10 to svc.inflight, 7 to svc.early, 11 to svc.static.late
  *            and registers svc.child_only (5), prints "child PID"; then
@@ -53,6 +58,7 @@
 
 #define STORM_THREADS 4
 #define STORM_LEAVES 20
+#define STORM_PAUSE_US 200
 
 static counter_u64_t early, static_late, requests, inflight, codes[3];
 
@@ -85,7 +91,7 @@ static void *add_thread(void *arg)
 
 /* ---- storm -------------------------------------------------------------- */
 
-static int storm_stop;
+static int storm_stop, storm_paced;
 static counter_u64_t storm_scalar[STORM_THREADS][STORM_LEAVES];
 static counter_u64_t storm_array[STORM_THREADS][STORM_LEAVES][2];
 static long storm_rounds[STORM_THREADS];
@@ -127,6 +133,8 @@ static void *storm_thread(void *arg)
 		if (counter_sysctl_remove(full) != 0)
 			die(full, "counter_sysctl_remove refused");
 		__atomic_store_n(&storm_rounds[t], i + 1, __ATOMIC_RELAXED);
+		if (storm_paced)
+			usleep(STORM_PAUSE_US);
 	}
 	return NULL;
 }
@@ -308,11 +316,12 @@ int main(int argc, char **argv)
 {
 	pthread_t storm[STORM_THREADS];
 	const char *mode = argc == 4 ? argv[1] : "";
-	int is_storm = !strcmp(mode, "storm");
+	int is_storm = !strcmp(mode, "storm") || !strcmp(mode, "storm-unpaced");
 
 	if (argc != 4 || (strcmp(mode, "values") && strcmp(mode, "private") && !is_storm &&
 	                  strcmp(mode, "fork") && strcmp(mode, "race"))) {
-		fprintf(stderr, "usage: stat_service values|private|storm|fork|race THREADS ITERS\n");
+		fprintf(stderr, "usage: stat_service values|private|storm|storm-unpaced|fork|race "
+		                "THREADS ITERS\n");
 		return 2;
 	}
 	if (!strcmp(mode, "race")) {
@@ -331,6 +340,7 @@ int main(int argc, char **argv)
 		fork_mode();
 		return 0;
 	}
+	storm_paced = !strcmp(mode, "storm");
 	if (is_storm)
 		storm_start(storm);
 	printf("ready\n");
