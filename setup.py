@@ -79,7 +79,11 @@ def _copts(name):
 
 CFLAGS = _copts("PIP_COPTS")
 CORE_SOURCES = sorted(glob.glob("core/src/*.c")) + ["numa/numa.c"]
-SHIM_SOURCES = ["bindings/percpu_py.c", "bindings/stress_entry.c"]
+# The shim, and the reader of other processes' stats segments (percpu.stat:
+# the same parser percpu-stat uses, which links no library writer).
+SHIM_SOURCES = ["bindings/percpu_py.c", "bindings/stress_entry.c",
+                "cli/percpu-stat/segment_parse.c", "cli/percpu-stat/segment_read.c",
+                "cli/percpu-stat/stat_render.c"]
 LIBNAME = "libpercpu.so.0"
 
 
@@ -100,7 +104,8 @@ class build_percpu(build_ext):
         return os.path.join(self.build_lib, "percpu")
 
     def _includes(self):
-        return ["core/include", "numa/include", "bindings"]
+        return ["core/include", "numa/include", "bindings",
+                "cli/percpu-stat/include", "cli/percpu-stat"]
 
     def _build_library(self):
         cc = self.compiler

@@ -514,6 +514,10 @@ percpu_py_status percpu_py_read_exit(int s);
 bool percpu_py_in_read_section(void);
 unsigned long percpu_py_read_epoch(void);
 
+/* Publication of the sysctl tree (module functions, GIL kept: quick). */
+int percpu_py_sysctl_publish(void);
+int percpu_py_sysctl_published(void);
+
 /* ---- PercpuRef ---------------------------------------------------------- */
 
 %rename(Ref) percpu_py_ref;
@@ -581,6 +585,17 @@ static PyObject *percpu_swig_entry(const struct percpu_py_sysctl_entry *e)
 	                     (Py_ssize_t)e->len, e->dynamic ? Py_True : Py_False);
 }
 %}
+%threadallow stat_read_json;
+%typemap(out) char *stat_read_json {
+	if (!$1) {
+		percpu_swig_raise(percpu_swig_ctor_err ? percpu_swig_ctor_err : -ENOMEM);
+		SWIG_fail;
+	}
+	$result = PyUnicode_FromString($1);
+	free($1);
+	if (!$result)
+		SWIG_fail;
+}
 %threadallow sysctl_prometheus;
 %typemap(out) char *sysctl_prometheus {
 	if (!$1) {
@@ -699,6 +714,25 @@ PyObject *sysctl_describe(const char *name)
 	free(e.name);
 	free(e.descr);
 	return item;
+}
+
+/* Runs without the GIL (it reads another process's memory): only C here,
+ * the str is built in the typemap. */
+char *stat_read_json(long pid)
+{
+	char *text = percpu_py_stat_read_json(pid);
+
+	if (!text)
+		percpu_swig_ctor_err = -errno;
+	return text;
+}
+
+/* Why this thread's last stat_read_json failed, naming the pid. */
+PyObject *stat_last_error(void)
+{
+	const char *s = percpu_py_stat_last_error();
+
+	return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
 }
 
 /* Runs without the GIL: only C here, the str is built in the typemap. */

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <percpu/stat_reader.h>
+
 #include "percpu_py.h"
 
 static long live_objects;
@@ -351,6 +353,24 @@ int percpu_py_sysctl_describe(const char *name, struct percpu_py_sysctl_entry *o
 char *percpu_py_sysctl_prometheus(const char *prefix)
 {
 	return counter_sysctl_prometheus_string(prefix);
+}
+
+/* ---- other processes' published counters ---------------------------------- */
+
+static __thread char stat_error[512];
+
+char *percpu_py_stat_read_json(long pid)
+{
+	char *json = percpu_stat_read_json(pid, stat_error, sizeof(stat_error));
+
+	if (json)
+		stat_error[0] = '\0';
+	return json;
+}
+
+const char *percpu_py_stat_last_error(void)
+{
+	return stat_error;
 }
 
 /* ---- localcount ----------------------------------------------------------- */

@@ -249,6 +249,29 @@ void percpu_py_sysctl_list_free(struct percpu_py_sysctl_list *l);
 /* The Prometheus text; free with percpu_py_free().  NULL with errno. */
 char *percpu_py_sysctl_prometheus(const char *prefix);
 
+/*
+ * Another process's published counters (percpu.stat.read()), as the JSON
+ * object percpu_stat_read_json() makes (<percpu/stat_reader.h>): free
+ * with percpu_py_free().  NULL with errno set (ESRCH, EACCES, ENOENT,
+ * ENODATA, ESTALE, EPROTO, EAGAIN, ENOMEM) and the one-line reason, which
+ * names the pid, in percpu_py_stat_last_error() (this thread's).
+ */
+char *percpu_py_stat_read_json(long pid);
+const char *percpu_py_stat_last_error(void);
+
+/* Publish the tree to other processes (counter_sysctl_publish()): 0 or
+ * -errno, the reason in percpu_py_sysctl_last_error(). */
+static inline int percpu_py_sysctl_publish(void)
+{
+	return counter_sysctl_publish();
+}
+
+/* counter_sysctl_published(): 1 or 0. */
+static inline int percpu_py_sysctl_published(void)
+{
+	return counter_sysctl_published();
+}
+
 /* One leaf's description: 0 or -ENOENT. */
 int percpu_py_sysctl_describe(const char *name, struct percpu_py_sysctl_entry *out);
 

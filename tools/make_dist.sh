@@ -6,7 +6,8 @@
 # and the NUMA leaf, which Bazel builds as two), lib/libpercpu.so.0 with its
 # libpercpu.so link, and a pkg-config file whose Version is the VERSION file's;
 # and the /metrics server (//exporter:metrics_http, on libmicrohttpd): its
-# header, lib/libpercpu_metrics_http.a and percpu-metrics-http.pc.
+# header, lib/libpercpu_metrics_http.a and percpu-metrics-http.pc; and
+# bin/percpu-stat, the reader of other processes' published counters.
 # usage: make_dist.sh OUT.tar.gz FILE...   (Bazel passes VERSION, LICENSE,
 #        the headers and the libraries)
 set -euo pipefail
@@ -28,6 +29,7 @@ for f in "$@"; do
 	*/libpercpu.so.0) cp "$f" "$root/lib/" ;;
 	*/numa/libnuma.a) numa_a=$f ;;
 	*/exporter/libmetrics_http.a) cp "$f" "$root/lib/libpercpu_metrics_http.a" ;;
+	*/cli/percpu-stat/percpu-stat) install -D -m 0755 "$f" "$root/bin/percpu-stat" ;;
 	esac
 done
 # One archive, so that linking it by hand needs no second one.
@@ -71,4 +73,5 @@ Requires: percpu = $version, libmicrohttpd
 Cflags: -I\${includedir}
 Libs: \${libdir}/libpercpu_metrics_http.a -lpthread
 PC
-tar -C "$root" -czf "$out" LICENSE include lib
+test -x "$root/bin/percpu-stat" || { echo "make_dist.sh: no cli/percpu-stat/percpu-stat among the inputs" >&2; exit 1; }
+tar -C "$root" -czf "$out" LICENSE bin include lib

@@ -18,8 +18,12 @@
 #             corpus replayed, then PERCPU_FUZZ_RUNS (default 2500) inputs
 #             mutated from it with PERCPU_FUZZ_SEED (default 1, printed);
 #             then injected bugs that the model must catch on that corpus
-#             (negative controls).  Exploratory libFuzzer runs (random
-#             seed, time-bounded) are run_fuzz.sh --explore, not a gate.
+#             (negative controls).  Then the same for the stats segment
+#             parser (cli/percpu-stat/fuzz/run_segment_fuzz.sh:
+#             PERCPU_SEGMENT_FUZZ_RUNS, default 5000, and its five
+#             negative controls).  Exploratory libFuzzer runs (random
+#             seed, time-bounded) are run_fuzz.sh --explore (and
+#             run_segment_fuzz.sh --explore), not a gate.
 #
 # Each sanitizer leg builds in its own output tree (.bazelrc), so legs do
 # not evict each other from Bazel's cache.  What a leg cannot run is
@@ -59,7 +63,7 @@ declare -A LEG_WHAT=(
 	[valgrind]="C suite under valgrind memcheck (fallback path; errors and leaks fatal)"
 	[asan]="full suite under ASan+UBSan (--config=asan_ubsan)"
 	[tsan]="full suite under TSan (--config=tsan)"
-	[fuzz]="API-sequence fuzzer gate: corpus replay + ${PERCPU_FUZZ_RUNS:-2500} inputs from seed ${PERCPU_FUZZ_SEED:-1}, + negative controls it must catch"
+	[fuzz]="API-sequence fuzzer gate: corpus replay + ${PERCPU_FUZZ_RUNS:-2500} inputs from seed ${PERCPU_FUZZ_SEED:-1}, + negative controls it must catch; the stats segment parser's gate: corpus + ${PERCPU_SEGMENT_FUZZ_RUNS:-5000} inputs, + its 5 negative controls"
 )
 # Why Bazel skips what it skips in a leg (target_compatible_with).
 declare -A LEG_SKIPS=(
@@ -107,7 +111,7 @@ tools/bootstrap.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-# The fuzz leg: three checks, each a "test" in the counts.  Sets
+# The fuzz leg: nine checks, each a "test" in the counts.  Sets
 # passed/failed.  Deterministic: fixed seed and run count, so the verdict
 # does not depend on how many inputs the machine gets through.  Negative
 # controls 1 (a miscounted add) and 3 (a lost localcount release) are
@@ -120,6 +124,20 @@ run_fuzz_leg() {
 		"--negative-control=1" "--negative-control=3"; do
 		# shellcheck disable=SC2086  # words by design
 		if tests/fuzz/run_fuzz.sh $args; then
+			passed=$((passed + 1))
+		else
+			failed=$((failed + 1))
+		fi
+	done
+	# The stats segment parser's gate (cli/percpu-stat/fuzz): its corpus
+	# and PERCPU_SEGMENT_FUZZ_RUNS mutated inputs from the same seed, then
+	# its five negative controls (a bounds or name check removed each),
+	# which the corpus replay must catch.
+	for args in "--seed=${PERCPU_FUZZ_SEED:-1} --runs=${PERCPU_SEGMENT_FUZZ_RUNS:-5000}" \
+		"--negative-control=1" "--negative-control=2" "--negative-control=3" \
+		"--negative-control=4" "--negative-control=5"; do
+		# shellcheck disable=SC2086  # words by design
+		if cli/percpu-stat/fuzz/run_segment_fuzz.sh $args; then
 			passed=$((passed + 1))
 		else
 			failed=$((failed + 1))

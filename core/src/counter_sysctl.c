@@ -445,8 +445,7 @@ int counter_sysctl_publish(void)
 	if (!published) {
 		rc = stat_directory_start();
 		if (rc != 0) {
-			rc = refuse(-rc == ENOMEM ? ENOMEM : ENOSYS,
-			            "publish: no stats segment (memfd_create: %s)",
+			rc = refuse(-rc, "publish: no stats segment (memfd_create: %s)",
 			            strerror(-rc));
 		} else {
 			published = true;

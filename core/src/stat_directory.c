@@ -148,6 +148,10 @@ static void write_slot(struct percpu_stat_slot *s, const struct percpu_stat_slot
 	__atomic_store_n(&s->flags, v->flags, __ATOMIC_RELEASE);
 	__atomic_store_n(&s->index, v->index, __ATOMIC_RELEASE);
 	__atomic_store_n(&s->length, v->length, __ATOMIC_RELEASE);
+	void (*hook)(void) = PERCPU_TEST_HOOK(percpu_test_stat_slot_hook);
+
+	if (hook)
+		hook();
 	__atomic_store_n(&s->word, v->word, __ATOMIC_RELEASE);
 	__atomic_store_n(&s->strings, v->strings, __ATOMIC_RELEASE);
 	__atomic_store_n(&s->strings_len, v->strings_len, __ATOMIC_RELEASE);
@@ -592,6 +596,6 @@ void stat_directory_fork_parent(void)
 void stat_directory_fork_child(void)
 {
 	thread_running = watcher_unjoined = false;
-	pthread_mutex_init(&dir_lock, NULL);
-	pthread_cond_init(&watcher_wake, NULL);
+	pthread_cond_init(&watcher_wake, NULL); /* no waiter here */
+	pthread_mutex_unlock(&dir_lock);        /* taken by this thread's prepare */
 }

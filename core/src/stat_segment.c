@@ -59,7 +59,7 @@ struct region {
 
 static pthread_mutex_t segment_lock = PTHREAD_MUTEX_INITIALIZER;
 static int segment_fd = -1;
-static int segment_errno; /* why there is no file (sticky) */
+static int segment_errno; /* why the last try made no file */
 static struct percpu_stat_header *header;
 static uint64_t file_size;
 static struct region *regions;
@@ -165,9 +165,8 @@ static int open_locked(void)
 
 	if (segment_fd >= 0)
 		return 0;
-	if (segment_errno)
-		return -segment_errno;
 	file_size = 0;
+	nr_regions = 0;
 	fd = new_file();
 	if (fd < 0) {
 		segment_errno = -fd;

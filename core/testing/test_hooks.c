@@ -20,3 +20,4 @@ void (*volatile percpu_test_localcount_hook)(void);
 unsigned long percpu_test_localcount_late_central;
 void (*volatile percpu_test_localcount_acquire_hook)(struct localcount *);
 void (*volatile percpu_test_localcount_trydrain_hook)(struct localcount *);
+void (*volatile percpu_test_stat_slot_hook)(void);

@@ -55,6 +55,7 @@ from ._objects import (
     set_callback_error_hook,
 )
 from . import sysctl
+from . import stat
 from . import topology
 from ._backend import Backend, get_backend
 
@@ -76,6 +77,7 @@ __all__ = [
     "in_read_section",
     "read_section",
     "set_callback_error_hook",
+    "stat",
     "sysctl",
     "topology",
 ]

@@ -4,7 +4,9 @@ from types import TracebackType
 from typing import Callable, Iterator, Literal, Mapping, NoReturn, Optional, Sequence, SupportsIndex, Type, TypeVar, overload
 
 from . import sysctl as sysctl
+from . import stat as stat
 from . import topology as topology
+from .stat import Stat
 from .sysctl import Sysctl
 from .topology import Topology
 
@@ -180,6 +182,7 @@ class Backend:
     Pserialize: Type[Pserialize]
     ReadSection: Type[ReadSection]
     sysctl: Sysctl
+    stat: Stat
     topology: Topology
     def __init__(self, name: str) -> None: ...
     def read_section(self) -> _ReadSection: ...

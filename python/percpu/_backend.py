@@ -7,6 +7,7 @@ from typing import Dict
 from . import _drivers
 from . import _objects
 from ._errors import PercpuError
+from .stat import Stat
 from .sysctl import Sysctl
 from .topology import Topology
 
@@ -27,7 +28,7 @@ def _bound(cls, name):
 class Backend:
     """The percpu API on one backend: ``Counter``, ``CounterArray``,
     ``LocalCount``, ``PercpuRef``, ``Pserialize``, ``RateCheck``,
-    ``read_section()``, ``sysctl``, ``topology``.
+    ``read_section()``, ``sysctl``, ``stat``, ``topology``.
 
     Both backends drive the same C library state in one process (one
     slab, one sysctl tree, one percpu_ref worker), but a C object belongs
@@ -47,6 +48,7 @@ class Backend:
         self.RateCheck = _bound(_objects.RateCheck, name)
         self.Pserialize = _bound(_objects.Pserialize, name)
         self.sysctl = Sysctl(driver)
+        self.stat = Stat(driver)
         self.topology = Topology(driver)
 
     ReadSection = _objects.ReadSection

@@ -365,6 +365,20 @@ def sysctl_describe(name):
         lib.percpu_py_free(e.descr)
 
 
+def stat_read_json(pid):
+    text = lib.percpu_py_stat_read_json(pid)
+    if text == ffi.NULL:
+        raise_errno(-(ffi.errno or _ENOMEM))
+    try:
+        return ffi.string(text).decode()
+    finally:
+        lib.percpu_py_free(text)
+
+
+def stat_last_error():
+    return ffi.string(lib.percpu_py_stat_last_error()).decode("utf-8", "replace")
+
+
 def sysctl_prometheus(prefix):
     text = lib.percpu_py_sysctl_prometheus(_str(prefix))
     if text == ffi.NULL:

@@ -72,6 +72,9 @@ DIRECT_CALLS = (
     "percpu_py_read_enter",
     "percpu_py_in_read_section",
     "percpu_py_read_epoch",
+    # publication of the sysctl tree (counter_sysctl_publish)
+    "percpu_py_sysctl_publish",
+    "percpu_py_sysctl_published",
     # test-only stress loops (percpu_stress.h)
     "percpu_stress_counter_add",
     "percpu_stress_array_add",

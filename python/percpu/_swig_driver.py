@@ -110,6 +110,10 @@ sysctl_list = _m.sysctl_list
 sysctl_describe = _m.sysctl_describe
 sysctl_prometheus = _m.sysctl_prometheus
 
+# ---- other processes' published counters ----
+stat_read_json = _m.stat_read_json
+stat_last_error = _m.stat_last_error
+
 # ---- topology, paths, diagnostics (the rest: _drivers.DIRECT_CALLS) ----
 slab_stats = _m.slab_stats
 

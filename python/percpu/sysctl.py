@@ -30,7 +30,7 @@ from collections import namedtuple
 
 from . import _drivers
 from . import _objects
-from ._errors import PercpuError, with_context
+from ._errors import PercpuError, raise_errno, with_context
 
 __all__ = [
     "SysctlEntry",
@@ -46,6 +46,8 @@ __all__ = [
     "describe",
     "snapshot",
     "prometheus",
+    "publish",
+    "published",
 ]
 
 
@@ -183,6 +185,24 @@ class Sysctl:
             raise with_context(e, f"sysctl.prometheus({prefix!r})", why) from None
 
 
+    def publish(self):
+        """Publish the tree to other processes (``counter_sysctl_publish``):
+        from now on every leaf not registered ``hidden`` -- before or after
+        this call, from Python or C -- can be read live by ``percpu-stat``
+        and :func:`percpu.stat.read` running as the same user, without
+        calling into this process.  Setting ``PERCPU_PUBLISH=1`` in the
+        environment does the same when the library loads.  Idempotent;
+        stays on for the life of the process.  Raises PercpuError (ENOSYS:
+        no memfd in this kernel or sandbox) saying why."""
+        rc = self._d.sysctl_publish()
+        if rc:
+            raise_errno(rc, "sysctl.publish()", self._d.sysctl_last_error() or None)
+
+    def published(self):
+        """Whether this process publishes its tree (a bool)."""
+        return bool(self._d.sysctl_published())
+
+
 _default = Sysctl(_drivers.default())
 register = _default.register
 unregister = _default.unregister
@@ -195,3 +215,5 @@ names = _default.names
 describe = _default.describe
 snapshot = _default.snapshot
 prometheus = _default.prometheus
+publish = _default.publish
+published = _default.published

@@ -13,7 +13,10 @@
  *   - removal frees the slot under its seqlock; a forked child writes a
  *     segment of its own and its parent's is untouched;
  *   - a reader copying slots with the seqlock protocol while threads
- *     register and remove leaves never sees a torn or foreign name.
+ *     register and remove leaves never sees a torn or foreign name; and
+ *     with the writer held half way through a slot (a test hook), a
+ *     reader ignoring the sequence copies the torn slot (the negative
+ *     control) while one following it refuses it.
  * The reader here trusts the file (it is our own); percpu-stat's parser
  * is the one that trusts nothing.
  */
@@ -23,10 +26,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -34,7 +39,10 @@
 
 #include <percpu/counter.h>
 #include <percpu/counter_sysctl.h>
+#include <percpu/numa.h>
+#include <percpu/slab.h>
 #include <percpu/stat_format.h>
+#include <percpu/test_hooks.h>
 
 #include "harness.h"
 #include "stress.h"
@@ -219,6 +227,46 @@ TEST(t1_nothing_is_published_before_the_opt_in)
 	CHECK(!open_view(&v)); /* no segment at all yet */
 }
 
+/* Publication that cannot make its segment (no descriptor left) says so,
+ * and a later try, with descriptors again, succeeds: in a child, before
+ * this process publishes. */
+TEST(t1b_publication_without_a_descriptor_fails_with_a_reason)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid == 0) {
+		struct rlimit none, old;
+		int rc;
+
+		getrlimit(RLIMIT_NOFILE, &old);
+		none = (struct rlimit){ 0, old.rlim_max }; /* soft only: undone below */
+		setrlimit(RLIMIT_NOFILE, &none);
+		rc = counter_sysctl_publish();
+		if (rc != -EMFILE)
+			_exit(1);
+		if (!strstr(counter_sysctl_last_error(), "no stats segment (memfd_create:"))
+			_exit(2);
+		if (counter_sysctl_published())
+			_exit(3);
+		setrlimit(RLIMIT_NOFILE, &old);
+		/* exit(), not _exit(): the library's destructor joins the
+		 * watcher thread publication started (valgrind's leak check
+		 * would count a thread still running). */
+		exit(counter_sysctl_publish() == 0 && counter_sysctl_published() ? 0 : 4);
+	}
+	CHECK(pid > 0);
+	waitpid(pid, &status, 0);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+}
+
+static int publish_from_visitor(const struct counter_sysctl_info *info, void *arg)
+{
+	(void)info;
+	*(int *)arg = counter_sysctl_publish();
+	return 1;
+}
+
 static counter_u64_t live;
 static counter_u64_t codes[3];
 static counter_u64_t refs;
@@ -242,6 +290,11 @@ TEST(t2_published_values_equal_fetches_exactly)
 	struct found f;
 	int threads = stress_oversubscribed();
 
+	int from_visitor = 0;
+
+	counter_sysctl_list(NULL, publish_from_visitor, &from_visitor);
+	CHECK_EQ(from_visitor, -EDEADLK);
+	CHECK_EQ(counter_sysctl_published(), 0);
 	CHECK_EQ(counter_sysctl_publish(), 0);
 	CHECK_EQ(counter_sysctl_publish(), 0); /* idempotent */
 	CHECK_EQ(counter_sysctl_published(), 1);
@@ -286,6 +339,17 @@ TEST(t2_published_values_equal_fetches_exactly)
 	CHECK_EQ((int64_t)f.value, -5);
 	CHECK(!lookup(&v, "pub.hidden", 0).present); /* CTLFLAG_SKIP */
 	close_view(&v);
+	/* NUMA placement is kept for units in the segment: each CPU's unit
+	 * got its node's policy before its first touch, as a private one. */
+	for (unsigned cpu = 0; cpu < percpu_nr_cpus(); cpu++) {
+		struct percpu_unit_placement pl;
+
+		CHECK_EQ(percpu_slab_unit_placement(live, cpu, &pl), 0);
+		if (pl.bind_error == 0 && percpu_numa_available())
+			CHECK_MSG(pl.pages_on_wanted == pl.pages,
+			          "cpu %u: %u of %u pages on node %d", cpu, pl.pages_on_wanted,
+			          pl.pages, pl.wanted_node);
+	}
 }
 
 TEST(t3_counters_from_before_publication_and_late_handles_are_followed)
@@ -359,7 +423,45 @@ TEST(t5_a_forked_child_writes_its_own_segment)
 	close_view(&parent_view);
 }
 
+/* A child that cannot make a segment of its own (no descriptor left at
+ * the fork) keeps counting in private copies, never in its parent's words. */
+TEST(t5b_a_child_without_a_descriptor_counts_privately)
+{
+	struct rlimit none, old;
+	uint64_t before = counter_u64_fetch(live);
+	pid_t pid;
+	int status;
+
+	getrlimit(RLIMIT_NOFILE, &old);
+	none = (struct rlimit){ 0, old.rlim_max };
+	setrlimit(RLIMIT_NOFILE, &none);
+	pid = fork();
+	setrlimit(RLIMIT_NOFILE, &old); /* both sides */
+	if (pid == 0) {
+		int bad = 0;
+
+		bad |= (find_segment_fd(getpid()) >= 0) << 0; /* the parent's is closed */
+		bad |= (counter_u64_fetch(live) != before) << 1;
+		for (int i = 0; i < 1000; i++)
+			counter_u64_add(live, 1);
+		bad |= (counter_u64_fetch(live) != before + 1000) << 2;
+		exit(bad);
+	}
+	CHECK(pid > 0);
+	waitpid(pid, &status, 0);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	CHECK_EQ(counter_u64_fetch(live), before);
+}
+
 /* ---- a seqlock reader against a registration storm --------------------- */
+
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
 
 static int storm_stop;
 static long torn_seen, stable_copies;
@@ -444,7 +546,10 @@ static void storm_reader(void *arg, int index)
 	(void)index;
 	if (!open_view(&v))
 		return;
-	for (int round = 0; round < 200; round++)
+	/* Until 200 copies of storm slots were taken (the writers may not
+	 * have started yet), not a number of rounds: the verdict needs
+	 * copies, whatever the machine's speed; the clock only bounds it. */
+	for (double end = now_s() + 60; stable_copies < 200 && now_s() < end;)
 		__atomic_fetch_add(&torn_seen, scan_for_torn(&v, ignore_seq), __ATOMIC_RELAXED);
 	__atomic_store_n(&storm_stop, 1, __ATOMIC_RELEASE);
 	close_view(&v);
@@ -466,5 +571,68 @@ TEST(t6_seqlock_readers_never_see_a_torn_slot_in_a_storm)
 	storm_stop = 0;
 	stress_run_threads(3, storm_roles, &ignore_seq);
 	CHECK_EQ(torn_seen, 0);
-	CHECK(stable_copies > 0);
+	CHECK_MSG(stable_copies >= 200, "only %ld copies of storm slots in 60 s", stable_copies);
+}
+
+/* ---- the seqlock's negative control: a writer held half way ------------ */
+
+static int held; /* 1: the writer is held inside a slot; 2: let it go */
+
+static void hold_writer(void)
+{
+	__atomic_store_n(&held, 1, __ATOMIC_RELEASE);
+	while (__atomic_load_n(&held, __ATOMIC_ACQUIRE) != 2)
+		sched_yield();
+}
+
+static void *register_b(void *arg)
+{
+	static counter_u64_t c;
+
+	(void)arg;
+	c = counter_u64_alloc(M_WAITOK);
+	return counter_sysctl_add(NULL, "ctl", "b", CTLFLAG_RD, &c, 1, "hb");
+}
+
+static long slot_named(const struct view *v, const char *name)
+{
+	for (uint32_t n = 0; n < 4096; n++) {
+		char got[64], help[64];
+
+		if (copy_slot(v, n, false, got, help) && !strcmp(got, name))
+			return n;
+	}
+	return -1;
+}
+
+TEST(t7_only_a_reader_ignoring_the_sequence_copies_a_torn_slot)
+{
+	struct view v;
+	counter_u64_t a = counter_u64_alloc(M_WAITOK);
+	char name[64] = "x", help[64];
+	pthread_t t;
+	void *oid;
+	long n;
+
+	CHECK(open_view(&v));
+	CHECK(counter_sysctl_add(NULL, "ctl", "a", CTLFLAG_RD, &a, 1, "ha") != NULL);
+	n = slot_named(&v, "ctl.a");
+	CHECK(n >= 0);
+	CHECK_EQ(counter_sysctl_remove("ctl.a"), 0);
+	/* ctl.b takes the slot ctl.a left (the free list is LIFO): held with
+	 * its kind written and its strings not, the slot is torn. */
+	percpu_test_stat_slot_hook = hold_writer;
+	pthread_create(&t, NULL, register_b, NULL);
+	while (__atomic_load_n(&held, __ATOMIC_ACQUIRE) != 1)
+		sched_yield();
+	CHECK(!copy_slot(&v, (uint32_t)n, false, name, help)); /* never holds still */
+	CHECK(copy_slot(&v, (uint32_t)n, true, name, help));   /* the control */
+	CHECK_MSG(!strcmp(name, ""), "the ignoring reader copied %s", name);
+	__atomic_store_n(&held, 2, __ATOMIC_RELEASE);
+	pthread_join(t, &oid);
+	percpu_test_stat_slot_hook = NULL;
+	CHECK(oid != NULL);
+	CHECK(copy_slot(&v, (uint32_t)n, false, name, help));
+	CHECK_MSG(!strcmp(name, "ctl.b") && !strcmp(help, "hb"), "%s: %s", name, help);
+	close_view(&v);
 }

@@ -12,6 +12,7 @@
 # Then the /metrics server (percpu-metrics-http.pc): the README's block
 # after its "tests/dist/dist_test.sh (metrics)" marker builds server.c
 # (METRICS_EXAMPLE.c), which is run, scraped with curl and stopped.
+# Then bin/percpu-stat runs from the tree.
 # usage: dist_test.sh DIST.tar.gz EXAMPLE.c METRICS_EXAMPLE.c README.md
 #        STRICT_CFLAGS...
 set -euo pipefail
@@ -134,4 +135,10 @@ rc=0
 wait "$server" || rc=$?
 ((rc == 0)) || { echo "the server exited $rc on SIGTERM:" >&2; cat "$work/server.err" >&2; exit 1; }
 grep -q '^stopped$' "$work/server.out"
+
+# percpu-stat, the external reader (bin/percpu-stat): it runs from the
+# tree and lists publishing processes (none need exist: the header line).
+test -x "$tree/bin/percpu-stat" || { echo "no bin/percpu-stat in the install tree" >&2; exit 1; }
+grep -q '^usage: percpu-stat -l$' <<<"$("$tree/bin/percpu-stat" --help)"
+grep -q '^PID  *COMMAND  *COUNTERS$' <<<"$("$tree/bin/percpu-stat" -l)"
 echo "1 passed, 0 failed"

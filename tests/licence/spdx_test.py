@@ -13,7 +13,7 @@ SUFFIXES = (".c", ".h", ".py", ".pyi", ".i", ".sh", ".bzl", ".lds", ".supp",
             ".toml")
 NAMES = {"BUILD", "WORKSPACE", ".bazelrc", ".clang-format"}
 # Not ours to tag: fuzz corpus inputs (data, not source).
-SKIP_PREFIXES = ("tests/fuzz/corpus/",)
+SKIP_PREFIXES = ("tests/fuzz/corpus/", "cli/percpu-stat/fuzz/corpus/")
 
 
 def source_root():

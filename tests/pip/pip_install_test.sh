@@ -21,7 +21,7 @@ mkdir -p "$src"
 (cd "$runfiles" && cp -rL --parents LICENSE VERSION copts.bzl tools/copts.py \
 	setup.py pyproject.toml docs/python.md \
 	core/src core/include core/libpercpu.map numa/numa.c numa/include \
-	bindings python/percpu "$src")
+	bindings cli python/percpu "$src")
 cp -rL "$runfiles/tests/python" "$tmp/suite"
 cp -L "$runfiles/tests/pip/typed_usage.py" "$runfiles/tests/pip/stubtest_allowlist.txt" "$tmp"
 

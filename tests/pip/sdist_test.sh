@@ -14,7 +14,7 @@ unset PYTHONPATH
 src=$tmp/src
 mkdir -p "$src"
 (cd "$runfiles" && cp -rL --parents LICENSE MANIFEST.in VERSION copts.bzl tools/copts.py setup.py pyproject.toml docs/python.md \
-	core numa bindings python/percpu "$src")
+	core numa bindings cli python/percpu "$src")
 
 echo "== sdist"
 (cd "$src" && /usr/bin/python3 setup.py -q sdist -d "$tmp/dist" 2>&1 | grep -v -i 'beta\|warnings.warn' || true)
@@ -23,7 +23,8 @@ sdist=$(echo "$tmp"/dist/percpu-*.tar.gz)
 tar -tzf "$sdist" | sed 's|^[^/]*/||' | sort >"$tmp/contents"
 echo "$(wc -l <"$tmp/contents") entries in $(basename "$sdist")"
 for f in LICENSE VERSION copts.bzl tools/copts.py setup.py pyproject.toml core/libpercpu.map bindings/percpu.i \
-	bindings/cffi_build.py bindings/percpu_py.c numa/numa.c python/percpu/__init__.py; do
+	bindings/cffi_build.py bindings/percpu_py.c numa/numa.c python/percpu/__init__.py \
+	cli/percpu-stat/segment_parse.c cli/percpu-stat/include/percpu/stat_reader.h; do
 	grep -qx "$f" "$tmp/contents" || { echo "sdist_test: $f is not in the sdist" >&2; exit 1; }
 done
 if grep -E '(^|/)BUILD$|\.bzl$' "$tmp/contents" | grep -vx copts.bzl; then

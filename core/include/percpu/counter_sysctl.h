@@ -269,16 +269,24 @@ char *counter_sysctl_prometheus_string(const char *prefix);
  * process's stats segment (<percpu/stat_format.h>), where percpu-stat and
  * percpu.stat.read() running as the same user read its live values without
  * calling into this process.  Setting PERCPU_PUBLISH=1 in the environment
- * does the same when the library loads.  Counters' words live in the
- * segment whether or not it is published, so an add costs the same; what
- * publishing adds is the directory, kept up to date by registration and
- * removal.  A static leaf whose counter is not allocated yet reads 0 from
+ * does the same when the library loads (any other value but 0 is refused
+ * with a message on stderr).  An add costs the same instruction on a
+ * published counter as on any other; what publishing adds is the
+ * directory, kept up to date by registration and removal.  A static leaf whose counter is not allocated yet reads 0 from
  * outside until it is (the library looks again a few times a second, from
  * a thread that runs only while such leaves are published).  Once on it
  * stays on for the life of the process; a forked child keeps publishing,
- * in a segment of its own.  Idempotent.  Returns 0, or -ENOSYS (no memfd:
- * the kernel or a seccomp filter refused memfd_create) or -ENOMEM, with
- * the reason in counter_sysctl_last_error().
+ * in a segment of its own.  Idempotent.  Returns 0; -EDEADLK from a
+ * counter_sysctl_list() visitor; or the -errno of making the segment
+ * (ENOSYS: the kernel or a seccomp filter refused memfd_create; EMFILE,
+ * ENOMEM), with the reason in counter_sysctl_last_error().
+ *
+ * Counters made before publication stay in private memory (so a fork
+ * copies them exactly, by the kernel's copy-on-write); a thread copies
+ * their values into the segment a few times a second.  Counters made
+ * after it live in the segment, read live; a forked child copies those
+ * word by word, so it may also count adds its parent's other threads
+ * made while it copied.
  */
 int counter_sysctl_publish(void);
 

@@ -5,16 +5,19 @@
  * (percpu-stat, percpu.stat.read()).  Types and constants only: a reader
  * includes this header and links nothing of the library's writers.
  *
- * Where it lives.  Every counter (counter_u64_alloc()) gets its per-CPU
- * words from chunks mapped MAP_SHARED from one memfd per process, named
- * PERCPU_STAT_MEMFD_NAME: the add is the same instruction on the same
- * address whether or not anyone publishes.  Opting in
- * (counter_sysctl_publish(), or PERCPU_PUBLISH=1 in the environment) adds
- * the directory below to the same file.  A reader finds a process's
- * segment as the descriptor /proc/<pid>/fd/<n> whose link reads
- * "/memfd:percpu-stat (deleted)" -- which the kernel lets only the
- * process's own user open (the ptrace read check; the file is also mode
- * 0600) -- and maps it read-only.  The segment goes away with the process.
+ * Where it lives.  Once a process publishes (counter_sysctl_publish(), or
+ * PERCPU_PUBLISH=1 in the environment), its new counters get their per-CPU
+ * words from chunks mapped MAP_SHARED from one memfd, named
+ * PERCPU_STAT_MEMFD_NAME -- the add is the same instruction on the same
+ * kind of address -- and a directory in the same file names every
+ * published counter (one made before publication is named at a word the
+ * writer keeps equal to its value, a few times a second).  A reader finds
+ * a process's segment as the descriptor /proc/<pid>/fd/<n> whose link
+ * reads PERCPU_STAT_FD_LINK -- which the kernel lets only the process's
+ * own user open (the ptrace read check; the file is also mode 0600) --
+ * and maps it read-only.  The segment goes away with the process; a
+ * forked child writes a file of its own (header.pid says whose a file
+ * is: a child that has not made its own yet still holds its parent's).
  *
  * All offsets are byte offsets in the file; all integers are the writer's
  * native byte order (a reader checks magic, version and sizes and refuses

@@ -59,6 +59,12 @@
  *        Called by localcount_trydrain() with lc_central held (TRYCLOSED)
  *        before it decides, where acquires and releases meet a trydrain
  *        in progress.
+ *   percpu_test_stat_slot_hook (core/src/stat_directory.c)
+ *        Called by the directory's writer half way through rewriting a
+ *        slot (its sequence odd, kind and index written, word and strings
+ *        not yet): publish_test holds it there to show that a reader
+ *        ignoring the sequence copies a torn slot and one following it
+ *        does not.
  *   percpu_slab_inject_failure(countdown) (core/src/slab.c)
  *        After `countdown` more successful allocations, every slab
  *        allocation fails with ENOMEM; a negative countdown turns this
@@ -91,6 +97,7 @@ extern void (*volatile percpu_test_localcount_hook)(void);
 extern unsigned long percpu_test_localcount_late_central;
 extern void (*volatile percpu_test_localcount_acquire_hook)(struct localcount *);
 extern void (*volatile percpu_test_localcount_trydrain_hook)(struct localcount *);
+extern void (*volatile percpu_test_stat_slot_hook)(void);
 
 void percpu_slab_inject_failure(long countdown);
 
