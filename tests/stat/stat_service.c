@@ -27,10 +27,12 @@
  *            leaves in a loop until stdin closes: storm.tT.nK over a
  *            counter worth storm_value(T, K), and storm.tT.aK, an array of
  *            2 labelled leaf="tT_aK", worth storm_value(T, K) * 10 + i;
- *            each thread pauses STORM_PAUSE_US after each round (see
+ *            each thread pauses STORM_PAUSE_US in each round, its two
+ *            leaves registered meanwhile (see
  *            storm_test.py: percpu-stat's retry bound is counted in
  *            tries, so a writer descheduled in the middle of a slot's
- *            change on a loaded machine can exhaust it)
+ *            change on a loaded machine can exhaust it; the pause makes
+ *            that rarer)
  *   storm-unpaced  the same without the pause
  *   fork     the above, then a fork: the child adds 1000 to svc.requests,
  *            -10 to svc.inflight, 7 to svc.early, 11 to svc.static.late
@@ -108,33 +110,29 @@ static void *storm_thread(void *arg)
 
 	for (long i = 0; !__atomic_load_n(&storm_stop, __ATOMIC_ACQUIRE); i++) {
 		int k = (int)(i % STORM_LEAVES);
-		char name[32], full[48], help[48], leaf[32];
+		char sname[32], sfull[48], shelp[48], aname[32], afull[48], ahelp[48], leaf[32];
 		const char *labels[] = { "leaf", leaf, NULL };
-		struct sysctl_oid *oid;
 
-		snprintf(name, sizeof(name), "n%d", k);
-		snprintf(help, sizeof(help), "storm scalar t%d n%d", t, k);
-		snprintf(full, sizeof(full), "storm.t%d.%s", t, name);
-		oid = counter_sysctl_add(NULL, "storm", full + strlen("storm."), CTLFLAG_RD,
-		                         &storm_scalar[t][k], 1, help);
-		if (!oid)
-			die(full, counter_sysctl_last_error());
-		if (counter_sysctl_remove(full) != 0)
-			die(full, "counter_sysctl_remove refused");
-
-		snprintf(name, sizeof(name), "a%d", k);
+		snprintf(sname, sizeof(sname), "t%d.n%d", t, k);
+		snprintf(shelp, sizeof(shelp), "storm scalar t%d n%d", t, k);
+		snprintf(sfull, sizeof(sfull), "storm.%s", sname);
+		snprintf(aname, sizeof(aname), "t%d.a%d", t, k);
 		snprintf(leaf, sizeof(leaf), "t%d_a%d", t, k);
-		snprintf(help, sizeof(help), "storm array t%d a%d", t, k);
-		snprintf(full, sizeof(full), "storm.t%d.%s", t, name);
-		oid = counter_sysctl_add_labeled(NULL, "storm", full + strlen("storm."), CTLFLAG_RD,
-		                                 storm_array[t][k], 2, help, labels, "elem", elems);
-		if (!oid)
-			die(full, counter_sysctl_last_error());
-		if (counter_sysctl_remove(full) != 0)
-			die(full, "counter_sysctl_remove refused");
-		__atomic_store_n(&storm_rounds[t], i + 1, __ATOMIC_RELAXED);
-		if (storm_paced)
+		snprintf(ahelp, sizeof(ahelp), "storm array t%d a%d", t, k);
+		snprintf(afull, sizeof(afull), "storm.%s", aname);
+		if (!counter_sysctl_add(NULL, "storm", sname, CTLFLAG_RD, &storm_scalar[t][k], 1,
+		                        shelp))
+			die(sfull, counter_sysctl_last_error());
+		if (!counter_sysctl_add_labeled(NULL, "storm", aname, CTLFLAG_RD, storm_array[t][k],
+		                                2, ahelp, labels, "elem", elems))
+			die(afull, counter_sysctl_last_error());
+		if (storm_paced) /* both leaves live meanwhile */
 			usleep(STORM_PAUSE_US);
+		if (counter_sysctl_remove(sfull) != 0)
+			die(sfull, "counter_sysctl_remove refused");
+		if (counter_sysctl_remove(afull) != 0)
+			die(afull, "counter_sysctl_remove refused");
+		__atomic_store_n(&storm_rounds[t], i + 1, __ATOMIC_RELAXED);
 	}
 	return NULL;
 }
