@@ -4,7 +4,8 @@ service (stat_service.c) publishing as root, `percpu-stat -1 PID` run as
 nobody (setpriv --reuid=nobody --regid=nogroup --clear-groups) must fail
 with one line naming the pid and saying permission is denied, and exit
 status 4; the positive control is the very same binary and command run
-as the owner, which must print the exact values.
+as the owner, which must print the exact values.  `-l` as nobody exits
+0 without the service's pid; as root it lists it.
 
 The binary is copied to a fresh 0755 directory under /tmp (nobody
 cannot reach Bazel's output tree under /root).  Not in the sandbox
@@ -66,6 +67,19 @@ def main():
             if bad:
                 fail(f"as nobody: percpu-stat {args[0]} {svc.pid}:\n  " + "\n  ".join(bad))
             print(f"as nobody: {args[0]} {svc.pid}: exit {r.returncode}: {r.stderr.strip()}")
+        # -l skips another user's process (docs/percpu-stat.md); the owner's lists it.
+        listings = {}
+        for who, prefix in (("root", []), ("nobody", AS_NOBODY)):
+            r = subprocess.run(prefix + [binary, "-l"], capture_output=True, text=True,
+                               timeout=statlib.DEADLINE_S)
+            if r.returncode != 0:
+                fail(f"as {who}: percpu-stat -l: exit {r.returncode}: {r.stderr.strip()}")
+            listings[who] = {int(line.split()[0]) for line in r.stdout.splitlines()[1:]
+                             if line.split() and line.split()[0].isdigit()}
+        if svc.pid not in listings["root"] or svc.pid in listings["nobody"]:
+            fail(f"-l: pid {svc.pid} listed as root: {svc.pid in listings['root']}, "
+                 f"as nobody: {svc.pid in listings['nobody']} (expected yes, no)")
+        print(f"-l: pid {svc.pid} listed for root, not for nobody (both exit 0)")
         statlib.check_clean_exit(svc)
     except (Failure, subprocess.TimeoutExpired) as e:
         sys.exit(f"permission_test: FAIL: {e}")

@@ -22,6 +22,7 @@ import time
 
 DEADLINE_S = 60
 VALUE_WAIT_S = 30
+PYTHON = "/usr/bin/python3"  # the interpreter the extension is built for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -133,7 +134,7 @@ def c_service(mode, threads, iters):
 
 def py_service(threads, iters):
     env = dict(os.environ, PERCPU_PUBLISH="1")
-    return Service([sys.executable, runfile("tests/stat/stat_service.py"), str(threads),
+    return Service([PYTHON, runfile("tests/stat/stat_service.py"), str(threads),
                     str(iters)], "stat_service_py", env).wait_ready()
 
 
