@@ -19,7 +19,8 @@ several threads, then say "ready"; at that quiescence
     too.
 
 Negative controls: the checkers report a wrong, a missing and an extra
-value and refuse malformed -1 lines; promtool must fail on two
+value and refuse malformed -1 lines, and one expected value off by one
+on the live -1 answer; promtool must fail on two
 hand-broken copies of each live exposition (so the check runs).
 """
 
@@ -71,7 +72,14 @@ def check_service(svc, leaves, name_prefix):
     pid = svc.pid
     label = f"{svc.name} (pid {pid})"
     once = statlib.once_expected(leaves)
-    statlib.wait_for_once(pid, once)
+    live = statlib.wait_for_once(pid, once)
+    # Negative control on the live answer: one expected value off by one
+    # (an array element's) is reported, and only it.
+    wrong = dict(once)
+    wrong[f"{name_prefix}.codes[1]"] += 1
+    assert statlib.once_mismatches(wrong, live) == [
+        f"{name_prefix}.codes[1]: got {once[f'{name_prefix}.codes[1]']}, expected "
+        f"{wrong[f'{name_prefix}.codes[1]']}"], statlib.once_mismatches(wrong, live)
     print(f"{label}: -1 exact, {len(once)} lines")
 
     # -1 with a prefix: only the names under it.
