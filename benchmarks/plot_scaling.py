@@ -9,7 +9,8 @@ panel per primitive, log scale) and OUTDIR/scaling_speedup.png (Mops/s of
 each impl divided by its primitive's shared atomic at the same thread count
 and placement).  Compact placement is drawn solid, spread dashed.  NCPUS,
 when given, marks the thread count where the CPUs run out.  Rows that are
-not thread sweeps (fence, latency, scrape, add_scrape) are ignored.
+not thread sweeps (fence, latency, scrape, add_scrape, add_publish,
+stat_read) are ignored.
 
 Uses Debian's python3-matplotlib (Agg backend, no display).  Without it,
 says so and exits 0: the plots are optional, the CSV is the result.
@@ -19,7 +20,8 @@ import os
 import sys
 from collections import defaultdict
 
-NOT_SWEEPS = {"fence", "latency", "scrape", "add_scrape"}
+NOT_SWEEPS = {"fence", "latency", "scrape", "add_scrape", "add_publish",
+              "stat_read"}
 # The shared-atomic baseline of each primitive (speedup = impl / baseline).
 BASELINE = {
     "add": "shared atomic",

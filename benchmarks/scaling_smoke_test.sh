@@ -3,9 +3,11 @@
 # Smoke test of //benchmarks:scaling: a --quick run with tiny runs must
 # finish, pass every exactness check (the binary exits 1 on a mismatch),
 # and write the CSV: the exact header, one row per impl x thread count
-# (placement compact, plus spread where it differs), the latency rows and
-# the scrape rows.
-# A negative control then makes the check fail on purpose.  Output format
+# (placement compact, plus spread where it differs), the latency rows, the
+# scrape rows and the publication rows (adds on a published and an
+# unpublished counter; a read of a publishing child's counters from
+# outside, --stat-counters of them).
+# Negative controls then make the checks fail on purpose.  Output format
 # and exactness only: no speed is asserted.
 set -euo pipefail
 bin=$1
@@ -16,7 +18,8 @@ log=$out/scaling.log
 fail() { echo "FAIL: $*"; echo "--- output ---"; cat "$log"; exit 1; }
 
 "$bin" --quick --threads=1,2 --ms=1 --reps=2 --lat-samples=3 \
-	--mem-counters=2000 --csv="$csv" --no-plot >"$log" 2>&1 ||
+	--mem-counters=2000 --stat-counters=1234 --csv="$csv" --no-plot \
+	>"$log" 2>&1 ||
 	fail "scaling exited with status $?"
 
 header=$(head -n 1 "$csv")
@@ -33,7 +36,7 @@ awk -F, 'NR > 1 && (NF != 6 || $3 !~ /^[0-9]+$/ || !($5 > 0) || !($6 > 0)) {
 # one node; at 2 threads only, on a multi-node machine), so at most as
 # often.
 awk -F, 'NR > 1 && $1 != "fence" && $1 != "latency" && $1 != "scrape" &&
-	$1 != "add_scrape" {
+	$1 != "add_scrape" && $1 != "add_publish" && $1 != "stat_read" {
 	if ($4 != "compact" && $4 != "spread") { print "placement " $4; bad = 1 }
 	n[$1 "," $2 "," $4]++; t[$3] = 1 }
 	END { for (k in n) if (k ~ /,compact$/ ? n[k] != 2 : n[k] > 2) {
@@ -83,6 +86,26 @@ done
 grep -q "scrape of 10000 counters, median .* ms (p99 .* bytes)" "$log" ||
 	fail "no scrape cost in the summary"
 
+# Publication: counter_u64_add on an unpublished and a published counter
+# at 1 and 2 threads (the --threads values up to max(2, nproc)), with the
+# target line; the read of 1234 published counters from outside, alone and
+# rendered, and the child's own dump of them.
+for n in 1 2; do
+	for impl in "counter_u64_add unpublished" "counter_u64_add published"; do
+		grep -q "^add_publish,$impl,$n,compact," "$csv" ||
+			fail "no add_publish row '$impl' at $n threads"
+	done
+	grep -q "add: published / unpublished, ns per add, $n thr .*target <= 1.05x" \
+		"$log" || fail "no published / unpublished target line at $n threads"
+done
+for row in "percpu_stat_snapshot 1234 counters,1,outside" \
+	"snapshot + prometheus 1234 counters,1,outside" \
+	"prometheus_string 1234 counters,1,in-process"; do
+	grep -q "^stat_read,$row," "$csv" || fail "no stat_read row '$row'"
+done
+grep -q "read of 1234 published counters, + render .* ms (p90 .* ms)" "$log" ||
+	fail "no stat read figure in the summary"
+
 grep -q "^summary (ratios" "$log" || fail "no summary"
 grep -q "lookup: pserialize / rwlock, total Mops/s, 2 threads" "$log" ||
 	fail "no pserialize / rwlock lookup ratio"
@@ -97,6 +120,19 @@ for impl in "percpu_add rseq" "counter_u64_add" "mutex"; do
 	rc=0
 	"$bin" --threads=1 --ms=1 --reps=1 --no-csv --inject-mismatch="$impl" \
 		>"$log" 2>&1 || rc=$?
+	[[ $rc == 1 ]] || fail "--inject-mismatch='$impl' exited $rc, want 1"
+	grep -q "COUNT MISMATCH: $impl" "$log" ||
+		fail "--inject-mismatch='$impl' did not report the mismatch"
+done
+# The same for the publication rows: an uncounted add on the published
+# counter; and the publishing child changing one counter after setting it,
+# which the read from outside must see.  With either injection only the
+# publication rows run (tiny sizes too).
+for impl in "counter_u64_add published" "percpu_stat_snapshot"; do
+	rc=0
+	"$bin" --quick --threads=1 --ms=1 --reps=1 --lat-samples=3 \
+		--mem-counters=2000 --stat-counters=200 --no-csv \
+		--inject-mismatch="$impl" >"$log" 2>&1 || rc=$?
 	[[ $rc == 1 ]] || fail "--inject-mismatch='$impl' exited $rc, want 1"
 	grep -q "COUNT MISMATCH: $impl" "$log" ||
 		fail "--inject-mismatch='$impl' did not report the mismatch"

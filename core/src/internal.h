@@ -79,6 +79,9 @@ struct percpu_fork_handlers {
 PERCPU_HIDDEN void percpu_fork_register(void);
 PERCPU_HIDDEN void percpu_fork_add(enum percpu_fork_slot slot,
                                    const struct percpu_fork_handlers *h);
+/* Whether any twin word may have been written yet (ops.c): until then
+ * twin words are all 0 and readers leave their pages untouched. */
+PERCPU_HIDDEN bool percpu_twins_written(void);
 PERCPU_HIDDEN void percpu_ops_fork_prepare(void);
 PERCPU_HIDDEN void percpu_ops_fork_parent(void);
 PERCPU_HIDDEN void percpu_ops_fork_child(void);

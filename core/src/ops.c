@@ -38,10 +38,34 @@ static unsigned fallback_cpu_index(void)
 	return fallback_cpu;
 }
 
+/*
+ * Until the first twin word is written (a fallback add, a zero), every
+ * twin word is 0, and reads skip them: a read fault on a never-written page
+ * of a shared memory file (a published counter's chunk, stat_segment.c)
+ * allocates it, where private memory would map the zero page.  A process
+ * whose threads all have rseq and that never zeroes a counter keeps its
+ * twin pages unpopulated however often it reads.  Set before the write it
+ * announces: a reader that knows of the write (it synchronised with the
+ * writer after it) sees the flag.  Never cleared.
+ */
+static bool twins_written;
+
+static void note_twin_write(void)
+{
+	if (!__atomic_load_n(&twins_written, __ATOMIC_RELAXED))
+		__atomic_store_n(&twins_written, true, __ATOMIC_RELAXED);
+}
+
+bool percpu_twins_written(void)
+{
+	return __atomic_load_n(&twins_written, __ATOMIC_RELAXED);
+}
+
 void percpu_fallback_add(void *handle, int64_t delta)
 {
 	int64_t *twin = percpu_slab_twin_ptr(handle, fallback_cpu_index());
 
+	note_twin_write();
 	__atomic_fetch_add(twin, delta, __ATOMIC_RELAXED);
 }
 
@@ -49,10 +73,12 @@ int64_t percpu_read_cpu(const void *handle, unsigned cpu)
 {
 	const int64_t *primary = percpu_slab_ptr(handle, cpu);
 	const int64_t *twin = percpu_slab_twin_ptr(handle, cpu);
+	uint64_t value = (uint64_t)__atomic_load_n(primary, __ATOMIC_RELAXED);
 
 	/* Unsigned: per-CPU values wrap by design; the sum is modular. */
-	return (int64_t)((uint64_t)__atomic_load_n(primary, __ATOMIC_RELAXED) +
-	                 (uint64_t)__atomic_load_n(twin, __ATOMIC_RELAXED));
+	if (percpu_twins_written())
+		value += (uint64_t)__atomic_load_n(twin, __ATOMIC_RELAXED);
+	return (int64_t)value;
 }
 
 int64_t percpu_sum(const void *handle)
@@ -75,7 +101,7 @@ void percpu_reset(void *handle)
 
 		__atomic_store_n(primary, 0, __ATOMIC_RELAXED);
 		/* Read before writing: an untouched twin page stays unpopulated. */
-		if (__atomic_load_n(twin, __ATOMIC_RELAXED) != 0)
+		if (percpu_twins_written() && __atomic_load_n(twin, __ATOMIC_RELAXED) != 0)
 			__atomic_store_n(twin, 0, __ATOMIC_RELAXED);
 	}
 }
@@ -93,6 +119,7 @@ int64_t percpu_fetch_and_zero(void *handle)
 	uint64_t taken = 0;
 
 	pthread_mutex_lock(&zero_lock);
+	note_twin_write();
 	for (unsigned cpu = 0; cpu < nr; cpu++) {
 		const int64_t *primary = percpu_slab_ptr(handle, cpu);
 		int64_t *twin = percpu_slab_twin_ptr(handle, cpu);

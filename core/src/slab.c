@@ -381,7 +381,7 @@ static void zero_object(struct chunk *c, size_t off, size_t len)
 		uint64_t *twin = (uint64_t *)(primary + PERCPU_TWIN_OFFSET);
 
 		memset(primary, 0, len);
-		for (size_t w = 0; w < len / sizeof(*twin); w++)
+		for (size_t w = 0; percpu_twins_written() && w < len / sizeof(*twin); w++)
 			if (twin[w])
 				twin[w] = 0;
 	}

@@ -393,9 +393,9 @@ static bool revisit(struct stat_entry *e)
 
 /*
  * The watcher: every RESOLVE_PERIOD_NS it looks again at watched entries,
- * and returns when none is left (to be joined by the next start) or when
- * the library unloads (stop_watcher(), which joins it: a thread still
- * running at exit would be reading memory exit() is tearing down).
+ * and returns when none is left (detaching itself) or when the library
+ * unloads (stop_watcher(), which joins it: a thread still running at exit
+ * would be reading memory exit() is tearing down).
  */
 static pthread_t watcher_thread;
 static pthread_cond_t watcher_wake = PTHREAD_COND_INITIALIZER;
@@ -421,8 +421,14 @@ static void *watcher(void *arg)
 		for (struct stat_entry *e = entries; e; e = e->next)
 			if (e->watched)
 				any |= e->watched = revisit(e);
-		if (!any)
+		if (!any) {
+			/* Nothing left to watch: leave for good, detached (a
+			 * thread that ended unjoined is a leak to TSan, whose
+			 * check may run before our destructor could join it). */
+			pthread_detach(pthread_self());
+			watcher_unjoined = false;
 			break;
+		}
 	}
 	thread_running = false;
 	pthread_mutex_unlock(&dir_lock);
@@ -433,7 +439,7 @@ static void start_watcher_locked(void)
 {
 	if (thread_running)
 		return;
-	if (watcher_unjoined) /* it has left dir_lock for good */
+	if (watcher_unjoined) /* stopped by stop_watcher: left dir_lock for good */
 		pthread_join(watcher_thread, NULL);
 	watcher_unjoined = false;
 	watcher_stop = false;

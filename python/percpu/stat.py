@@ -23,6 +23,7 @@ import errno
 import json
 
 from . import _drivers
+from ._namespace import BackendNamespace
 from ._errors import PercpuError
 from .sysctl import Sysctl
 
@@ -34,17 +35,13 @@ _EXCEPTIONS = {
 }
 
 
-def _by_backend(name):
-    """The Stat of backend `name` (what a pickled Stat loads as)."""
-    from ._backend import get_backend  # late: _backend imports this module
-    return get_backend(name).stat
-
-
-class Stat:
+class Stat(BackendNamespace):
     """Publication and other processes' counters, through one backend."""
 
+    _attribute = "stat"
+
     def __init__(self, driver):
-        self._d = driver
+        super().__init__(driver)
         self._tree = Sysctl(driver)
 
     def publish(self):
@@ -54,18 +51,6 @@ class Stat:
     def published(self):
         """Whether this process publishes its tree (a bool)."""
         return self._tree.published()
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
-
-    def __reduce__(self):
-        return (_by_backend, (self._d.name,))
-
-    def __repr__(self):
-        return f"<percpu.stat backend={self._d.name!r}>"
 
     def snapshot(self, pid):
         """Every counter `pid` publishes, as ``{"pid", "command",

@@ -29,6 +29,7 @@ import errno
 from collections import namedtuple
 
 from . import _drivers
+from ._namespace import BackendNamespace
 from . import _objects
 from ._errors import PercpuError, raise_errno, with_context
 
@@ -73,35 +74,16 @@ _PREFIX_WHY = ("the prefix is not the start of a Prometheus metric name "
                "([A-Za-z_:][A-Za-z0-9_:]*)")
 
 
-def _by_backend(name):
-    """The Sysctl of backend `name` (what a pickled Sysctl loads as)."""
-    from ._backend import get_backend  # late: _backend imports this module
-    return get_backend(name).sysctl
-
-
-class Sysctl:
+class Sysctl(BackendNamespace):
     """The tree, through one backend's driver."""
 
-    def __init__(self, driver):
-        self._d = driver
+    _attribute = "sysctl"
 
     def _call(self, op, f, name):
         try:
             return f(name)
         except PercpuError as e:
             raise with_context(e, f"sysctl.{op}({name!r})", _WHY.get(e.errno)) from None
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
-
-    def __reduce__(self):
-        return (_by_backend, (self._d.name,))
-
-    def __repr__(self):
-        return f"<percpu.sysctl backend={self._d.name!r}>"
 
     def register(self, name, counter, *, descr="", writable=False, hidden=False):
         """Export `counter` (a Counter or CounterArray, of any backend) as

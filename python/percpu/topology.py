@@ -23,6 +23,7 @@ import operator
 from collections import namedtuple
 
 from . import _drivers
+from ._namespace import BackendNamespace
 from ._errors import PercpuError, raise_errno, with_context
 
 __all__ = [
@@ -65,29 +66,10 @@ SlabStats = namedtuple(
 UINT_MAX = (1 << 32) - 1
 
 
-def _by_backend(name):
-    """The Topology of backend `name` (what a pickled Topology loads as)."""
-    from ._backend import get_backend  # late: _backend imports this module
-    return get_backend(name).topology
-
-
-class Topology:
+class Topology(BackendNamespace):
     """Topology queries through one backend's driver."""
 
-    def __init__(self, driver):
-        self._d = driver
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
-
-    def __reduce__(self):
-        return (_by_backend, (self._d.name,))
-
-    def __repr__(self):
-        return f"<percpu.topology backend={self._d.name!r}>"
+    _attribute = "topology"
 
     def _cpu(self, op, cpu):
         cpu = operator.index(cpu)

@@ -636,3 +636,56 @@ TEST(t7_only_a_reader_ignoring_the_sequence_copies_a_torn_slot)
 	CHECK_MSG(!strcmp(name, "ctl.b") && !strcmp(help, "hb"), "%s: %s", name, help);
 	close_view(&v);
 }
+
+/* ---- memory: reads leave twin pages unpopulated ------------------------ */
+
+static long segment_blocks(void)
+{
+	struct view v;
+	struct stat st;
+	long blocks = -1;
+
+	if (open_view(&v)) {
+		if (fstat(v.fd, &st) == 0)
+			blocks = (long)st.st_blocks;
+		close_view(&v);
+	}
+	return blocks;
+}
+
+/*
+ * A read of a never-written page of a shared memory file allocates it: on
+ * the rseq path nothing writes twin words, so fetching published counters
+ * must not grow the segment; once a zero has written a twin (the control:
+ * the flag that lets reads skip twins is what keeps them out), fetches
+ * fault the other twin pages in.  Last in this file: the flag stays set.
+ */
+TEST(t8_reads_leave_twin_pages_unpopulated_until_a_twin_is_written)
+{
+	enum { N = 4096 }; /* 8 pages of words per CPU */
+	static counter_u64_t c[N];
+	long before, after;
+
+	if (strcmp(harness_expected_path() ? harness_expected_path() : "", "rseq") != 0) {
+		printf("# t8: not the rseq path: fallback adds write twin words by design\n");
+		return;
+	}
+	for (int i = 0; i < N; i++) {
+		c[i] = counter_u64_alloc(M_WAITOK);
+		counter_u64_add(c[i], 1);
+	}
+	before = segment_blocks();
+	for (int i = 0; i < N; i++)
+		CHECK_EQ(counter_u64_fetch(c[i]), 1);
+	after = segment_blocks();
+	CHECK_MSG(after == before, "fetches grew the segment from %ld to %ld blocks", before,
+	          after);
+	counter_u64_zero(c[0]);
+	before = segment_blocks();
+	for (int i = 1; i < N; i++)
+		CHECK_EQ(counter_u64_fetch(c[i]), 1);
+	after = segment_blocks();
+	CHECK_MSG(after > before, "the control: after a zero, fetches must fault twin pages in "
+	                          "(%ld -> %ld blocks)",
+	          before, after);
+}
