@@ -586,18 +586,9 @@ static PyObject *percpu_swig_entry(const struct percpu_py_sysctl_entry *e)
 }
 %}
 %threadallow stat_read_json;
-%typemap(out) char *stat_read_json {
-	if (!$1) {
-		percpu_swig_raise(percpu_swig_ctor_err ? percpu_swig_ctor_err : -ENOMEM);
-		SWIG_fail;
-	}
-	$result = PyUnicode_FromString($1);
-	free($1);
-	if (!$result)
-		SWIG_fail;
-}
 %threadallow sysctl_prometheus;
-%typemap(out) char *sysctl_prometheus {
+/* malloc()ed text, or NULL with the -errno in percpu_swig_ctor_err. */
+%typemap(out) char *sysctl_prometheus, char *stat_read_json {
 	if (!$1) {
 		percpu_swig_raise(percpu_swig_ctor_err ? percpu_swig_ctor_err : -ENOMEM);
 		SWIG_fail;

@@ -54,9 +54,7 @@
  * last scan is used (each slot in it is consistent on its own). */
 #define DIRECTORY_TRIES 4u
 
-static int fail(char *err, size_t errlen, int code, long pid, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-static int fail(char *err, size_t errlen, int code, long pid, const char *fmt, ...)
+int segment_fail(char *err, size_t errlen, int code, long pid, const char *fmt, ...)
 {
 	char what[384];
 	va_list ap;
@@ -65,9 +63,13 @@ static int fail(char *err, size_t errlen, int code, long pid, const char *fmt, .
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	if (err && errlen)
-		snprintf(err, errlen, "pid %ld: stats segment %s", pid, what);
+		snprintf(err, errlen, "pid %ld: %s", pid, what);
 	return code;
 }
+
+/* What the parser finds wrong is always about the segment. */
+#define fail(err, errlen, code, pid, fmt, ...) \
+	segment_fail(err, errlen, code, pid, "stats segment " fmt, ##__VA_ARGS__)
 
 /* [offset, offset + length) lies within size, computed without overflow. */
 static bool in_range(uint64_t size, uint64_t offset, uint64_t length)

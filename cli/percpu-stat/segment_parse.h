@@ -79,4 +79,11 @@ int segment_parse(const struct segment_accessor *acc, long pid,
                   struct percpu_stat_snapshot *snap, char *err,
                   size_t errlen);
 
+/*
+ * The reader's one way to report: "pid <pid>: <fmt...>" into err (when
+ * err is not NULL), and return `code` (a -errno) for the caller to pass on.
+ */
+int segment_fail(char *err, size_t errlen, int code, long pid, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
 #endif /* PERCPU_STAT_SEGMENT_PARSE_H */

@@ -39,20 +39,6 @@
  * (every twin page written on its own), but not without bound. */
 #define MAX_DATA_EXTENTS 65536u
 
-static int fail(char *err, size_t errlen, int code, long pid, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-static int fail(char *err, size_t errlen, int code, long pid, const char *fmt, ...)
-{
-	char what[384];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
-	if (err && errlen)
-		snprintf(err, errlen, "pid %ld: %s", pid, what);
-	return code;
-}
 
 /* ---- the data map: where the file has pages ----------------------------- */
 
@@ -131,28 +117,44 @@ static void map_relax(void *ctx)
 
 /* ---- /proc -------------------------------------------------------------- */
 
-/* Field 22 of /proc/<pid>/stat: 0, -ESRCH (gone) or -EIO. */
-static int process_start_time(long pid, uint64_t *start_time)
+/*
+ * /proc/<pid>/stat from field 3 (the state) on, in buf: NULL if the
+ * process is gone, or "" if the line cannot be parsed.  The command
+ * (field 2) may hold spaces and parentheses: fields are counted from its
+ * last ')'.
+ */
+static const char *proc_stat_fields(long pid, char *buf, size_t cap)
 {
-	char path[64], buf[1024], *p;
+	char path[64];
+	const char *p;
 	ssize_t n;
 	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -ESRCH;
-	n = read(fd, buf, sizeof(buf) - 1);
+		return NULL;
+	n = read(fd, buf, cap - 1);
 	close(fd);
 	if (n <= 0)
-		return -ESRCH;
+		return NULL;
 	buf[n] = '\0';
-	/* The command (field 2) may hold spaces and parentheses: fields
-	 * are counted from its last ')'.  Field 3 follows it. */
 	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p + 2 : "";
+}
+
+/* Field 22 of /proc/<pid>/stat: 0, -ESRCH (gone) or -EIO. */
+static int process_start_time(long pid, uint64_t *start_time)
+{
+	char buf[1024];
+	const char *p = proc_stat_fields(pid, buf, sizeof(buf));
+
 	if (!p)
+		return -ESRCH;
+	if (!*p)
 		return -EIO;
-	for (int field = 2; field < 22; field++) {
+	p--; /* the space before field 3 */
+	for (int field = 3; field < 22; field++) {
 		p = strchr(p + 1, ' ');
 		if (!p)
 			return -EIO;
@@ -165,21 +167,10 @@ static int process_start_time(long pid, uint64_t *start_time)
  * which is neither "publishes nothing" nor "permission denied". */
 static bool is_zombie(long pid)
 {
-	char path[64], buf[512], *p;
-	ssize_t n;
-	int fd;
+	char buf[1024];
+	const char *state = proc_stat_fields(pid, buf, sizeof(buf));
 
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false; /* gone altogether */
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+	return state && (*state == 'Z' || *state == 'X'); /* NULL: gone altogether */
 }
 
 static bool is_segment_link(int dirfd, const char *name)
@@ -213,17 +204,17 @@ static int check_identity(const struct segment_accessor *acc, long pid,
 	if (rc)
 		return rc;
 	if (id.pid != pid)
-		return fail(err, errlen, -ESTALE, pid,
-		            "its stats segment belongs to pid %lld (inherited across fork), "
-		            "and it publishes none of its own",
-		            (long long)id.pid);
+		return segment_fail(err, errlen, -ESTALE, pid,
+		                    "its stats segment belongs to pid %lld (inherited across fork), "
+		                    "and it publishes none of its own",
+		                    (long long)id.pid);
 	if (process_start_time(pid, &start_time))
-		return fail(err, errlen, -ESRCH, pid, "the process exited while being read");
+		return segment_fail(err, errlen, -ESRCH, pid, "the process exited while being read");
 	if (id.start_time != start_time)
-		return fail(err, errlen, -ESTALE, pid,
-		            "its stats segment was written by an earlier process with this pid "
-		            "(start time %llu, not %llu)",
-		            (unsigned long long)id.start_time, (unsigned long long)start_time);
+		return segment_fail(err, errlen, -ESTALE, pid,
+		                    "its stats segment was written by an earlier process with this pid "
+		                    "(start time %llu, not %llu)",
+		                    (unsigned long long)id.start_time, (unsigned long long)start_time);
 	return 0;
 }
 
@@ -243,14 +234,14 @@ static int parse_mapped(int fd, uint64_t size, long pid,
 	int rc;
 
 	if (base == MAP_FAILED)
-		return fail(err, errlen, -errno, pid, "cannot map its stats segment: %s",
-		            strerror(errno));
+		return segment_fail(err, errlen, -errno, pid, "cannot map its stats segment: %s",
+		                    strerror(errno));
 	map.base = acc.base = base;
 	rc = build_data_map(fd, size, &map);
 	if (rc)
-		rc = fail(err, errlen, rc == -E2BIG ? -EPROTO : rc, pid,
-		          "cannot find the data in its stats segment: %s",
-		          rc == -E2BIG ? "too many data extents" : strerror(-rc));
+		rc = segment_fail(err, errlen, rc == -E2BIG ? -EPROTO : rc, pid,
+		                  "cannot find the data in its stats segment: %s",
+		                  rc == -E2BIG ? "too many data extents" : strerror(-rc));
 	if (rc == 0)
 		rc = check_identity(&acc, pid, err, errlen);
 	if (rc == 0)
@@ -258,7 +249,7 @@ static int parse_mapped(int fd, uint64_t size, long pid,
 	/* Still the same process now that the read is over? */
 	if (rc == 0 && (process_start_time(pid, &start_time) || start_time != snap->start_time)) {
 		percpu_stat_snapshot_free(snap);
-		rc = fail(err, errlen, -ESRCH, pid, "the process exited while being read");
+		rc = segment_fail(err, errlen, -ESRCH, pid, "the process exited while being read");
 	}
 	munmap(base, size);
 	free(map.range);
@@ -277,28 +268,28 @@ static int read_candidate(long pid, const char *name,
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == EACCES || errno == EPERM)
-			return fail(err, errlen, -EACCES, pid,
-			            "permission denied opening its stats segment (%s): only "
-			            "the process's own user (or root) may read it",
-			            path);
-		return fail(err, errlen, -ENOENT, pid, "its stats segment %s closed while being opened", path);
+			return segment_fail(err, errlen, -EACCES, pid,
+			                    "permission denied opening its stats segment (%s): only "
+			                    "the process's own user (or root) may read it",
+			                    path);
+		return segment_fail(err, errlen, -ENOENT, pid, "its stats segment %s closed while being opened", path);
 	}
 	if (!fd_is_segment(fd)) {
 		close(fd);
-		return fail(err, errlen, -ENOENT, pid, "descriptor %s is no longer its stats segment", name);
+		return segment_fail(err, errlen, -ENOENT, pid, "descriptor %s is no longer its stats segment", name);
 	}
 	seals = fcntl(fd, F_GET_SEALS);
 	if (fstat(fd, &st) != 0 || seals < 0 || !(seals & F_SEAL_SHRINK)) {
 		close(fd);
-		return fail(err, errlen, -EPROTO, pid,
-		            "its stats segment is not sealed against shrinking (F_SEAL_SHRINK): "
-		            "not mapped");
+		return segment_fail(err, errlen, -EPROTO, pid,
+		                    "its stats segment is not sealed against shrinking (F_SEAL_SHRINK): "
+		                    "not mapped");
 	}
 	if ((uint64_t)st.st_size < PERCPU_STAT_HEADER_SIZE) {
 		close(fd);
-		return fail(err, errlen, -EPROTO, pid,
-		            "its stats segment is truncated: %lld bytes, shorter than its header",
-		            (long long)st.st_size);
+		return segment_fail(err, errlen, -EPROTO, pid,
+		                    "its stats segment is truncated: %lld bytes, shorter than its header",
+		                    (long long)st.st_size);
 	}
 	rc = parse_mapped(fd, (uint64_t)st.st_size, pid, snap, err, errlen);
 	close(fd);
@@ -323,21 +314,21 @@ int percpu_stat_snapshot(long pid, struct percpu_stat_snapshot *snap,
 
 	memset(snap, 0, sizeof(*snap));
 	if (pid <= 0 || pid > INT_MAX)
-		return fail(err, errlen, -ESRCH, pid, "not a process id");
+		return segment_fail(err, errlen, -ESRCH, pid, "not a process id");
 	snprintf(dir_path, sizeof(dir_path), "/proc/%ld/fd", pid);
 	dir = opendir(dir_path);
 	if (!dir) {
 		int open_errno = errno;
 
 		if (is_zombie(pid))
-			return fail(err, errlen, -ESRCH, pid,
-			            "has exited (not yet reaped by its parent)");
+			return segment_fail(err, errlen, -ESRCH, pid,
+			                    "has exited (not yet reaped by its parent)");
 		if (open_errno == EACCES || open_errno == EPERM)
-			return fail(err, errlen, -EACCES, pid,
-			            "permission denied reading %s: another user's process "
-			            "(only its own user, or root, may read its counters)",
-			            dir_path);
-		return fail(err, errlen, -ESRCH, pid, "no such process");
+			return segment_fail(err, errlen, -EACCES, pid,
+			                    "permission denied reading %s: another user's process "
+			                    "(only its own user, or root, may read its counters)",
+			                    dir_path);
+		return segment_fail(err, errlen, -ESRCH, pid, "no such process");
 	}
 	while ((d = readdir(dir))) {
 		char why[512];
@@ -359,12 +350,12 @@ int percpu_stat_snapshot(long pid, struct percpu_stat_snapshot *snap,
 	}
 	closedir(dir);
 	if (best == -ENOENT && is_zombie(pid))
-		return fail(err, errlen, -ESRCH, pid, "has exited (not yet reaped by its parent)");
+		return segment_fail(err, errlen, -ESRCH, pid, "has exited (not yet reaped by its parent)");
 	if (best == -ENOENT)
-		return fail(err, errlen, -ENOENT, pid,
-		            "publishes no counters (no stats segment: a descriptor linked to "
-		            "\"%s\")",
-		            PERCPU_STAT_FD_LINK);
+		return segment_fail(err, errlen, -ENOENT, pid,
+		                    "publishes no counters (no stats segment: a descriptor linked to "
+		                    "\"%s\")",
+		                    PERCPU_STAT_FD_LINK);
 	if (err && errlen)
 		snprintf(err, errlen, "%s", best_err);
 	return best;

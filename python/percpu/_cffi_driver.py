@@ -365,14 +365,19 @@ def sysctl_describe(name):
         lib.percpu_py_free(e.descr)
 
 
-def stat_read_json(pid):
-    text = lib.percpu_py_stat_read_json(pid)
+def _take_text(text):
+    """The str of a malloc()ed C string a shim call returned (freed here),
+    or PercpuError for its NULL (errno set by the call)."""
     if text == ffi.NULL:
         raise_errno(-(ffi.errno or _ENOMEM))
     try:
         return ffi.string(text).decode()
     finally:
         lib.percpu_py_free(text)
+
+
+def stat_read_json(pid):
+    return _take_text(lib.percpu_py_stat_read_json(pid))
 
 
 def stat_last_error():
@@ -380,13 +385,7 @@ def stat_last_error():
 
 
 def sysctl_prometheus(prefix):
-    text = lib.percpu_py_sysctl_prometheus(_str(prefix))
-    if text == ffi.NULL:
-        raise_errno(-(ffi.errno or _ENOMEM))
-    try:
-        return ffi.string(text).decode()
-    finally:
-        lib.percpu_py_free(text)
+    return _take_text(lib.percpu_py_sysctl_prometheus(_str(prefix)))
 
 
 # ---- topology, paths, diagnostics (the rest: _drivers.DIRECT_CALLS) ----
