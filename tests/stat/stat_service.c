@@ -26,14 +26,8 @@
  *   storm    the above; then STORM_THREADS threads register and remove
  *            leaves in a loop until stdin closes: storm.tT.nK over a
  *            counter worth storm_value(T, K), and storm.tT.aK, an array of
- *            2 labelled leaf="tT_aK", worth storm_value(T, K) * 10 + i;
- *            each thread pauses STORM_PAUSE_US in each round, its two
- *            leaves registered meanwhile (see
- *            storm_test.py: percpu-stat's retry bound is counted in
- *            tries, so a writer descheduled in the middle of a slot's
- *            change on a loaded machine can exhaust it; the pause makes
- *            that rarer)
- *   storm-unpaced  the same without the pause
+ *            2 labelled leaf="tT_aK", worth storm_value(T, K) * 10 + i,
+ *            with no pause between rounds
  *   fork     the above, then a fork: the child adds 1000 to svc.requests,
  *            -10 to svc.inflight, 7 to svc.early, 11 to svc.static.late
  *            and registers svc.child_only (5), prints "child PID"; then
@@ -60,7 +54,6 @@
 
 #define STORM_THREADS 4
 #define STORM_LEAVES 20
-#define STORM_PAUSE_US 200
 
 static counter_u64_t early, static_late, requests, inflight, codes[3];
 
@@ -93,7 +86,7 @@ static void *add_thread(void *arg)
 
 /* ---- storm -------------------------------------------------------------- */
 
-static int storm_stop, storm_paced;
+static int storm_stop;
 static counter_u64_t storm_scalar[STORM_THREADS][STORM_LEAVES];
 static counter_u64_t storm_array[STORM_THREADS][STORM_LEAVES][2];
 static long storm_rounds[STORM_THREADS];
@@ -126,8 +119,6 @@ static void *storm_thread(void *arg)
 		if (!counter_sysctl_add_labeled(NULL, "storm", aname, CTLFLAG_RD, storm_array[t][k],
 		                                2, ahelp, labels, "elem", elems))
 			die(afull, counter_sysctl_last_error());
-		if (storm_paced) /* both leaves live meanwhile */
-			usleep(STORM_PAUSE_US);
 		if (counter_sysctl_remove(sfull) != 0)
 			die(sfull, "counter_sysctl_remove refused");
 		if (counter_sysctl_remove(afull) != 0)
@@ -314,11 +305,11 @@ int main(int argc, char **argv)
 {
 	pthread_t storm[STORM_THREADS];
 	const char *mode = argc == 4 ? argv[1] : "";
-	int is_storm = !strcmp(mode, "storm") || !strcmp(mode, "storm-unpaced");
+	int is_storm = !strcmp(mode, "storm");
 
 	if (argc != 4 || (strcmp(mode, "values") && strcmp(mode, "private") && !is_storm &&
 	                  strcmp(mode, "fork") && strcmp(mode, "race"))) {
-		fprintf(stderr, "usage: stat_service values|private|storm|storm-unpaced|fork|race "
+		fprintf(stderr, "usage: stat_service values|private|storm|fork|race "
 		                "THREADS ITERS\n");
 		return 2;
 	}
@@ -338,7 +329,6 @@ int main(int argc, char **argv)
 		fork_mode();
 		return 0;
 	}
-	storm_paced = !strcmp(mode, "storm");
 	if (is_storm)
 		storm_start(storm);
 	printf("ready\n");

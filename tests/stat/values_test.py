@@ -24,7 +24,6 @@ on the live -1 answer; promtool must fail on two
 hand-broken copies of each live exposition (so the check runs).
 """
 
-import os
 import sys
 
 import statlib
