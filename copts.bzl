@@ -2,11 +2,12 @@
 """The C compiler flags, written once.
 
 Every BUILD file loads its copts from here: load("//:copts.bzl", ...).
-setup.py and tests/fuzz/run_fuzz.sh, which cannot load a .bzl file, read
-this file through tools/copts.py, so this file must stay plain list
-assignments (a list of strings, or names and lists joined with +): that
-script and //tests/lint:copts_test reject anything else, and the test
-fails if a BUILD file, setup.py or run_fuzz.sh spells the flags itself.
+setup.py and the fuzz scripts' clang build (tests/fuzz/fuzz_common.sh),
+which cannot load a .bzl file, read this file through tools/copts.py, so
+this file must stay plain list assignments (a list of strings, or names
+and lists joined with +): that script and //tests/lint:copts_test reject
+anything else, and the test fails if a BUILD file, setup.py or a fuzz
+script spells the flags itself.
 
 Differences that are deliberate are the named variants below, each with
 its reason.
@@ -53,8 +54,9 @@ PIP_COPTS = C_STD + [
     "-fno-strict-aliasing",
 ]
 
-# tests/fuzz/run_fuzz.sh (clang, outside Bazel; the sanitizers are added
-# there): the project's flags, with debug info and -O1 for ASan's traces.
+# tests/fuzz/run_fuzz.sh and cli/percpu-stat/fuzz/run_segment_fuzz.sh
+# (clang, outside Bazel, through tests/fuzz/fuzz_common.sh; the sanitizers
+# are added there): the project's flags, with debug info and -O1 for ASan's traces.
 FUZZ_COPTS = PERCPU_COPTS + [
     "-g",
     "-O1",

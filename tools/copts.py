@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""copts.bzl for what cannot load a .bzl file (setup.py, run_fuzz.sh).
+"""copts.bzl for what cannot load a .bzl file (setup.py, fuzz_common.sh).
 
     python3 tools/copts.py NAME     prints the list NAME, one flag a line
 

@@ -2,13 +2,15 @@
 """The C flags are written once, in copts.bzl.  Fails if:
 
   - copts.bzl is not plain list assignments (tools/copts.py, which
-    setup.py and run_fuzz.sh read it through, must see what Bazel sees), or
+    setup.py and the fuzz scripts read it through, must see what Bazel
+    sees), or
     a list the project relies on is missing or has drifted in shape;
-  - a tracked BUILD or .bzl file, setup.py or tests/fuzz/run_fuzz.sh spells
-    a compiler flag itself (-std=, -W..., -O.., -D..., -fno-strict-aliasing)
-    instead of taking a list from copts.bzl;
-  - setup.py or run_fuzz.sh no longer read their list (PIP_COPTS,
-    FUZZ_COPTS) from copts.bzl.
+  - a tracked BUILD or .bzl file, setup.py or a fuzz script (FUZZ_SCRIPTS)
+    spells a compiler flag itself (-std=, -W..., -O.., -D...,
+    -fno-strict-aliasing) instead of taking a list from copts.bzl;
+  - setup.py or tests/fuzz/fuzz_common.sh (the clang build both fuzz
+    scripts source) no longer read their list (PIP_COPTS, FUZZ_COPTS)
+    from copts.bzl.
 
 Not scanned: tests/external/BUILD.consumer (another workspace: a user's
 own flags) and the user's command lines in tests/dist/dist_test.sh.  The
@@ -26,7 +28,7 @@ import sys
 # A compiler flag in a quoted string (BUILD, .bzl, setup.py).
 QUOTED_FLAG = re.compile(
     r"""["'](-std=|-W(?!l,)|-O[0-3sgz]?["']|-D[A-Z_]|-fno-strict-aliasing)""")
-# A compiler flag as a word of a shell command (run_fuzz.sh).
+# A compiler flag as a word of a shell command (the fuzz scripts).
 SHELL_FLAG = re.compile(
     r"""(?<![\w$/-])(-std=\S+|-W(?!l,)[a-z][\w=-]*|-O[0-3sgz]?(?=\s|$)|-DPERCPU_\w+|-fno-strict-aliasing)""")
 
@@ -40,6 +42,11 @@ EXPECTED = {
 REQUIRED = ["PERCPU_COPTS", "TEST_COPTS", "WRAP_COPTS", "LIB_COPTS",
             "BENCH_COPTS", "PIP_COPTS", "FUZZ_COPTS", "STRICT_C11_COPTS"]
 NOT_SCANNED = {"copts.bzl", "tests/external/BUILD.consumer"}
+# The clang builds outside Bazel: the two scripts and the helper they
+# source, which reads FUZZ_COPTS for both (FUZZ_COPTS_READER).
+FUZZ_COPTS_READER = "tests/fuzz/fuzz_common.sh"
+FUZZ_SCRIPTS = ("tests/fuzz/run_fuzz.sh", FUZZ_COPTS_READER,
+                "cli/percpu-stat/fuzz/run_segment_fuzz.sh")
 
 
 def load_copts_module(root):
@@ -81,12 +88,12 @@ def spelled_flags(rel, text):
     return out
 
 
-def reader_errors(setup_py, run_fuzz):
+def reader_errors(setup_py, fuzz_reader):
     errors = []
     if not re.search(r'_copts\("PIP_COPTS"\)', setup_py):
         errors.append("setup.py does not read PIP_COPTS from copts.bzl")
-    if not re.search(r"tools/copts\.py\"? FUZZ_COPTS", run_fuzz):
-        errors.append("tests/fuzz/run_fuzz.sh does not read FUZZ_COPTS "
+    if not re.search(r"tools/copts\.py\"? FUZZ_COPTS", fuzz_reader):
+        errors.append(f"{FUZZ_COPTS_READER} does not read FUZZ_COPTS "
                       "through tools/copts.py")
     return errors
 
@@ -98,8 +105,8 @@ def negative_controls(copts):
         missed.append("a BUILD file with its own copts")
     if not spelled_flags("setup.py", 'CFLAGS = ["-std=gnu11", "-O2"]'):
         missed.append("setup.py with its own CFLAGS")
-    if not spelled_flags("tests/fuzz/run_fuzz.sh", '"$cc" -std=gnu11 -g -O1 -Wall \\'):
-        missed.append("run_fuzz.sh with its own flags")
+    if not spelled_flags(FUZZ_COPTS_READER, '"$cc" -std=gnu11 -g -O1 -Wall \\'):
+        missed.append("a fuzz script with its own flags")
     if spelled_flags("x/BUILD", 'linkopts = ["-Wl,-z,nodelete", "-lnuma"]'):
         missed.append("(false alarm) linker flags taken for compiler flags")
     if not reader_errors("CFLAGS = []", "clang -c x.c"):
@@ -132,13 +139,13 @@ def main():
     scanned = [f for f in files
                if (os.path.basename(f) in ("BUILD", "BUILD.bazel", "WORKSPACE")
                    or f.endswith(".bzl") or f.endswith(".consumer")
-                   or f in ("setup.py", "tests/fuzz/run_fuzz.sh"))
+                   or f == "setup.py" or f in FUZZ_SCRIPTS)
                and f not in NOT_SCANNED and os.path.isfile(os.path.join(root, f))]
     for rel in scanned:
         with open(os.path.join(root, rel)) as f:
             errors += spelled_flags(rel, f.read())
     with open(os.path.join(root, "setup.py")) as f, \
-            open(os.path.join(root, "tests/fuzz/run_fuzz.sh")) as g:
+            open(os.path.join(root, FUZZ_COPTS_READER)) as g:
         errors += reader_errors(f.read(), g.read())
     if len(scanned) < 15:
         errors.append(f"only {len(scanned)} files scanned under {root}")
