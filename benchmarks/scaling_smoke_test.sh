@@ -89,8 +89,17 @@ grep -q "scrape of 10000 counters, median .* ms (p99 .* bytes)" "$log" ||
 # Publication: counter_u64_add on an unpublished and a published counter
 # at 1 and 2 threads (the --threads values up to max(2, nproc)), with the
 # target line; the read of 1234 published counters from outside, alone and
-# rendered, and the child's own dump of them.
+# rendered, and the child's own dump of them.  Under TSan the binary
+# measures none of it (its children start threads after a fork, which
+# TSan forbids) and says so: then only that is checked, and the two
+# negative controls below are left out.
+publish_skipped=false
+if grep -q "^publication: not measured under TSan" "$log"; then
+	publish_skipped=true
+	echo "SKIP: publication rows (TSan build: the binary says why)"
+fi
 for n in 1 2; do
+	$publish_skipped && break
 	for impl in "counter_u64_add unpublished" "counter_u64_add published"; do
 		grep -q "^add_publish,$impl,$n,compact," "$csv" ||
 			fail "no add_publish row '$impl' at $n threads"
@@ -98,12 +107,13 @@ for n in 1 2; do
 	grep -q "add: published / unpublished, ns per add, $n thr .*target <= 1.05x" \
 		"$log" || fail "no published / unpublished target line at $n threads"
 done
+$publish_skipped ||
 for row in "percpu_stat_snapshot 1234 counters,1,outside" \
 	"snapshot + prometheus 1234 counters,1,outside" \
 	"prometheus_string 1234 counters,1,in-process"; do
 	grep -q "^stat_read,$row," "$csv" || fail "no stat_read row '$row'"
 done
-grep -q "read of 1234 published counters, + render .* ms (p90 .* ms)" "$log" ||
+$publish_skipped || grep -q "read of 1234 published counters, + render .* ms (p90 .* ms)" "$log" ||
 	fail "no stat read figure in the summary"
 
 grep -q "^summary (ratios" "$log" || fail "no summary"
@@ -128,6 +138,7 @@ done
 # counter; and the publishing child changing one counter after setting it,
 # which the read from outside must see.  With either injection only the
 # publication rows run (tiny sizes too).
+$publish_skipped ||
 for impl in "counter_u64_add published" "percpu_stat_snapshot"; do
 	rc=0
 	"$bin" --quick --threads=1 --ms=1 --reps=1 --lat-samples=3 \
