@@ -59,7 +59,6 @@ struct region {
 
 static pthread_mutex_t segment_lock = PTHREAD_MUTEX_INITIALIZER;
 static int segment_fd = -1;
-static int segment_errno; /* why the last try made no file */
 static struct percpu_stat_header *header;
 static uint64_t file_size;
 static struct region *regions;
@@ -168,18 +167,17 @@ static int open_locked(void)
 	file_size = 0;
 	nr_regions = 0;
 	fd = new_file();
-	if (fd < 0) {
-		segment_errno = -fd;
+	if (fd < 0)
 		return fd;
-	}
 	segment_fd = fd;
 	h = map_new_locked(PERCPU_STAT_HEADER_SIZE, &off, NULL, NULL);
 	if (!h || madvise(h, PERCPU_STAT_HEADER_SIZE, MADV_POPULATE_WRITE) != 0) {
-		segment_errno = errno ? errno : ENOMEM;
+		int err = errno ? errno : ENOMEM;
+
 		close(segment_fd);
 		segment_fd = -1;
 		nr_regions = 0;
-		return -segment_errno;
+		return -err;
 	}
 	memcpy(h->magic, PERCPU_STAT_MAGIC, sizeof(h->magic));
 	h->version = PERCPU_STAT_VERSION;
@@ -275,16 +273,6 @@ bool percpu_segment_enabled(void)
 	return __atomic_load_n(&enabled, __ATOMIC_RELAXED);
 }
 
-int percpu_segment_error(void)
-{
-	int err;
-
-	pthread_mutex_lock(&segment_lock);
-	err = segment_errno;
-	pthread_mutex_unlock(&segment_lock);
-	return err;
-}
-
 /* ---- fork() ------------------------------------------------------------ */
 
 void percpu_segment_fork_prepare(void)
@@ -370,10 +358,8 @@ void percpu_segment_fork_child(void)
 	if (old_fd >= 0)
 		close(old_fd);
 	segment_fd = new_fd >= 0 ? new_fd : -1;
-	if (new_fd < 0 && nr_regions > 0) {
-		segment_errno = -new_fd; /* counting privately, unpublished */
-		enabled = false;
-	}
+	if (new_fd < 0 && nr_regions > 0)
+		enabled = false; /* counting privately, unpublished */
 	if (header && segment_fd >= 0)
 		stamp_identity(header);
 	pthread_mutex_unlock(&segment_lock);

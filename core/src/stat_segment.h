@@ -38,10 +38,6 @@ PERCPU_HIDDEN uint64_t percpu_segment_offset_of(const void *addr);
 /* The header, creating the segment if need be; NULL with errno. */
 PERCPU_HIDDEN struct percpu_stat_header *percpu_segment_header(void);
 
-/* Why there is no segment: 0 when there is one (or none was tried yet),
- * else the errno of the failed creation. */
-PERCPU_HIDDEN int percpu_segment_error(void);
-
 /*
  * Counters allocated from now on live in the segment (created here if
  * need be): 0, or -errno of the creation.  Never undone.
