@@ -78,11 +78,10 @@ static uint32_t slots_made;
 static uint32_t *free_slots; /* the queue: [free_head, free_tail) */
 static size_t free_head, free_tail, free_slots_cap;
 static struct record_list free_records[SIZE_CLASSES];
-static struct record_list heap_extents; /* every strings extent mapped */
-static char *heap_addr;                 /* the strings extent being filled */
-static uint64_t heap_offset;
-static size_t heap_used = HEAP_EXTENT;
-static struct stat_entry *entries; /* every published leaf */
+/* Every strings extent mapped; the last is the one being filled. */
+static struct record_list heap_extents;
+static size_t heap_used = HEAP_EXTENT; /* bytes of the last one taken */
+static struct stat_entry *entries;     /* every published leaf */
 static bool thread_running;
 
 /* ---- slots ------------------------------------------------------------- */
@@ -233,18 +232,18 @@ static char *take_record(size_t len, uint64_t *offset)
 		return l->at[l->n].addr;
 	}
 	if (heap_used + size > HEAP_EXTENT) {
-		uint64_t offset;
-		char *addr = percpu_segment_map(HEAP_EXTENT, &offset, NULL, NULL);
+		uint64_t at;
+		char *addr = percpu_segment_map(HEAP_EXTENT, &at, NULL, NULL);
 
-		if (!addr || push_record(&heap_extents, offset, addr) != 0)
+		if (!addr || push_record(&heap_extents, at, addr) != 0)
 			return NULL;
-		heap_offset = offset;
-		heap_addr = addr;
 		heap_used = 0;
 	}
-	*offset = heap_offset + heap_used;
+	struct record *last = &heap_extents.at[heap_extents.n - 1];
+
+	*offset = last->offset + heap_used;
 	heap_used += size;
-	return heap_addr + (*offset - heap_offset);
+	return last->addr + (*offset - last->offset);
 }
 
 /* ---- one element's slot ------------------------------------------------ */
@@ -309,6 +308,12 @@ static void write_record(char *to, const struct fields *f)
 	}
 }
 
+/* Whether element i needs the watcher: its handle is NULL, or mirrored. */
+static bool needs_watch(const struct stat_entry *e, size_t i)
+{
+	return !e->seen[i] || e->mirror[i];
+}
+
 /* Where element i's words are for a reader: 0 when nowhere yet. */
 static uint64_t word_of(struct stat_entry *e, size_t i)
 {
@@ -370,7 +375,7 @@ static int publish_element(struct stat_entry *e, size_t i, char *help)
 	v.word = word_of(e, i);
 	v.metric_skip = (uint32_t)oid->metric_skip;
 	write_slot(slot_at(e->slot[i]), &v);
-	if (!e->seen[i] || e->mirror[i])
+	if (needs_watch(e, i))
 		e->watched = true;
 	return 0;
 }
@@ -391,14 +396,23 @@ static bool revisit(struct stat_entry *e)
 			continue;
 		s = slot_at(e->slot[i]);
 		if (c != e->seen[i]) {
+			counter_u64_t mirror = e->mirror[i];
+
 			v = *s;
 			v.word = word_of(e, i);
 			write_slot(s, &v);
 			bump_generation();
+			/* A mirror the slot no longer names (the handle is now NULL
+			 * or in the segment) is freed once the slot is rewritten:
+			 * a reader never sees a freed word under a name. */
+			if (mirror && v.word != percpu_segment_offset_of(mirror)) {
+				percpu_slab_free(mirror);
+				e->mirror[i] = NULL;
+			}
 		} else if (c && e->mirror[i]) {
 			__atomic_store_n(e->mirror[i], counter_u64_fetch(c), __ATOMIC_RELAXED);
 		}
-		if (!e->seen[i] || e->mirror[i])
+		if (needs_watch(e, i))
 			watch = true;
 	}
 	return watch;

@@ -211,6 +211,7 @@ static bool eventually_value(const char *name, uint32_t index, uint64_t want)
 /* ---- tests (in order: the first runs before publication) --------------- */
 
 static counter_u64_t early;       /* made before publication: mirrored */
+static counter_u64_t moved;       /* the same, later replaced by one in the segment */
 static counter_u64_t static_late; /* registered NULL, assigned later */
 SYSCTL_COUNTER_U64(_pub_static, OID_AUTO, late, CTLFLAG_RD, &static_late,
                    "assigned after registration");
@@ -220,6 +221,10 @@ TEST(t1_nothing_is_published_before_the_opt_in)
 	struct view v;
 
 	early = counter_u64_alloc(M_WAITOK);
+	moved = counter_u64_alloc(M_WAITOK);
+	counter_u64_add(moved, 5);
+	CHECK(SYSCTL_ADD_COUNTER_U64(NULL, "pub", OID_AUTO, "moved", CTLFLAG_RD, &moved,
+	                             "a private handle, then one in the segment") != NULL);
 	counter_u64_add(early, 41);
 	CHECK_EQ(counter_sysctl_published(), 0);
 	CHECK(SYSCTL_ADD_COUNTER_U64(NULL, "pub", OID_AUTO, "early", CTLFLAG_RD, &early,
@@ -371,6 +376,27 @@ TEST(t3_counters_from_before_publication_and_late_handles_are_followed)
 	CHECK(eventually_value("pub.static.late", 0, 7));
 	counter_u64_add(c, 3); /* now in the segment itself: no lag */
 	CHECK(eventually_value("pub.static.late", 0, 10));
+
+	/* A mirrored leaf whose handle moves into the segment: the slot
+	 * follows the new counter, and its mirror is freed (one slab object
+	 * fewer once the watcher has rewritten the slot). */
+	CHECK(eventually_value("pub.moved", 0, 5));
+	counter_u64_t in_segment = counter_u64_alloc(M_WAITOK);
+	struct percpu_slab_stats st;
+	size_t objects;
+	bool freed = false;
+
+	counter_u64_add(in_segment, 9);
+	percpu_slab_get_stats(&st);
+	objects = st.objects;
+	__atomic_store_n(&moved, in_segment, __ATOMIC_RELEASE);
+	CHECK(eventually_value("pub.moved", 0, 9));
+	for (int i = 0; i < 1000 && !freed; i++, usleep(10000)) {
+		percpu_slab_get_stats(&st);
+		freed = st.objects == objects - 1;
+	}
+	CHECK_MSG(freed, "the mirror was not freed: %zu slab objects, %zu before", st.objects,
+	          objects);
 }
 
 TEST(t4_removal_frees_the_slot)
