@@ -15,17 +15,14 @@ missing series and an unexpected one, on made-up answers and on the
 live one.
 """
 
-import json
 import os
 import select
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
+
+import promserver
 
 DEADLINE_S = 60
 
@@ -55,12 +52,6 @@ def runfile(name):
     sys.exit(f"prometheus_server_test: {name} not found next to the test")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_target(argv, log):
     """Start a target; return (process, port) once it printed "port N"."""
     p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -72,15 +63,6 @@ def start_target(argv, log):
         sys.exit(f"prometheus_server_test: {argv[-1]} did not print its port "
                  f"(got {line!r}, exit {p.poll()}); see {log.name}")
     return p, int(line.split()[1])
-
-
-def query(api, promql):
-    url = f"{api}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    with urllib.request.urlopen(url, timeout=10) as r:
-        body = json.load(r)
-    if body.get("status") != "success":
-        raise RuntimeError(f"query {promql!r}: {body}")
-    return body["data"]["result"]
 
 
 def series(result, job):
@@ -100,52 +82,34 @@ def series(result, job):
     return out
 
 
-def mismatches(expected, got):
-    """Each difference between the expected values and the series got
-    (value strings from the API), as a sentence; [] when they agree."""
-    out = []
-    for key in sorted(set(expected) | set(got), key=repr):
-        name, labels = key
-        where = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels)) + "}"
-        if key not in got:
-            out.append(f"{where}: missing, expected {expected[key]}")
-        elif key not in expected:
-            out.append(f"{where}: unexpected series, value {got[key]}")
-        elif ("|" in got[key] or float(got[key]) != expected[key]
-              or abs(expected[key]) >= 2**53):
-            out.append(f"{where}: got {got[key]}, expected {expected[key]}")
-    return out
-
-
 def check_the_checker():
     """Negative control: a wrong value, a missing and an extra series
     are each reported."""
     got = {k: str(v) for k, v in C_EXPECTED.items()}
-    assert mismatches(C_EXPECTED, got) == []
+    assert promserver.mismatches(C_EXPECTED, got) == []
     wrong = dict(C_EXPECTED)
     wrong[("promsrv_c_inflight", frozenset())] = 42
-    assert mismatches(wrong, got) == ['promsrv_c_inflight{}: got -42, expected 42'], \
-        mismatches(wrong, got)
+    assert promserver.mismatches(wrong, got) == ['promsrv_c_inflight{}: got -42, expected 42'], \
+        promserver.mismatches(wrong, got)
     fewer = dict(got)
     del fewer[("promsrv_c_requests_total", frozenset())]
-    assert mismatches(C_EXPECTED, fewer) == [
+    assert promserver.mismatches(C_EXPECTED, fewer) == [
         "promsrv_c_requests_total{}: missing, expected 1234567890123"]
     more = dict(got)
     more[("promsrv_c_extra", frozenset())] = "1"
-    assert mismatches(C_EXPECTED, more) == ["promsrv_c_extra{}: unexpected series, value 1"]
+    assert promserver.mismatches(C_EXPECTED, more) == ["promsrv_c_extra{}: unexpected series, value 1"]
     off_by_one = dict(got)
     off_by_one[("promsrv_c_requests_total", frozenset())] = "1234567890124"
-    assert len(mismatches(C_EXPECTED, off_by_one)) == 1
+    assert len(promserver.mismatches(C_EXPECTED, off_by_one)) == 1
     changing = dict(got)
     changing[("promsrv_c_inflight", frozenset())] = "-42|-41"
-    assert mismatches(C_EXPECTED, changing) == [
+    assert promserver.mismatches(C_EXPECTED, changing) == [
         "promsrv_c_inflight{}: got -42|-41, expected -42"]
 
 
 def main():
     check_the_checker()
-    prometheus = shutil.which("prometheus")
-    if not prometheus:
+    if not promserver.prometheus_path():
         sys.exit("prometheus_server_test: no prometheus on PATH (Debian's "
                  "prometheus; tools/bootstrap.sh installs it)")
     tmp = tempfile.mkdtemp(prefix="promsrv.", dir=os.environ.get("TEST_TMPDIR"))
@@ -156,30 +120,14 @@ def main():
         procs.append(c)
         py, py_port = start_target([sys.executable, runfile("py_target.py")], logs["py"])
         procs.append(py)
-        config = os.path.join(tmp, "prometheus.yml")
-        with open(config, "w") as f:
-            f.write("global:\n"
-                    "  scrape_interval: 1s\n"
-                    "  scrape_timeout: 1s\n"
-                    "scrape_configs:\n"
-                    f"  - job_name: c\n"
-                    f"    static_configs: [{{targets: ['127.0.0.1:{c_port}']}}]\n"
-                    f"  - job_name: py\n"
-                    f"    static_configs: [{{targets: ['127.0.0.1:{py_port}']}}]\n")
-        web = free_port()
-        server = subprocess.Popen(
-            [prometheus, f"--config.file={config}",
-             f"--storage.tsdb.path={os.path.join(tmp, 'data')}",
-             f"--web.listen-address=127.0.0.1:{web}"],
-            stdin=subprocess.DEVNULL, stdout=logs["prometheus"], stderr=subprocess.STDOUT)
+        server, api = promserver.start(tmp, {"c": c_port, "py": py_port}, logs["prometheus"])
         procs.append(server)
-        api = f"http://127.0.0.1:{web}"
 
         deadline = time.monotonic() + DEADLINE_S
         up = {}
         while time.monotonic() < deadline and server.poll() is None:
             try:
-                up = {s["metric"]["job"]: s["value"][1] for s in query(api, "up")}
+                up = {s["metric"]["job"]: s["value"][1] for s in promserver.query(api, "up")}
             except OSError:
                 up = {}  # not listening yet
             if up.get("c") == "1" and up.get("py") == "1":
@@ -198,9 +146,9 @@ def main():
         # scrape that times out (a loaded machine) leaves staleness
         # markers that would hide the series from an instant query, and
         # a range selector skips them.  Every value scraped must be exact.
-        result = query(api, '{__name__=~"promsrv_.*"}[1m]')
-        bad = mismatches(C_EXPECTED, series(result, "c"))
-        bad += mismatches(PY_EXPECTED, series(result, "py"))
+        result = promserver.query(api, '{__name__=~"promsrv_.*"}[1m]')
+        bad = promserver.mismatches(C_EXPECTED, series(result, "c"))
+        bad += promserver.mismatches(PY_EXPECTED, series(result, "py"))
         for line in bad:
             print("MISMATCH", line)
         if bad:
@@ -210,7 +158,7 @@ def main():
         wrong = dict(C_EXPECTED)
         key = ("promsrv_c_codes_total", frozenset({("service", "api"), ("code", "4xx")}))
         wrong[key] = 18
-        live = mismatches(wrong, series(result, "c"))
+        live = promserver.mismatches(wrong, series(result, "c"))
         assert live == ['promsrv_c_codes_total{code="4xx",service="api"}: got 17, expected 18'], live
         print(f"all {len(C_EXPECTED) + len(PY_EXPECTED)} series exact "
               f"({len(C_EXPECTED)} from C, {len(PY_EXPECTED)} from Python)")

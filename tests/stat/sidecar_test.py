@@ -17,12 +17,9 @@ wrong value, a missing and an unexpected series on made-up answers, and
 one value off by one on the live answer.
 """
 
-import json
 import os
 import re
 import select
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,27 +27,13 @@ import time
 import urllib.parse
 import urllib.request
 
+import promserver
 import statlib
 from statlib import Failure, fail
 
 DEADLINE_S = 60
 C_THREADS, C_ITERS = 4, 20000
 PY_THREADS, PY_ITERS = 3, 5000
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def query(api, promql):
-    url = f"{api}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    with urllib.request.urlopen(url, timeout=10) as r:
-        body = json.load(r)
-    if body.get("status") != "success":
-        raise RuntimeError(f"query {promql!r}: {body}")
-    return body["data"]["result"]
 
 
 def expected_series(svc, leaves):
@@ -78,31 +61,16 @@ def series(result, pids):
     return out
 
 
-def mismatches(expected, got):
-    out = []
-    for key in sorted(set(expected) | set(got), key=repr):
-        name, labels = key
-        where = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels)) + "}"
-        if key not in got:
-            out.append(f"{where}: missing, expected {expected[key]}")
-        elif key not in expected:
-            out.append(f"{where}: unexpected series, value {got[key]}")
-        elif ("|" in got[key] or float(got[key]) != expected[key]
-              or abs(expected[key]) >= 2**53):
-            out.append(f"{where}: got {got[key]}, expected {expected[key]}")
-    return out
-
-
 def check_the_checker():
     key = ("svc_inflight", frozenset({("pid", "7"), ("command", "x")}))
     other = ("svc_requests_total", frozenset({("pid", "7"), ("command", "x")}))
     expected = {key: -3, other: 10}
-    assert mismatches(expected, {key: "-3", other: "10"}) == []
-    assert mismatches(expected, {key: "3", other: "10"}) == [
+    assert promserver.mismatches(expected, {key: "-3", other: "10"}) == []
+    assert promserver.mismatches(expected, {key: "3", other: "10"}) == [
         'svc_inflight{command="x",pid="7"}: got 3, expected -3']
-    assert len(mismatches(expected, {key: "-3"})) == 1
-    assert len(mismatches(expected, {key: "-3", other: "10", ("y", frozenset()): "1"})) == 1
-    assert len(mismatches(expected, {key: "-3|-2", other: "10"})) == 1
+    assert len(promserver.mismatches(expected, {key: "-3"})) == 1
+    assert len(promserver.mismatches(expected, {key: "-3", other: "10", ("y", frozenset()): "1"})) == 1
+    assert len(promserver.mismatches(expected, {key: "-3|-2", other: "10"})) == 1
     result = [{"metric": {"__name__": "svc_inflight", "pid": "7", "command": "x", "job": "j",
                           "instance": "i"}, "values": [[1, "-3"], [2, "-3"]]},
               {"metric": {"__name__": "svc_inflight", "pid": "8", "command": "x"},
@@ -125,8 +93,7 @@ def start_serve(log):
 
 def main():
     check_the_checker()
-    prometheus = shutil.which("prometheus")
-    if not prometheus:
+    if not promserver.prometheus_path():
         sys.exit("sidecar_test: no prometheus on PATH (Debian's prometheus; "
                  "tools/bootstrap.sh installs it)")
     tmp = tempfile.mkdtemp(prefix="sidecar.", dir=os.environ.get("TEST_TMPDIR"))
@@ -158,30 +125,16 @@ def main():
                  "unquoted label value")
         print(f"serve on port {port}: /metrics passes promtool check metrics")
 
-        config = os.path.join(tmp, "prometheus.yml")
-        with open(config, "w") as f:
-            f.write("global:\n"
-                    "  scrape_interval: 1s\n"
-                    "  scrape_timeout: 1s\n"
-                    "scrape_configs:\n"
-                    "  - job_name: sidecar\n"
-                    f"    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n")
-        web = free_port()
-        server = subprocess.Popen(
-            [prometheus, f"--config.file={config}",
-             f"--storage.tsdb.path={os.path.join(tmp, 'data')}",
-             f"--web.listen-address=127.0.0.1:{web}"],
-            stdin=subprocess.DEVNULL, stdout=logs["prometheus"], stderr=subprocess.STDOUT)
+        server, api = promserver.start(tmp, {"sidecar": port}, logs["prometheus"])
         procs.append(server)
-        api = f"http://127.0.0.1:{web}"
 
         deadline = time.monotonic() + DEADLINE_S
         bad = ["no answer from prometheus yet"]
         got = {}
         while time.monotonic() < deadline and server.poll() is None and serve.poll() is None:
             try:
-                got = series(query(api, '{__name__=~"svc_.*|pysvc_.*"}[1m]'), pids)
-                bad = mismatches(expected, got)
+                got = series(promserver.query(api, '{__name__=~"svc_.*|pysvc_.*"}[1m]'), pids)
+                bad = promserver.mismatches(expected, got)
             except OSError as e:
                 bad = [f"prometheus not answering: {e}"]
             if not bad:
@@ -200,7 +153,7 @@ def main():
         key = next(k for k in expected if k[0] == "pysvc_codes_total")
         wrong = dict(expected)
         wrong[key] += 1
-        live = mismatches(wrong, got)
+        live = promserver.mismatches(wrong, got)
         assert len(live) == 1 and "pysvc_codes_total" in live[0], live
         print(f"prometheus: all {len(expected)} series of pids {sorted(pids)} exact, "
               "with their pid and command labels")
