@@ -15,7 +15,11 @@
  *      the slab lock, when the worker frees per-CPU words);
  *   4. ops' zero lock (counter_u64_zero / fetch_and_zero; innermost but
  *      for the slab's);
- *   5. the slab's allocator lock (innermost: takes nothing of ours).
+ *   5. the slab's allocator lock (takes nothing of ours but the segment's);
+ *   6. the stats segment's lock;
+ *   7. the fence's lock (innermost: every facility fences under its own
+ *      lock -- pserialize under the grace-period lock -- and nothing is
+ *      taken under it).
  *
  * Registering the modules separately would run the prepare handlers in
  * reverse order of registration, i.e. in whatever order the linker ran
@@ -56,10 +60,12 @@ static void prepare(void)
 	percpu_ops_fork_prepare();
 	percpu_slab_fork_prepare();
 	percpu_segment_fork_prepare();
+	percpu_fence_fork_prepare();
 }
 
 static void parent(void)
 {
+	percpu_fence_fork_parent();
 	percpu_segment_fork_parent();
 	percpu_slab_fork_parent();
 	percpu_ops_fork_parent();
@@ -70,6 +76,7 @@ static void parent(void)
 
 static void child(void)
 {
+	percpu_fence_fork_child();
 	percpu_segment_fork_child();
 	percpu_slab_fork_child();
 	percpu_ops_fork_child();

@@ -27,25 +27,49 @@
  *
  * Locking.  switch_lock (one for all refs, like Linux's
  * percpu_ref_switch_lock) serialises mode changes, init/exit bookkeeping,
- * data->confirm_switch (non-NULL: a switch to atomic mode is in flight)
- * and the worker's queue.  switch_done is broadcast whenever a switch
- * completes.  The only lock of ours taken under it is the slab's (the
- * worker frees per-CPU words under it, so that a fork() cannot split the
- * free from the bookkeeping); fork.c takes them in that order.  Gets,
- * puts and trygets take no lock: they are atomics on
- * data->count.  Callbacks (confirm, release) are never called with the
- * lock held, so they may use percpu_ref freely -- except wait for a
- * switch while on the worker, which could never end.
+ * data->confirm_switch (non-NULL: a switch to atomic mode is in flight),
+ * the worker's queue and the list of batches.  switch_done is broadcast
+ * whenever a switch completes.  The only locks of ours taken under it are
+ * the slab's (a completed switch frees per-CPU words under it, so that a
+ * fork() cannot split the free from the bookkeeping) and the fence's;
+ * fork.c takes them in that order.  Gets, puts and trygets take no lock:
+ * they are atomics on data->count.  Callbacks (confirm, release) are never
+ * called with the lock held, so they may use percpu_ref freely -- except
+ * wait for a switch, which could wait for the very thread running them.
  *
- * Who processes the queue.  The worker, or -- when it cannot be started
- * (pthread_create fails) -- the thread whose unlock_switch() finds work
- * queued and nobody to do it (inline_process_locked: the worker's loop
- * without the wait).  worker_running and inline_running exclude each
- * other, since both take the whole queue as in_progress; a thread that
- * queues while another processes inline leaves its switch to that one.
- * lock_switch() does the same check on entry, so work orphaned by fork()
- * is finished before a caller can wait for it; so does a put in such a
- * child (kick_after_fork), which may be the child's only call.
+ * Batches: who completes a switch.  A switch to atomic mode is stored
+ * (mode bit, the switch's extra reference, confirm_switch) under the
+ * lock, then completed after a fence: fold, confirm, put.  The switches
+ * one thread completes after one fence form a batch (struct
+ * switch_batch):
+ *   - a kill's (percpu_ref_kill_batch_and_confirm; kill_and_confirm is a
+ *     batch of one) and a _sync's: the calling thread fences itself --
+ *     percpu_fence() shares the membarrier with every thread fencing at
+ *     the same time -- and completes them before it returns;
+ *   - the worker's: everything percpu_ref_switch_to_atomic() queued by
+ *     the time it woke (or, with no worker thread to be had, the same
+ *     done inline by the thread whose unlock_switch() finds work queued
+ *     and nobody to do it: inline_process_locked).
+ * worker_running and inline_running exclude each other, since both take
+ * the whole queue; a thread that queues while another processes inline
+ * leaves its switch to that one.
+ *
+ * A batch is listed in `batches` while it has work, and keeps the
+ * releases its puts owe (the count reached zero) until it has run them.
+ * fork() keeps the batches of the thread that forks; every other one
+ * belongs to a thread the child does not have: it is orphaned, and the
+ * child's first locked call (lock_switch/unlock_switch) -- or its first
+ * slow-path put (kick_after_fork), which may be the child's only call --
+ * has it adopted by a new worker or inline: the release that was running
+ * runs again from the start, then the owed ones, then its switches, which
+ * go back to the head of the queue (a fold already done is not repeated:
+ * folds happen under the lock, so d->folded is exact).  So a batch lives
+ * on the heap, never on a stack or in TLS: glibc gives a dead thread's
+ * stack (and the TLS in it) to the child's next new thread -- the worker
+ * it starts to adopt the batch.  Without memory for one, a kill or _sync
+ * queues its switch for the worker instead (then kill does not wait for
+ * it), and the worker or an inline processor use a static batch, which
+ * they adopt orphans before they (re)initialise.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -70,42 +94,52 @@ struct percpu_ref_data {
 	percpu_ref_func_t *confirm_switch; /* non-NULL: a switch in flight */
 	bool force_atomic;                 /* sticky atomic mode */
 	bool allow_reinit;
-	bool percpu_freed; /* words freed after the switch */
-	bool folded;       /* this switch's fold is done */
+	bool percpu_freed;  /* words freed after the switch */
+	bool folded;        /* this switch's fold is done */
+	bool drops_initial; /* a kill's switch: completing it drops the
+	                     * initial reference as well as its own */
 	struct percpu_ref *ref;
-	struct percpu_ref_data *next; /* worker queue */
+	struct percpu_ref_data *next; /* queue, batch or owed list */
 };
 
 static pthread_mutex_t switch_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t switch_done = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t work_queued = PTHREAD_COND_INITIALIZER;
 
-/* Under switch_lock: refs waiting for the fence, and the batch past it. */
+/* Switches one thread completes after one fence (see the top). */
+struct switch_batch {
+	struct percpu_ref_data *head, **tail; /* to complete, in order */
+	struct percpu_ref_data *owed;         /* count reached 0: to release */
+	struct percpu_ref *running_ref;       /* the release being run */
+	percpu_ref_func_t *running_release;
+	pthread_t owner;
+	bool orphaned; /* in a child of fork(): its thread is gone */
+	bool listed;   /* in `batches` */
+	bool on_heap;  /* from batch_new(), else a static fallback */
+	struct switch_batch *next;
+};
+
+/* Under switch_lock: the worker's queue and every batch with work. */
 static struct percpu_ref_data *queue_head, **queue_tail = &queue_head;
-static struct percpu_ref_data *in_progress;
-/*
- * The release the worker owes (its put took the count to zero) while it
- * runs it with the lock dropped; a child of fork() whose parent was in
- * that window runs it again on its own worker (docs/fork.md).
- */
-static struct percpu_ref *owed_release_ref;
-static percpu_ref_func_t *owed_release;
+static struct switch_batch *batches;
 static bool worker_running;
 /*
  * A thread (not the worker) is running queued switches itself, because
  * the worker could not be started (inline_process_locked).  It and the
- * worker exclude each other: both take the whole queue as in_progress.
+ * worker exclude each other: both take the whole queue.
  */
 static bool inline_running;
 /*
- * The child of a fork() found switches queued or in flight, or a release
- * owed: the first put that takes the slow path starts their processing
+ * The child of a fork() found switches queued or orphaned batches: the
+ * first put that takes the slow path starts their processing
  * (kick_after_fork), so a child that only puts gets its release.
  */
 static bool fork_work_pending;
-/* This thread is the worker, or is processing the queue inline: a
- * callback it runs must not wait for a switch. */
+/* This thread is the worker, or processes the queue inline. */
 static __thread bool on_worker;
+/* This thread is inside a confirm or release run by a batch: waiting for
+ * a switch there could wait for itself (or a cycle of such threads). */
+static __thread int in_switch_callback;
 
 static void noop_confirm(struct percpu_ref *ref)
 {
@@ -175,17 +209,88 @@ static struct percpu_ref_data *data_of(struct percpu_ref *ref, const char *fn)
 	return d;
 }
 
-/* ---- the switch worker: fence once per batch, fold, confirm ------------- */
+/* ---- batches: fence once, fold, confirm, put ---------------------------- */
 
 static void *worker_main(void *arg);
+
+static void batch_init(struct switch_batch *b, bool on_heap)
+{
+	memset(b, 0, sizeof(*b));
+	b->tail = &b->head;
+	b->owner = pthread_self();
+	b->on_heap = on_heap;
+}
+
+/* A batch for this thread, or NULL without memory. */
+static struct switch_batch *batch_new(void)
+{
+	struct switch_batch *b = malloc(sizeof(*b));
+
+	if (b)
+		batch_init(b, true);
+	return b;
+}
+
+static void batch_free(struct switch_batch *b)
+{
+	if (b && b->on_heap)
+		free(b);
+}
+
+static void batch_list_locked(struct switch_batch *b)
+{
+	if (b->listed)
+		return;
+	b->listed = true;
+	b->next = batches;
+	batches = b;
+}
+
+static void batch_unlist_locked(struct switch_batch *b)
+{
+	struct switch_batch **p = &batches;
+
+	if (!b->listed)
+		return;
+	while (*p != b)
+		p = &(*p)->next;
+	*p = b->next;
+	b->listed = false;
+}
+
+/* Append switches (a chain through ->next, ending at NULL) to @b. */
+static void batch_take_locked(struct switch_batch *b, struct percpu_ref_data *chain,
+                              struct percpu_ref_data **chain_tail)
+{
+	if (!chain)
+		return;
+	*b->tail = chain;
+	b->tail = chain_tail;
+	batch_list_locked(b);
+}
+
+static void batch_add_locked(struct switch_batch *b, struct percpu_ref_data *d)
+{
+	d->next = NULL;
+	d->folded = false;
+	batch_take_locked(b, d, &d->next);
+}
+
+/* Run @fn(@ref) as a switch's callback: no waiting for a switch in it. */
+static void run_switch_callback(percpu_ref_func_t *fn, struct percpu_ref *ref)
+{
+	in_switch_callback++;
+	fn(ref);
+	in_switch_callback--;
+}
 
 /*
  * With switch_lock held: make sure someone processes the queue -- the
  * worker, or a thread doing it inline.  Signals are blocked on the worker
  * for good.  Returns false if the worker cannot be started (no thread:
  * RLIMIT_NPROC, address space, ...); the caller then processes the queue
- * itself before it returns (unlock_switch).  A kill never fails for lack
- * of a helper thread.
+ * itself before it returns (unlock_switch).  A switch never fails for
+ * lack of a helper thread.
  */
 static bool ensure_worker_locked(void)
 {
@@ -213,9 +318,17 @@ static bool ensure_worker_locked(void)
 	return true;
 }
 
+static bool orphans_locked(void)
+{
+	for (struct switch_batch *b = batches; b; b = b->next)
+		if (b->orphaned)
+			return true;
+	return false;
+}
+
 static bool work_pending_locked(void)
 {
-	return queue_head || in_progress || owed_release;
+	return queue_head || orphans_locked();
 }
 
 static void inline_process_locked(void);
@@ -286,22 +399,30 @@ static void fold_locked(struct percpu_ref_data *d)
 		           (void *)ref, (long long)refs_of(count));
 }
 
-/* Finish in_progress's first ref.  Called and returns with the lock held. */
-static void finish_switch_locked(struct percpu_ref_data *d)
+/*
+ * Complete @b's first switch: fold, confirm, then the switch's put (and a
+ * kill's put of the initial reference).  Called and returns with the lock
+ * held.  A put that reaches zero owes release(): it joins b->owed, run by
+ * run_owed_locked() once the batch's switches are all complete.
+ */
+static void complete_switch_locked(struct switch_batch *b)
 {
+	struct percpu_ref_data *d = b->head;
 	struct percpu_ref *ref = d->ref;
-	percpu_ref_func_t *confirm, *release;
+	percpu_ref_func_t *confirm;
 	void *words_to_free = NULL;
-	int64_t count;
+	int64_t count, puts;
 
 	if (!d->folded)
 		fold_locked(d);
 	confirm = d->confirm_switch;
 	pthread_mutex_unlock(&switch_lock);
-	confirm(ref);
+	run_switch_callback(confirm, ref);
 	pthread_mutex_lock(&switch_lock);
 
-	in_progress = d->next;
+	b->head = d->next;
+	if (!b->head)
+		b->tail = &b->head;
 	d->confirm_switch = NULL;
 	if (!d->allow_reinit && !d->percpu_freed) {
 		/* Never going back to percpu mode: free the words now, as
@@ -315,33 +436,45 @@ static void finish_switch_locked(struct percpu_ref_data *d)
 	percpu_slab_free(words_to_free);
 	pthread_cond_broadcast(&switch_done);
 	/*
-	 * Put after confirmation.  Once unlocked, d is not ours: release may
-	 * exit the ref, and so may an exit() that was waiting for us.
+	 * Put after confirmation, under the lock: an exit() that was
+	 * waiting for the switch may free d as soon as we unlock.
 	 */
-	release = d->release;
-	count = count_add(d, -1, __ATOMIC_ACQ_REL);
-	if (refs_of(count) == 0 && release) {
-		owed_release_ref = ref;
-		owed_release = release;
+	puts = 1 + d->drops_initial;
+	d->drops_initial = false;
+	count = count_add(d, -puts, __ATOMIC_ACQ_REL);
+	if (refs_of(count) < 0)
+		percpu_die("percpu_ref(%p): percpu_ref underflow: count %lld "
+		           "after the switch's put, more puts than gets",
+		           (void *)ref, (long long)refs_of(count));
+	if (refs_of(count) == 0 && d->release) {
+		/* No reference left: d stays until its release runs. */
+		d->next = b->owed;
+		b->owed = d;
 	}
-	pthread_mutex_unlock(&switch_lock);
-	settle_put(ref, release, count, "percpu_ref switch worker");
-	pthread_mutex_lock(&switch_lock);
-	owed_release = NULL;
-	owed_release_ref = NULL;
 }
 
-/* In a child of fork(): the release its parent's worker was running. */
-static void run_owed_release_locked(void)
+/*
+ * Run the releases @b owes, the one that was running first (in a child
+ * of fork(): its thread began it in the parent; it runs from the start).
+ * With the lock held (dropped for each release).
+ */
+static void run_owed_locked(struct switch_batch *b)
 {
-	struct percpu_ref *ref = owed_release_ref;
-	percpu_ref_func_t *release = owed_release;
+	while (b->running_ref || b->owed) {
+		if (!b->running_ref) {
+			struct percpu_ref_data *d = b->owed;
 
-	pthread_mutex_unlock(&switch_lock);
-	release(ref);
-	pthread_mutex_lock(&switch_lock);
-	owed_release = NULL;
-	owed_release_ref = NULL;
+			b->owed = d->next;
+			b->running_ref = d->ref;
+			b->running_release = d->release;
+		}
+		pthread_mutex_unlock(&switch_lock);
+		/* It may exit the ref and free d. */
+		run_switch_callback(b->running_release, b->running_ref);
+		pthread_mutex_lock(&switch_lock);
+		b->running_ref = NULL;
+		b->running_release = NULL;
+	}
 }
 
 static void fence_for_batch(void)
@@ -351,7 +484,7 @@ static void fence_for_batch(void)
 	PERCPU_TEST_COUNT(percpu_ref_test_fences);
 	if (PERCPU_TEST_HOOK(percpu_ref_test_skip_fence))
 		return;
-	/* Only refs in percpu mode are queued, so the fence exists. */
+	/* Only refs in percpu mode are switched, so the fence exists. */
 	rc = percpu_fence();
 	if (rc != 0)
 		percpu_die("percpu_ref: the fence failed (%s) with refs in "
@@ -360,39 +493,101 @@ static void fence_for_batch(void)
 }
 
 /*
- * Process everything queued: the owed release of a fork child first, then
- * batch after batch until the queue is empty.  With switch_lock held (it
- * is dropped for the fence and the callbacks).  By the worker, or by a
- * thread processing inline.
+ * Complete every switch of @b after ONE fence (each stored its mode before
+ * it joined the batch), then run the releases owed.  With the lock held
+ * (dropped for the fence and the callbacks).  Afterwards @b is empty and
+ * unlisted.
  */
-static void process_queue_locked(void)
+static void run_batch_locked(struct switch_batch *b)
+{
+	if (!b) /* no memory for one: the switches went to the worker */
+		return;
+	if (b->head) {
+		pthread_mutex_unlock(&switch_lock);
+		fence_for_batch();
+		pthread_mutex_lock(&switch_lock);
+		while (b->head)
+			complete_switch_locked(b);
+	}
+	run_owed_locked(b);
+	batch_unlist_locked(b);
+}
+
+/*
+ * In a child of fork(): finish what the parent's other threads left in
+ * their batches -- the release that was running, the owed ones -- and put
+ * their switches back at the head of the queue.
+ */
+static void adopt_orphans_locked(void)
+{
+	struct switch_batch *o;
+
+	for (;;) {
+		for (o = batches; o && !o->orphaned; o = o->next)
+			;
+		if (!o)
+			return;
+		run_owed_locked(o);
+		if (o->head) {
+			*o->tail = queue_head;
+			if (!queue_head)
+				queue_tail = o->tail;
+			queue_head = o->head;
+			o->head = NULL;
+			o->tail = &o->head;
+		}
+		o->orphaned = false;
+		batch_unlist_locked(o);
+		batch_free(o); /* its thread is gone */
+	}
+}
+
+/*
+ * Process everything queued: orphans of a fork() first, then batch after
+ * batch until the queue is empty.  With switch_lock held (dropped for the
+ * fence and the callbacks).  By the worker, or by a thread processing
+ * inline, in @b.
+ */
+static void process_queue_locked(struct switch_batch *b)
 {
 	for (;;) {
-		if (owed_release) /* in a child of fork() */
-			run_owed_release_locked();
+		adopt_orphans_locked();
 		if (!queue_head)
 			return;
 		/* Every ref taken here stored its mode before it was queued,
 		 * so one fence after this point covers the whole batch. */
-		in_progress = queue_head;
+		batch_take_locked(b, queue_head, queue_tail);
 		queue_head = NULL;
 		queue_tail = &queue_head;
-		pthread_mutex_unlock(&switch_lock);
-		fence_for_batch();
-		pthread_mutex_lock(&switch_lock);
-		while (in_progress)
-			finish_switch_locked(in_progress);
+		run_batch_locked(b);
 	}
+}
+
+/* The worker's batch, or a static one without memory (see the top). */
+static struct switch_batch *processor_batch_locked(struct switch_batch *fallback)
+{
+	struct switch_batch *b = batch_new();
+
+	if (!b) {
+		adopt_orphans_locked(); /* the fallback may be an orphan */
+		b = fallback;
+		batch_init(b, false);
+	}
+	return b;
 }
 
 static void *worker_main(void *arg)
 {
+	static struct switch_batch fallback;
+	struct switch_batch *b;
+
 	(void)arg;
 	on_worker = true;
 	pthread_setname_np(pthread_self(), "percpu_ref");
 	pthread_mutex_lock(&switch_lock);
+	b = processor_batch_locked(&fallback);
 	for (;;) {
-		process_queue_locked();
+		process_queue_locked(b);
 		pthread_cond_wait(&work_queued, &switch_lock);
 	}
 	return NULL;
@@ -401,27 +596,31 @@ static void *worker_main(void *arg)
 /*
  * The worker cannot be started: this thread does its work, with the same
  * order (fence, fold, confirm, the switch's put) and the same rules for
- * the callbacks (on_worker: they must not wait for a switch).  Others
- * that queue meanwhile find inline_running and leave their switch to us.
+ * the callbacks.  Others that queue meanwhile find inline_running and
+ * leave their switch to us.
  */
 static void inline_process_locked(void)
 {
+	static struct switch_batch fallback;
 	bool was_on_worker = on_worker;
+	struct switch_batch *b;
 
 	inline_running = true;
 	on_worker = true;
 	__atomic_store_n(&fork_work_pending, false, __ATOMIC_RELAXED);
-	process_queue_locked();
+	b = processor_batch_locked(&fallback);
+	process_queue_locked(b);
+	batch_free(b);
 	on_worker = was_on_worker;
 	inline_running = false;
 }
 
 /*
- * In a child of fork() with work left by the parent's worker: a put that
- * takes the slow path gets it processed (the release the child waits for
- * may hang on a switch's reference).  trylock: a put may come from a
- * signal handler; a thread holding the lock processes the work when it
- * unlocks (unlock_switch), or is the processor.
+ * In a child of fork() with work left by the parent's other threads: a
+ * put that takes the slow path gets it processed (the release the child
+ * waits for may hang on a switch's reference).  trylock: a put may come
+ * from a signal handler; a thread holding the lock processes the work
+ * when it unlocks (unlock_switch), or is the processor.
  */
 static void kick_after_fork(void)
 {
@@ -436,32 +635,42 @@ static void wait_for_switch_locked(struct percpu_ref *ref,
                                    struct percpu_ref_data *d, const char *fn)
 {
 	while (d->confirm_switch) {
-		if (on_worker)
-			percpu_die("%s(%p): called from a callback on the percpu_ref "
-			           "switch worker while a switch of this ref is in "
-			           "flight: it would wait for itself",
+		if (in_switch_callback)
+			percpu_die("%s(%p): called from a confirm or release "
+			           "callback run by a percpu_ref switch while a "
+			           "switch of this ref is in flight: it would wait "
+			           "for itself",
 			           fn, (void *)ref);
 		pthread_cond_wait(&switch_done, &switch_lock);
 	}
 }
 
 /*
- * Returns the confirm callback the caller must call once unlocked, when
- * the ref was atomic already (nothing to wait for); otherwise NULL.
+ * Start the switch to atomic mode: the mode bit, and the switch's own
+ * reference (put after confirmation: release cannot run before confirm),
+ * then the switch joins @b -- the caller completes it -- or, with @b
+ * NULL, the worker's queue.  @kill: completing it also drops the initial
+ * reference.  Returns the confirm callback the caller must call once
+ * unlocked when the ref was atomic already (nothing to switch); otherwise
+ * NULL.
  */
 static percpu_ref_func_t *to_atomic_locked(struct percpu_ref *ref,
                                            struct percpu_ref_data *d,
-                                           percpu_ref_func_t *confirm)
+                                           percpu_ref_func_t *confirm,
+                                           struct switch_batch *b, bool kill)
 {
 	uintptr_t mode = load_mode(ref);
 
 	if (mode & __PERCPU_REF_ATOMIC)
 		return confirm;
 	d->confirm_switch = confirm ? confirm : noop_confirm;
-	/* Put after confirmation: release cannot run before confirm. */
+	d->drops_initial = kill;
 	count_add(d, 1, __ATOMIC_RELAXED);
 	store_mode(ref, mode | __PERCPU_REF_ATOMIC);
-	enqueue_locked(d);
+	if (b)
+		batch_add_locked(b, d);
+	else
+		enqueue_locked(d);
 	return NULL;
 }
 
@@ -493,15 +702,17 @@ static void to_percpu_locked(struct percpu_ref *ref, struct percpu_ref_data *d)
 	store_mode(ref, mode & ~(uintptr_t)__PERCPU_REF_ATOMIC);
 }
 
+/* Back to percpu mode, or on to atomic (into @b, or queued: NULL). */
 static percpu_ref_func_t *switch_mode_locked(struct percpu_ref *ref,
                                              struct percpu_ref_data *d,
                                              percpu_ref_func_t *confirm,
+                                             struct switch_batch *b,
                                              const char *fn)
 {
 	/* One switch per ref in flight. */
 	wait_for_switch_locked(ref, d, fn);
 	if (d->force_atomic || (load_mode(ref) & __PERCPU_REF_DEAD))
-		return to_atomic_locked(ref, d, confirm);
+		return to_atomic_locked(ref, d, confirm, b, false);
 	to_percpu_locked(ref, d);
 	return NULL;
 }
@@ -512,7 +723,7 @@ static void resurrect_locked(struct percpu_ref *ref, struct percpu_ref_data *d,
 	store_mode(ref, load_mode(ref) & ~(uintptr_t)__PERCPU_REF_DEAD);
 	__atomic_fetch_and(&d->count, ~COUNT_DEAD, __ATOMIC_SEQ_CST);
 	count_add(d, 1, __ATOMIC_SEQ_CST);
-	(void)switch_mode_locked(ref, d, NULL, fn);
+	(void)switch_mode_locked(ref, d, NULL, NULL, fn);
 }
 
 static bool is_zero_locked(struct percpu_ref *ref)
@@ -592,10 +803,11 @@ void percpu_ref_exit(struct percpu_ref *ref)
 		d = ref->data;
 		if (!d || !d->confirm_switch)
 			break;
-		if (on_worker)
-			percpu_die("percpu_ref_exit(%p): called from a callback on the "
-			           "percpu_ref switch worker while a switch of this "
-			           "ref is in flight: it would wait for itself",
+		if (in_switch_callback)
+			percpu_die("percpu_ref_exit(%p): called from a confirm or "
+			           "release callback run by a percpu_ref switch while "
+			           "a switch of this ref is in flight: it would wait "
+			           "for itself",
 			           (void *)ref);
 		percpu_warn_once("percpu_ref_exit(%p): a mode switch is in flight; "
 		                 "waiting for it",
@@ -671,17 +883,21 @@ bool percpu_ref_tryget_live_slow(struct percpu_ref *ref)
 	return tryget_count(data_of(ref, "percpu_ref_tryget_live"), 1, true);
 }
 
-void percpu_ref_kill_and_confirm(struct percpu_ref *ref,
-                                 percpu_ref_func_t *confirm_kill)
+/*
+ * Kill @ref as a member of @b.  With the lock held (dropped meanwhile).
+ * Before it waits for a switch in flight, or runs a callback of its own,
+ * it completes the switches already in @b: a thread never waits while
+ * holding switches another thread may be waiting for, and callbacks run
+ * in the order of the refs.
+ */
+static void kill_locked(struct percpu_ref *ref, percpu_ref_func_t *confirm,
+                        struct switch_batch *b)
 {
-	percpu_ref_func_t *confirm_now, *release;
-	struct percpu_ref_data *d;
+	struct percpu_ref_data *d = data_of(ref, "percpu_ref_kill");
+	percpu_ref_func_t *release;
 	int64_t count;
 
-	lock_switch();
-	d = data_of(ref, "percpu_ref_kill");
 	if (load_mode(ref) & __PERCPU_REF_DEAD) {
-		unlock_switch();
 		percpu_warn("percpu_ref_kill(%p): called more than once (release "
 		            "%p); ignored",
 		            (void *)ref, (void *)(uintptr_t)d->release);
@@ -690,15 +906,23 @@ void percpu_ref_kill_and_confirm(struct percpu_ref *ref,
 	/* The count's flag first: from here every slow tryget_live fails. */
 	__atomic_fetch_or(&d->count, COUNT_DEAD, __ATOMIC_SEQ_CST);
 	store_mode(ref, load_mode(ref) | __PERCPU_REF_DEAD);
-	confirm_now = switch_mode_locked(ref, d, confirm_kill, "percpu_ref_kill");
-	unlock_switch();
-	if (confirm_now)
-		confirm_now(ref);
+	if (d->confirm_switch) { /* one switch per ref in flight */
+		run_batch_locked(b);
+		wait_for_switch_locked(ref, d, "percpu_ref_kill");
+	}
+	if (!(load_mode(ref) & __PERCPU_REF_ATOMIC)) {
+		(void)to_atomic_locked(ref, d, confirm, b, true);
+		return; /* completed with @b, the initial put included */
+	}
+	/* Atomic already: confirm now, in this thread, then the initial put. */
+	run_batch_locked(b);
+	pthread_mutex_unlock(&switch_lock);
+	if (confirm)
+		confirm(ref);
 	/*
-	 * The initial reference; the mode is atomic now.  A callback run
-	 * meanwhile in this thread (confirm_kill of an atomic ref, or any run
-	 * inline) may have exited the ref, though this reference was held:
-	 * say so rather than put into freed memory.
+	 * The initial reference.  The confirm callback may have exited the
+	 * ref, though this reference was held: say so rather than put into
+	 * freed memory.
 	 */
 	d = __atomic_load_n(&ref->data, __ATOMIC_ACQUIRE);
 	if (!d)
@@ -708,6 +932,26 @@ void percpu_ref_kill_and_confirm(struct percpu_ref *ref,
 	release = d->release;
 	count = count_add(d, -1, __ATOMIC_ACQ_REL);
 	settle_put(ref, release, count, "percpu_ref_kill");
+	pthread_mutex_lock(&switch_lock);
+}
+
+void percpu_ref_kill_batch_and_confirm(struct percpu_ref *const refs[],
+                                       size_t n, percpu_ref_func_t *confirm_kill)
+{
+	struct switch_batch *b = batch_new(); /* NULL: the worker does them */
+
+	lock_switch();
+	for (size_t i = 0; i < n; i++)
+		kill_locked(refs[i], confirm_kill, b);
+	run_batch_locked(b);
+	unlock_switch();
+	batch_free(b);
+}
+
+void percpu_ref_kill_and_confirm(struct percpu_ref *ref,
+                                 percpu_ref_func_t *confirm_kill)
+{
+	percpu_ref_kill_batch_and_confirm(&ref, 1, confirm_kill);
 }
 
 void percpu_ref_switch_to_atomic(struct percpu_ref *ref,
@@ -719,7 +963,7 @@ void percpu_ref_switch_to_atomic(struct percpu_ref *ref,
 	lock_switch();
 	d = data_of(ref, "percpu_ref_switch_to_atomic");
 	d->force_atomic = true;
-	confirm_now = switch_mode_locked(ref, d, confirm_switch,
+	confirm_now = switch_mode_locked(ref, d, confirm_switch, NULL,
 	                                 "percpu_ref_switch_to_atomic");
 	unlock_switch();
 	if (confirm_now)
@@ -728,11 +972,18 @@ void percpu_ref_switch_to_atomic(struct percpu_ref *ref,
 
 void percpu_ref_switch_to_atomic_sync(struct percpu_ref *ref)
 {
-	percpu_ref_switch_to_atomic(ref, NULL);
+	const char *fn = "percpu_ref_switch_to_atomic_sync";
+	struct switch_batch *b = batch_new(); /* NULL: the worker does it */
+	struct percpu_ref_data *d;
+
 	lock_switch();
-	wait_for_switch_locked(ref, data_of(ref, "percpu_ref_switch_to_atomic_sync"),
-	                       "percpu_ref_switch_to_atomic_sync");
+	d = data_of(ref, fn);
+	d->force_atomic = true;
+	(void)switch_mode_locked(ref, d, NULL, b, fn);
+	run_batch_locked(b);
+	wait_for_switch_locked(ref, d, fn); /* queued (b NULL): wait for it */
 	unlock_switch();
+	batch_free(b);
 }
 
 void percpu_ref_switch_to_percpu(struct percpu_ref *ref)
@@ -743,7 +994,7 @@ void percpu_ref_switch_to_percpu(struct percpu_ref *ref)
 	d = data_of(ref, "percpu_ref_switch_to_percpu");
 	d->force_atomic = false;
 	/* Dying: stays atomic, and goes percpu at the next reinit. */
-	(void)switch_mode_locked(ref, d, NULL, "percpu_ref_switch_to_percpu");
+	(void)switch_mode_locked(ref, d, NULL, NULL, "percpu_ref_switch_to_percpu");
 	unlock_switch();
 }
 
@@ -814,42 +1065,31 @@ static void fork_parent(void)
 }
 
 /*
- * The child has no worker.  The batch it was working on is redone first
- * (a fold already done is not repeated: folds happen under the lock, so
- * d->folded is exact), then the queue, by a worker started on the child's
- * next locked call.  Nobody waits on the condition variables in the child.
- * A release the parent's worker owed (owed_release: its put reached zero
- * and the lock was dropped to call it) is run by that worker too, first --
- * from the start, even if the parent's thread had begun it.
+ * The child has only the thread that forked.  Every batch of another
+ * thread -- the worker's, a kill's or a _sync's in progress -- is
+ * orphaned, and adopted by the child's next processor (see the top): the
+ * release it was running, then those it owed, then its switches.  The
+ * forking thread's own batches (a fork() from a callback) stay its own:
+ * it goes on with them, as the worker if it was the worker.  Nobody
+ * waits on the condition variables in the child.
  */
 static void fork_child(void)
 {
+	pthread_t self = pthread_self();
+
 	pthread_cond_init(&work_queued, NULL);
 	pthread_cond_init(&switch_done, NULL);
-	if (on_worker) {
-		/* fork() from a callback on the worker: this thread goes on
-		 * as the child's worker. */
-		pthread_mutex_unlock(&switch_lock);
-		return;
+	for (struct switch_batch *b = batches; b; b = b->next)
+		if (!pthread_equal(b->owner, self))
+			b->orphaned = true;
+	if (!on_worker) {
+		worker_running = false;
+		inline_running = false; /* a parent thread processing inline is gone */
 	}
-	if (in_progress) {
-		struct percpu_ref_data *last = in_progress;
-
-		while (last->next)
-			last = last->next;
-		last->next = queue_head;
-		if (!queue_head)
-			queue_tail = &last->next;
-		queue_head = in_progress;
-		in_progress = NULL;
-	}
-	worker_running = false;
-	inline_running = false; /* a parent thread processing inline is gone */
 	if (work_pending_locked())
 		__atomic_store_n(&fork_work_pending, true, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&switch_lock);
 }
-
 
 __attribute__((constructor)) static void percpu_ref_fork_init(void)
 {

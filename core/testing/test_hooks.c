@@ -12,6 +12,10 @@ volatile long percpu_test_inject_gate;
 void (*volatile percpu_test_inject_hook)(void);
 unsigned long percpu_test_aborts;
 
+void (*volatile percpu_test_fence_hook)(void);
+volatile bool percpu_test_fence_wrong_ticket;
+unsigned long percpu_test_fence_waits;
+
 volatile bool percpu_ref_test_skip_fence;
 unsigned long percpu_ref_test_fences;
 volatile int percpu_ref_test_fail_worker_start;

@@ -1019,10 +1019,12 @@ class PercpuRef(_Owner):
         return why
 
     def kill(self, confirm=None):
-        """Drop the initial reference and switch to atomic mode.
-        `confirm` (optional) is called once every CPU sees the ref dead.
-        PercpuError(EINVAL) if already dying.  May wait (GIL released)
-        while a previous switch of this ref is in flight."""
+        """Drop the initial reference and switch to atomic mode, in this
+        thread: `confirm` (optional) is called once every CPU sees the ref
+        dead, and `release` too if no other reference is held, before kill
+        returns.  PercpuError(EINVAL) if already dying.  Waits about one
+        fence (GIL released), longer while a previous switch of this ref
+        is in flight."""
         self._with_confirm("kill", self._events.kill_confirms, self._d.ref_kill,
                            confirm)
 

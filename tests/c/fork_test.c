@@ -745,18 +745,19 @@ static void blocking_release(struct percpu_ref *ref)
 }
 
 /*
- * Hold the worker in confirm until the killing thread has dropped the
- * initial reference: then the worker's put (of the switch's own
- * reference) is the last one, and the release runs on the worker.
+ * Hold the worker in confirm until this thread has dropped the initial
+ * reference: then the worker's put (of the switch's own reference) is the
+ * last one, and the release runs on the worker.  The switch is a queued
+ * switch_to_atomic -- a kill is done by the killing thread itself.
  */
-static int kill_returned;
+static int initial_put;
 
-static void confirm_after_kill_returned(struct percpu_ref *ref)
+static void confirm_after_initial_put(struct percpu_ref *ref)
 {
 	(void)ref;
 	if (getpid() != block_release_in)
 		return;
-	while (!LOAD(kill_returned))
+	while (!LOAD(initial_put))
 		usleep(100);
 }
 
@@ -773,8 +774,18 @@ static int child_gets_the_owed_release(void *arg)
 	return LOAD(released_in_child) == 1 && percpu_ref_is_zero(&owed_ref) ? 0 : 2;
 }
 
-TEST(release_running_on_the_parents_worker_at_fork_runs_in_the_child)
+/* @killer: the release runs in a thread doing a kill, not on the worker. */
+static void *kill_owed_ref(void *arg)
 {
+	(void)arg;
+	percpu_ref_kill(&owed_ref); /* its release blocks in here */
+	return NULL;
+}
+
+static void release_running_at_fork(bool killer)
+{
+	pthread_t thread;
+
 	STORE(released_in_child, 0);
 	release_blocking = 0;
 	block_release_in = getpid();
@@ -788,20 +799,37 @@ TEST(release_running_on_the_parents_worker_at_fork_runs_in_the_child)
 		percpu_ref_exit(&owed_ref);
 		return;
 	}
-	/* The switch's own reference is the last: the worker releases. */
-	STORE(kill_returned, 0);
-	percpu_ref_kill_and_confirm(&owed_ref, confirm_after_kill_returned);
-	STORE(kill_returned, 1);
+	if (killer) {
+		pthread_create(&thread, NULL, kill_owed_ref, NULL);
+	} else {
+		/* The switch's own reference is the last: the worker releases. */
+		STORE(initial_put, 0);
+		percpu_ref_switch_to_atomic(&owed_ref, confirm_after_initial_put);
+		percpu_ref_put(&owed_ref);
+		STORE(initial_put, 1);
+	}
 	for (double end = now_s() + 5; now_s() < end;)
 		if (__atomic_load_n(&release_blocking, __ATOMIC_SEQ_CST))
 			break;
 	CHECK_EQ(release_blocking, 1);
 	CHECK_EQ(fork_and_run(child_gets_the_owed_release, NULL), 0);
 	__atomic_store_n(&release_blocking, 0, __ATOMIC_SEQ_CST);
+	if (killer)
+		pthread_join(thread, NULL);
 	for (double end = now_s() + 5; now_s() < end && !LOAD(released_in_child);)
 		usleep(100);
 	CHECK_EQ(LOAD(released_in_child), 1);
 	percpu_ref_exit(&owed_ref);
+}
+
+TEST(release_running_on_the_parents_worker_at_fork_runs_in_the_child)
+{
+	release_running_at_fork(false);
+}
+
+TEST(release_running_in_a_parent_thread_killing_at_fork_runs_in_the_child)
+{
+	release_running_at_fork(true);
 }
 
 /* ---- children that only put, with switches in flight at fork ---------- */
@@ -811,21 +839,29 @@ TEST(release_running_on_the_parents_worker_at_fork_runs_in_the_child)
  * and that then only puts its last reference waited forever for its
  * release -- the switch's own reference, which the child's worker drops,
  * was only restarted by a call that takes the switch lock (is_zero, ...).
- * Here every fork lands with two kills in flight: the worker is inside
- * the confirm of one (held there), the other is queued behind it.
+ * Here every fork lands with four switches in flight: a thread killing
+ * refs 0 and 1 together is inside ref 0's confirm (held there), ref 1
+ * waits its turn; the worker is inside the confirm of ref 2's queued
+ * switch_to_atomic (held there), ref 3's is queued behind it, and the
+ * initial references of 2 and 3 are put.
  */
-static struct percpu_ref inflight_refs[2];
+#define INFLIGHT 4
+static struct percpu_ref inflight_refs[INFLIGHT];
 static pid_t hold_worker_in;
-static int worker_held;
+static int worker_held, killer_held;
 static int only_put_releases;
 
-static void hold_worker_confirm(struct percpu_ref *ref)
+static void hold_in_confirm(struct percpu_ref *ref)
 {
-	(void)ref;
-	if (getpid() != hold_worker_in)
-		return; /* the child's rerun of this confirm does not block */
-	STORE(worker_held, 1);
-	while (LOAD(worker_held) == 1)
+	int *held = ref == &inflight_refs[0]   ? &killer_held
+	            : ref == &inflight_refs[2] ? &worker_held
+	                                       : NULL;
+
+	if (!held || getpid() != hold_worker_in || !percpu_fast_mode_available())
+		return; /* the child's rerun of this confirm does not block; in
+		         * atomic mode it runs in the calling thread at once */
+	STORE(*held, 1);
+	while (LOAD(*held) == 1)
 		usleep(100);
 }
 
@@ -835,21 +871,30 @@ static void count_only_put_release(struct percpu_ref *ref)
 	__atomic_fetch_add(&only_put_releases, 1, __ATOMIC_SEQ_CST);
 }
 
+static void *kill_refs_0_and_1(void *arg)
+{
+	struct percpu_ref *list[2] = { &inflight_refs[0], &inflight_refs[1] };
+
+	(void)arg;
+	percpu_ref_kill_batch_and_confirm(list, 2, hold_in_confirm);
+	return NULL;
+}
+
 /* Puts its last reference of each ref; nothing else of percpu_ref. */
 static int child_only_puts(void *arg)
 {
 	(void)arg;
 	if (LOAD(only_put_releases) != 0)
 		return 1;
-	percpu_ref_put(&inflight_refs[0]);
-	percpu_ref_put(&inflight_refs[1]);
+	for (int i = 0; i < INFLIGHT; i++)
+		percpu_ref_put(&inflight_refs[i]);
 	/* Generous: the releases come within milliseconds; alarm(10) too. */
 	for (double end = now_s() + 5; now_s() < end;) {
-		if (LOAD(only_put_releases) >= 2)
+		if (LOAD(only_put_releases) >= INFLIGHT)
 			break;
 		usleep(100);
 	}
-	if (LOAD(only_put_releases) != 2)
+	if (LOAD(only_put_releases) != INFLIGHT)
 		return 2;
 	return 0;
 }
@@ -857,22 +902,27 @@ static int child_only_puts(void *arg)
 TEST(children_that_only_put_get_their_release_with_kills_in_flight_at_fork)
 {
 	int children = 100, failed = 0, i;
+	pthread_t killer;
 
 	STORE(only_put_releases, 0);
 	STORE(worker_held, 0);
+	STORE(killer_held, 0);
 	hold_worker_in = getpid();
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < INFLIGHT; i++) {
 		CHECK_EQ(percpu_ref_init(&inflight_refs[i], count_only_put_release, 0), 0);
 		percpu_ref_get(&inflight_refs[i]); /* the last reference */
 	}
+	pthread_create(&killer, NULL, kill_refs_0_and_1, NULL);
+	percpu_ref_switch_to_atomic(&inflight_refs[2], hold_in_confirm);
+	percpu_ref_switch_to_atomic(&inflight_refs[3], NULL); /* queued */
+	percpu_ref_put(&inflight_refs[2]);                    /* their initial references */
+	percpu_ref_put(&inflight_refs[3]);
 	if (percpu_fast_mode_available()) {
-		percpu_ref_kill_and_confirm(&inflight_refs[0], hold_worker_confirm);
-		while (!LOAD(worker_held))
-			usleep(100); /* the worker is inside ref 0's confirm */
+		while (!LOAD(worker_held) || !LOAD(killer_held))
+			usleep(100); /* both inside their confirms */
 	} else {
-		percpu_ref_kill(&inflight_refs[0]); /* atomic: nothing in flight */
+		pthread_join(killer, NULL); /* atomic: nothing in flight */
 	}
-	percpu_ref_kill(&inflight_refs[1]); /* queued behind ref 0 */
 	for (i = 0; i < children && !failed; i++) {
 		int rc = fork_and_run(child_only_puts, NULL);
 
@@ -882,15 +932,18 @@ TEST(children_that_only_put_get_their_release_with_kills_in_flight_at_fork)
 			failed++;
 		}
 	}
-	CHECK_EQ(failed, 0);
 	STORE(worker_held, 0);
+	STORE(killer_held, 0);
+	if (percpu_fast_mode_available())
+		pthread_join(killer, NULL);
+	CHECK_EQ(failed, 0);
 	/* The parent holds its last references still: no release yet. */
 	CHECK_EQ(LOAD(only_put_releases), 0);
-	percpu_ref_put(&inflight_refs[0]);
-	percpu_ref_put(&inflight_refs[1]);
-	for (double end = now_s() + 5; now_s() < end && LOAD(only_put_releases) < 2;)
+	for (i = 0; i < INFLIGHT; i++)
+		percpu_ref_put(&inflight_refs[i]);
+	for (double end = now_s() + 5; now_s() < end && LOAD(only_put_releases) < INFLIGHT;)
 		usleep(100);
-	CHECK_EQ(LOAD(only_put_releases), 2);
-	for (i = 0; i < 2; i++)
+	CHECK_EQ(LOAD(only_put_releases), INFLIGHT);
+	for (i = 0; i < INFLIGHT; i++)
 		percpu_ref_exit(&inflight_refs[i]);
 }

@@ -616,6 +616,109 @@ TEST(fence_reports_its_availability)
 	         percpu_fence_available() && percpu_rseq_process_available());
 }
 
+/*
+ * percpu_fence() is shared: a caller may return on another thread's
+ * membarrier, but only on one that BEGAN after its call.  Thread A's
+ * fence (number 1) is held in flight (the test hook runs before its
+ * membarrier); B, C and D call meanwhile and wait.  When fence 1
+ * completes, none of them may return: their stores could have missed it.
+ * One of them starts fence 2, held in turn; only when it completes do all
+ * three return -- four calls, two membarriers.  The negative control
+ * injects the bug (a caller counts the fence in flight as its own) and
+ * the check must see B, C and D return early.
+ */
+static int fence_holds;   /* fences that reached the hook */
+static int fence_go_upto; /* fences allowed past it */
+
+static void hold_fence(void)
+{
+	int mine = __atomic_add_fetch(&fence_holds, 1, __ATOMIC_SEQ_CST);
+
+	while (__atomic_load_n(&fence_go_upto, __ATOMIC_SEQ_CST) < mine)
+		usleep(50);
+}
+
+static void *fencer_main(void *arg)
+{
+	int *returned = arg;
+
+	CHECK_EQ(percpu_fence(), 0);
+	__atomic_store_n(returned, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static int loaded(int *p)
+{
+	return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+}
+
+/* Returns how many of B, C, D returned before fence 2 completed. */
+static int shared_fence_round(bool wrong_ticket, uint64_t *membarriers)
+{
+	int returned[4] = { 0 }, early = 0;
+	uint64_t before = percpu_fence_count();
+	unsigned long waits = percpu_test_fence_waits;
+	pthread_t t[4];
+
+	fence_holds = 0;
+	fence_go_upto = 0;
+	percpu_test_fence_hook = hold_fence;
+	pthread_create(&t[0], NULL, fencer_main, &returned[0]);
+	while (loaded(&fence_holds) < 1)
+		usleep(50); /* A's fence is in flight */
+	percpu_test_fence_wrong_ticket = wrong_ticket;
+	for (int i = 1; i < 4; i++)
+		pthread_create(&t[i], NULL, fencer_main, &returned[i]);
+	while (__atomic_load_n(&percpu_test_fence_waits, __ATOMIC_SEQ_CST) - waits < 3)
+		usleep(50); /* B, C and D wait for a fence */
+	__atomic_store_n(&fence_go_upto, 1, __ATOMIC_SEQ_CST);
+	/* Fence 2 in flight (held), or -- with the bug -- everyone back. */
+	while (loaded(&fence_holds) < 2 &&
+	       !(loaded(&returned[1]) && loaded(&returned[2]) && loaded(&returned[3])))
+		usleep(50);
+	for (int i = 1; i < 4; i++)
+		early += loaded(&returned[i]);
+	__atomic_store_n(&fence_go_upto, 2, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	percpu_test_fence_wrong_ticket = false;
+	percpu_test_fence_hook = NULL;
+	*membarriers = percpu_fence_count() - before;
+	return early;
+}
+
+TEST(concurrent_fences_share_membarriers_but_each_waits_for_its_own)
+{
+	uint64_t membarriers;
+	int early;
+
+	if (!percpu_fence_available()) {
+		printf("# no fence on this path\n");
+		return;
+	}
+	early = shared_fence_round(false, &membarriers);
+	printf("# 4 callers, %" PRIu64 " membarriers, %d returned on a fence "
+	       "begun before their call\n",
+	       membarriers, early);
+	CHECK_EQ(early, 0);
+	CHECK_EQ(membarriers, 2);
+}
+
+TEST(negative_control_counting_the_fence_in_flight_is_caught)
+{
+	uint64_t membarriers;
+	int early;
+
+	if (!percpu_fence_available()) {
+		printf("# no fence on this path\n");
+		return;
+	}
+	early = shared_fence_round(true, &membarriers);
+	printf("# with the bug: %d of 3 returned on the fence in flight\n", early);
+	CHECK_MSG(early > 0, "an early return went unnoticed: the sharing "
+	                     "check proves nothing");
+}
+
 /* ---- fetch_and_zero racing adds --------------------------------------- */
 
 struct zero_race {

@@ -56,14 +56,17 @@ static size_t slab_objects(void)
 
 /*
  * The worker frees per-CPU words just after a confirmation; a switch of a
- * fresh ref, confirmed after everything queued before it, waits that out.
+ * fresh ref queued for it (switch_to_atomic, not _sync, which the caller
+ * does itself) is confirmed after everything queued before it: waiting
+ * for that switch waits that out.
  */
 static void quiesce_worker(void)
 {
 	struct percpu_ref dummy;
 
 	if (percpu_ref_init(&dummy, NULL, PERCPU_REF_ALLOW_REINIT) == 0) {
-		percpu_ref_switch_to_atomic_sync(&dummy);
+		percpu_ref_switch_to_atomic(&dummy, NULL);
+		percpu_ref_switch_to_atomic_sync(&dummy); /* waits for it */
 		percpu_ref_exit(&dummy);
 	}
 }
@@ -696,6 +699,41 @@ struct ordering {
 
 static struct ordering *ordering_target;
 
+/*
+ * Who does the switch: the worker (switch_to_atomic, queued), or the
+ * calling thread (kill_and_confirm, then resurrect; switch_to_atomic_sync,
+ * then the confirm callback called by the test right after it returns).
+ */
+enum switch_how { VIA_WORKER,
+	          VIA_KILL,
+	          VIA_SYNC };
+static enum switch_how ordering_how;
+static const char *const how_names[] = { "worker", "kill", "_sync" };
+
+static void switch_by(struct percpu_ref *ref, percpu_ref_func_t *confirm)
+{
+	switch (ordering_how) {
+	case VIA_WORKER:
+		percpu_ref_switch_to_atomic(ref, confirm);
+		break;
+	case VIA_KILL:
+		percpu_ref_kill_and_confirm(ref, confirm);
+		break;
+	case VIA_SYNC:
+		percpu_ref_switch_to_atomic_sync(ref);
+		confirm(ref);
+		break;
+	}
+}
+
+static void switch_back(struct percpu_ref *ref)
+{
+	if (ordering_how == VIA_KILL)
+		percpu_ref_resurrect(ref); /* the cushion kept it alive */
+	else
+		percpu_ref_switch_to_percpu(ref);
+}
+
 /* The index-th CPU of the mask (modulo its size). */
 static int cpu_of_mask(const cpu_set_t *mask, int index)
 {
@@ -788,7 +826,7 @@ static void ordering_round(struct ordering *o, const cpu_set_t *cpus)
 		pthread_create(&tid[i], NULL, ordering_user, &u[i]);
 	}
 	usleep(1000);
-	percpu_ref_switch_to_atomic(&o->ref, confirm_and_freeze);
+	switch_by(&o->ref, confirm_and_freeze);
 	/* Sleep, not yield: the worker gets CPU 0 at once. */
 	while (!__atomic_load_n(&o->confirmed, __ATOMIC_ACQUIRE))
 		usleep(50);
@@ -799,11 +837,11 @@ static void ordering_round(struct ordering *o, const cpu_set_t *cpus)
 	__atomic_store_n(&o->stop, 1, __ATOMIC_RELEASE);
 	for (int i = 0; i < users; i++)
 		pthread_join(tid[i], NULL);
-	percpu_ref_switch_to_percpu(&o->ref);
+	switch_back(&o->ref);
 }
 
 /* Returns the rounds that saw a late add; the negative control stops at one. */
-static long run_ordering(bool skip_fence, int max_rounds)
+static long run_ordering(enum switch_how how, bool skip_fence, int max_rounds)
 {
 	struct ordering o = { .stop = 0 };
 	cpu_set_t cpus;
@@ -811,11 +849,13 @@ static long run_ordering(bool skip_fence, int max_rounds)
 	int rounds = 0;
 
 	ordering_target = &o;
+	ordering_how = how;
 	sched_getaffinity(0, sizeof(cpus), &cpus);
 	CHECK_EQ(percpu_ref_init(&o.ref, NULL, PERCPU_REF_ALLOW_REINIT), 0);
 	/* A cushion: without the fence late adds are lost, the count drifts. */
 	percpu_ref_get_many(&o.ref, 1ul << 30);
-	percpu_ref_switch_to_atomic_sync(&o.ref); /* the worker exists now */
+	percpu_ref_switch_to_atomic(&o.ref, NULL); /* the worker exists now */
+	percpu_ref_switch_to_atomic_sync(&o.ref);
 	percpu_ref_switch_to_percpu(&o.ref);
 	worker = switch_worker_tid();
 	pin_tid(0, cpu_of_mask(&cpus, 0));
@@ -834,15 +874,26 @@ static long run_ordering(bool skip_fence, int max_rounds)
 		sched_setaffinity(worker, sizeof(cpus), &cpus);
 	percpu_ref_switch_to_atomic_sync(&o.ref);
 	percpu_ref_exit(&o.ref);
-	printf("# %s: %ld of %d confirms saw a late add inside, %ld after\n",
+	printf("# %s, by the %s: %ld of %d confirms saw a late add inside, "
+	       "%ld after\n",
 	       skip_fence ? "without the fence" : "with the fence",
-	       o.late_in_confirm, rounds, o.late_after);
+	       how_names[how], o.late_in_confirm, rounds, o.late_after);
 	return o.late_in_confirm + o.late_after;
 }
 
 TEST(confirm_runs_only_after_every_cpu_sees_atomic_mode)
 {
-	CHECK_EQ(run_ordering(false, ORDERING_ROUNDS), 0);
+	CHECK_EQ(run_ordering(VIA_WORKER, false, ORDERING_ROUNDS), 0);
+}
+
+TEST(kill_confirms_only_after_every_cpu_sees_it_dead)
+{
+	CHECK_EQ(run_ordering(VIA_KILL, false, ORDERING_ROUNDS), 0);
+}
+
+TEST(switch_to_atomic_sync_returns_only_after_every_cpu_sees_atomic_mode)
+{
+	CHECK_EQ(run_ordering(VIA_SYNC, false, ORDERING_ROUNDS), 0);
 }
 
 /*
@@ -891,7 +942,7 @@ static void confirm_releases_the_gate(struct percpu_ref *ref)
 	__atomic_store_n(&o->confirmed, 1, __ATOMIC_RELEASE);
 }
 
-TEST(negative_control_confirm_without_fence_is_caught)
+static void negative_control_by(enum switch_how how)
 {
 	struct ordering o = { .stop = 0 };
 	struct ordering_user u = { .o = &o };
@@ -907,12 +958,14 @@ TEST(negative_control_confirm_without_fence_is_caught)
 		return;
 	}
 	ordering_target = &o;
+	ordering_how = how;
 	gated_ops = gated_late = 0;
 	sched_getaffinity(0, sizeof(cpus), &cpus);
 	CHECK_EQ(percpu_ref_init(&o.ref, NULL, PERCPU_REF_ALLOW_REINIT), 0);
 	/* A cushion: without the fence late adds are lost, the count drifts. */
 	percpu_ref_get_many(&o.ref, 1ul << 30);
-	percpu_ref_switch_to_atomic_sync(&o.ref); /* the worker exists now */
+	percpu_ref_switch_to_atomic(&o.ref, NULL); /* the worker exists now */
+	percpu_ref_switch_to_atomic_sync(&o.ref);
 	percpu_ref_switch_to_percpu(&o.ref);
 	worker = switch_worker_tid();
 	pin_tid(0, cpu_of_mask(&cpus, 0));
@@ -928,13 +981,13 @@ TEST(negative_control_confirm_without_fence_is_caught)
 		while (__atomic_load_n(&percpu_test_inject_gate, __ATOMIC_SEQ_CST) != 1)
 			;
 		o.confirmed = 0;
-		percpu_ref_switch_to_atomic(&o.ref, confirm_releases_the_gate);
+		switch_by(&o.ref, confirm_releases_the_gate);
 		while (!__atomic_load_n(&o.confirmed, __ATOMIC_ACQUIRE))
 			usleep(50);
 		rounds++;
 		/* The gate first, so no "go" is left for the next section. */
 		__atomic_store_n(&percpu_test_inject_gate, 0, __ATOMIC_SEQ_CST);
-		percpu_ref_switch_to_percpu(&o.ref);
+		switch_back(&o.ref);
 	}
 	__atomic_store_n(&o.stop, 1, __ATOMIC_RELEASE);
 	/* Atomic mode first, then "go": a section waiting at the gate
@@ -949,11 +1002,27 @@ TEST(negative_control_confirm_without_fence_is_caught)
 	if (worker)
 		sched_setaffinity(worker, sizeof(cpus), &cpus);
 	percpu_ref_exit(&o.ref);
-	printf("# without the fence: %ld of %ld forced confirms saw the late add\n",
-	       gated_late, rounds);
+	printf("# without the fence, by the %s: %ld of %ld forced confirms saw "
+	       "the late add\n",
+	       how_names[how], gated_late, rounds);
 	CHECK_MSG(gated_late > 0,
 	          "a premature confirm went unnoticed: the ordering test "
 	          "proves nothing");
+}
+
+TEST(negative_control_confirm_without_fence_is_caught)
+{
+	negative_control_by(VIA_WORKER);
+}
+
+TEST(negative_control_kill_without_fence_is_caught)
+{
+	negative_control_by(VIA_KILL);
+}
+
+TEST(negative_control_sync_without_fence_is_caught)
+{
+	negative_control_by(VIA_SYNC);
 }
 
 /*
@@ -1103,44 +1172,179 @@ static void *let_confirm_go_later(void *arg)
 	return NULL;
 }
 
+/* Hold the worker inside @ref's confirm (a queued switch to atomic). */
 static void hold_the_worker(struct percpu_ref *ref)
 {
 	hold_confirm = 0;
 	hold_in = getpid();
-	percpu_ref_kill_and_confirm(ref, blocking_confirm);
+	percpu_ref_switch_to_atomic(ref, blocking_confirm);
 	while (__atomic_load_n(&hold_confirm, __ATOMIC_SEQ_CST) != 2)
 		sched_yield(); /* the worker is inside ref's confirm */
 }
 
-/* Kills queued while the worker is busy are fenced together, once. */
-TEST(many_refs_killed_together_share_one_fence)
+/* Switches queued while the worker is busy are fenced together, once. */
+TEST(switches_queued_behind_a_busy_worker_share_one_fence)
 {
 	enum { N = 1000 };
 	struct percpu_ref *refs = calloc(N + 1, sizeof(*refs));
 	unsigned long fences;
 
-	releases = 0;
+	confirms = 0;
 	for (int i = 0; i <= N; i++)
-		CHECK_EQ(percpu_ref_init(&refs[i], count_release, 0), 0);
+		CHECK_EQ(percpu_ref_init(&refs[i], NULL, 0), 0);
 	if (!fast()) {
-		for (int i = 0; i <= N; i++)
-			percpu_ref_kill(&refs[i]);
-		CHECK_EQ(nr_releases(), N + 1); /* atomic: no switch, no fence */
+		for (int i = 0; i < N; i++)
+			percpu_ref_switch_to_atomic(&refs[i], count_confirm);
+		CHECK_EQ(confirms, N); /* atomic: confirmed at once, no fence */
 		goto out;
 	}
 	hold_the_worker(&refs[N]);
 	fences = percpu_ref_test_fences;
 	for (int i = 0; i < N; i++)
-		percpu_ref_kill(&refs[i]);
+		percpu_ref_switch_to_atomic(&refs[i], count_confirm);
+	CHECK_EQ(confirms, 0); /* queued: nothing confirmed yet */
 	__atomic_store_n(&hold_confirm, 0, __ATOMIC_SEQ_CST);
-	wait_releases(N + 1);
+	for (int i = 0; i < N; i++)
+		percpu_ref_switch_to_atomic_sync(&refs[i]); /* waits for it */
 	fences = percpu_ref_test_fences - fences;
-	printf("# %d kills queued behind a busy worker, %lu fence(s)\n", N, fences);
+	printf("# %d switches queued behind a busy worker, %lu fence(s)\n", N,
+	       fences);
+	CHECK_EQ(confirms, N);
 	CHECK_EQ(fences, 1);
 out:
 	for (int i = 0; i <= N; i++)
 		percpu_ref_exit(&refs[i]);
 	free(refs);
+}
+
+/*
+ * percpu_ref_kill_batch_and_confirm: N refs killed behind ONE fence (and
+ * kill_and_confirm in a loop takes one each: the control that the fence
+ * count sees fences at all).  Every confirm, in the order of the array,
+ * before any release; each release exactly once; confirmed refs refuse
+ * tryget_live; refs holding another reference release at its put.
+ */
+static struct percpu_ref *batch_refs;
+static int batch_confirmed_upto; /* confirms seen, in array order */
+static int batch_misordered;
+static bool batch_all_percpu; /* one fence for all: releases come last */
+
+static void confirm_in_order(struct percpu_ref *ref)
+{
+	int i = (int)(ref - batch_refs);
+
+	if (i != batch_confirmed_upto || (batch_all_percpu && nr_releases()))
+		batch_misordered++;
+	CHECK(!percpu_ref_tryget_live(ref));
+	batch_confirmed_upto++;
+}
+
+static void kill_batch_of(int n, int held_every, unsigned long *fences_out)
+{
+	struct percpu_ref **list = calloc((size_t)n, sizeof(*list));
+	unsigned long fences;
+	int held = 0;
+
+	batch_refs = calloc((size_t)n, sizeof(*batch_refs));
+	releases = 0;
+	batch_confirmed_upto = 0;
+	batch_misordered = 0;
+	batch_all_percpu = fast();
+	for (int i = 0; i < n; i++) {
+		CHECK_EQ(percpu_ref_init(&batch_refs[i], count_release, 0), 0);
+		list[i] = &batch_refs[i];
+		if (held_every && i % held_every == 0) {
+			percpu_ref_get(&batch_refs[i]);
+			held++;
+		}
+	}
+	fences = percpu_ref_test_fences;
+	percpu_ref_kill_batch_and_confirm(list, (size_t)n, confirm_in_order);
+	*fences_out = percpu_ref_test_fences - fences;
+	CHECK_EQ(batch_confirmed_upto, n);
+	CHECK_EQ(batch_misordered, 0);
+	CHECK_EQ(nr_releases(), n - held); /* inside the call: nothing async */
+	for (int i = 0; i < n; i++) {
+		CHECK(percpu_ref_is_dying(&batch_refs[i]));
+		if (held_every && i % held_every == 0)
+			percpu_ref_put(&batch_refs[i]);
+	}
+	CHECK_EQ(nr_releases(), n);
+	for (int i = 0; i < n; i++)
+		percpu_ref_exit(&batch_refs[i]);
+	free(batch_refs);
+	free(list);
+}
+
+TEST(kill_batch_kills_many_refs_behind_one_fence)
+{
+	static const int sizes[] = { 1, 10, 1000, 10000 };
+	unsigned long fences;
+
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		kill_batch_of(sizes[k], 0, &fences);
+		printf("# kill_batch of %d refs: %lu fence(s)\n", sizes[k], fences);
+		CHECK_EQ(fences, fast() ? 1 : 0);
+	}
+	kill_batch_of(1000, 3, &fences); /* a third hold a reference */
+	CHECK_EQ(fences, fast() ? 1 : 0);
+}
+
+TEST(kill_in_a_loop_fences_once_per_ref)
+{
+	enum { N = 20 };
+	struct percpu_ref refs[N];
+	unsigned long fences = percpu_ref_test_fences;
+
+	releases = 0;
+	for (int i = 0; i < N; i++)
+		CHECK_EQ(percpu_ref_init(&refs[i], count_release, 0), 0);
+	for (int i = 0; i < N; i++) {
+		percpu_ref_kill(&refs[i]);
+		CHECK_EQ(nr_releases(), i + 1); /* released inside kill */
+	}
+	CHECK_EQ(percpu_ref_test_fences - fences, fast() ? N : 0);
+	for (int i = 0; i < N; i++)
+		percpu_ref_exit(&refs[i]);
+}
+
+/*
+ * A batch mixing refs in percpu mode, refs already atomic, a ref killed
+ * before (warned, skipped) and a ref whose switch is in flight on the
+ * worker: every ref is confirmed in array order, released once.
+ */
+TEST(kill_batch_mixes_atomic_dead_and_switching_refs)
+{
+	enum { N = 8 };
+	struct percpu_ref *list[N + 1];
+	pthread_t helper;
+
+	batch_refs = calloc(N, sizeof(*batch_refs));
+	releases = 0;
+	batch_confirmed_upto = 0;
+	batch_misordered = 0;
+	batch_all_percpu = false;
+	for (int i = 0; i < N; i++) {
+		CHECK_EQ(percpu_ref_init(&batch_refs[i], count_release,
+		                         i % 3 == 1 ? PERCPU_REF_INIT_ATOMIC : 0),
+		         0);
+		list[i] = &batch_refs[i];
+	}
+	if (fast()) {
+		/* refs[5]: a switch in flight, held on the worker a while. */
+		hold_the_worker(&batch_refs[5]);
+		pthread_create(&helper, NULL, let_confirm_go_later, NULL);
+	}
+	list[N] = &batch_refs[2]; /* twice: the second warns, is ignored */
+	percpu_ref_kill_batch_and_confirm(list, N + 1, confirm_in_order);
+	if (fast())
+		pthread_join(helper, NULL);
+	CHECK_EQ(batch_confirmed_upto, N);
+	CHECK_EQ(batch_misordered, 0);
+	CHECK_EQ(nr_releases(), N);
+	for (int i = 0; i < N; i++)
+		percpu_ref_exit(&batch_refs[i]);
+	free(batch_refs);
 }
 
 /* In the child: both switches complete and both refs are released. */
@@ -1156,6 +1360,11 @@ static int child_finishes_switches(struct percpu_ref *a, struct percpu_ref *b)
 	return 0;
 }
 
+/*
+ * The worker held in a's confirm, b queued behind it; neither has any
+ * reference left but its switch's own (the initial ones were put), so
+ * both releases come from the worker -- in the child, from the child's.
+ */
 TEST(fork_while_switches_are_in_flight_completes_them_in_the_child)
 {
 	struct percpu_ref a, b;
@@ -1169,11 +1378,18 @@ TEST(fork_while_switches_are_in_flight_completes_them_in_the_child)
 	if (fast())
 		hold_the_worker(&a);
 	else
-		percpu_ref_kill(&a);
-	percpu_ref_kill(&b); /* queued behind a */
+		percpu_ref_switch_to_atomic(&a, NULL);
+	percpu_ref_switch_to_atomic(&b, NULL); /* queued behind a */
+	if (fast())
+		CHECK(!percpu_ref_is_dying(&a) && in_percpu_mode(&b) == false);
+	percpu_ref_put(&a); /* the initial references */
+	percpu_ref_put(&b);
+	fflush(NULL);
 	pid = fork();
-	if (pid == 0)
+	if (pid == 0) {
+		alarm(10); /* a switch never completed: fail, do not hang */
 		_exit(child_finishes_switches(&a, &b));
+	}
 	__atomic_store_n(&hold_confirm, 0, __ATOMIC_SEQ_CST);
 	CHECK(waitpid(pid, &status, 0) == pid);
 	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
@@ -1181,6 +1397,78 @@ TEST(fork_while_switches_are_in_flight_completes_them_in_the_child)
 	wait_releases(2);
 	percpu_ref_exit(&a);
 	percpu_ref_exit(&b);
+}
+
+/*
+ * A kill in flight in another thread at fork: that thread is inside the
+ * confirm of the first ref of its batch, the second is still to come.
+ * The child has no such thread: its worker completes both kills --
+ * confirm again, the switch's and the initial reference put -- and both
+ * refs are released there.
+ */
+static struct percpu_ref fork_kill_refs[2];
+
+/* Held in the first ref's confirm (in the parent); the second runs free. */
+static void block_on_the_first(struct percpu_ref *ref)
+{
+	if (ref == &fork_kill_refs[0])
+		blocking_confirm(ref);
+}
+
+static void *kill_both_held(void *arg)
+{
+	struct percpu_ref *list[2] = { &fork_kill_refs[0], &fork_kill_refs[1] };
+
+	(void)arg;
+	percpu_ref_kill_batch_and_confirm(list, 2, block_on_the_first);
+	return NULL;
+}
+
+static int child_finishes_the_kills(void)
+{
+	(void)percpu_ref_is_zero(&fork_kill_refs[0]); /* adopts the batch */
+	for (double end = now_us() + 5e6; now_us() < end;)
+		if (nr_releases() == 2)
+			break;
+	if (nr_releases() != 2 || !percpu_ref_is_zero(&fork_kill_refs[0]) ||
+	    !percpu_ref_is_zero(&fork_kill_refs[1]))
+		return 1;
+	return 0;
+}
+
+TEST(fork_while_a_kill_is_in_flight_in_another_thread_completes_it_in_the_child)
+{
+	pthread_t killer;
+	int status;
+	pid_t pid;
+
+	if (!fast()) {
+		printf("# no percpu mode: kills confirm at once, nothing in flight\n");
+		return;
+	}
+	releases = 0;
+	hold_confirm = 0;
+	hold_in = getpid();
+	CHECK_EQ(percpu_ref_init(&fork_kill_refs[0], count_release, 0), 0);
+	CHECK_EQ(percpu_ref_init(&fork_kill_refs[1], count_release, 0), 0);
+	pthread_create(&killer, NULL, kill_both_held, NULL);
+	while (__atomic_load_n(&hold_confirm, __ATOMIC_SEQ_CST) != 2)
+		sched_yield(); /* the killer is inside the first confirm */
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		alarm(10);
+		_exit(child_finishes_the_kills());
+	}
+	CHECK_EQ(nr_releases(), 0);
+	__atomic_store_n(&hold_confirm, 0, __ATOMIC_SEQ_CST);
+	pthread_join(killer, NULL);
+	CHECK_EQ(nr_releases(), 2);
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	          "the child did not complete the kills (status %#x)", status);
+	percpu_ref_exit(&fork_kill_refs[0]);
+	percpu_ref_exit(&fork_kill_refs[1]);
 }
 
 /* ---- no thread for the switch worker (issue 13, bug 3) ----------------- */
@@ -1388,7 +1676,12 @@ TEST(the_switch_tests_pass_with_no_worker_thread)
 		"mode_switches_racing_gets_and_puts_lose_nothing",
 		"release_exactly_once_per_life_over_many_lives",
 		"confirm_runs_only_after_every_cpu_sees_atomic_mode",
+		"kill_confirms_only_after_every_cpu_sees_it_dead",
+		"switch_to_atomic_sync_returns_only_after_every_cpu_sees_atomic_mode",
 		"negative_control_confirm_without_fence_is_caught",
+		"negative_control_kill_without_fence_is_caught",
+		"negative_control_sync_without_fence_is_caught",
+		"kill_batch_kills_many_refs_behind_one_fence",
 		"tryget_live_always_fails_once_the_kill_is_confirmed",
 		"threads_without_rseq_take_the_atomic_path_in_percpu_mode",
 		"no_worker_thread_was_started",
@@ -1568,6 +1861,13 @@ static void exit_in_own_kill_confirm(void)
 	sleep(5);
 }
 
+/* Kill's confirm runs in the killing thread: _sync there waits for it. */
+static void callback_waits_in_its_own_kill(void)
+{
+	percpu_ref_init(&misuse_ref, NULL, 0);
+	percpu_ref_kill_and_confirm(&misuse_ref, sync_in_own_confirm);
+}
+
 /* An atomic ref: confirm runs in kill, which still holds the initial ref. */
 static void exit_in_confirm_of_an_atomic_kill(void)
 {
@@ -1606,6 +1906,10 @@ TEST(misuse_is_reported)
 	if (fast()) {
 		CHECK(harness_warns_with(exit_during_switch, "a mode switch is in flight"));
 		CHECK(harness_dies_with(callback_waits_on_the_worker,
+		                        "it would wait for itself"));
+		CHECK(harness_dies_with(callback_waits_in_its_own_kill,
+		                        "percpu_ref_switch_to_atomic_sync"));
+		CHECK(harness_dies_with(callback_waits_in_its_own_kill,
 		                        "it would wait for itself"));
 		CHECK(harness_dies_with(exit_in_own_switch_confirm,
 		                        "percpu_ref_exit"));

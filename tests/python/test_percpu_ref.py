@@ -195,27 +195,34 @@ def test_release_runs_on_the_putting_thread(pc):
 
 
 def test_callbacks_from_the_library_worker(pc):
-    """In percpu mode a kill's confirm comes from the library's own
-    (non-Python) worker thread, and so does the release when the worker's
-    put -- the switch's own reference, dropped after the confirm -- is the
-    last one.  (Which put is last is a race; the confirm waits for kill()
-    to return, so here it is the worker's.)"""
+    """In percpu mode the confirm of a switch_to_atomic (which does not
+    wait) comes from the library's own (non-Python) worker thread."""
     if not fast(pc):
         pytest.skip("atomic mode: no switch worker involved")
     main = threading.get_ident()
-    killed = threading.Event()
     conf_threads, rel = [], Recorder()
 
     def confirm():
         conf_threads.append(threading.get_ident())
-        killed.wait(10)
 
     r = pc.PercpuRef(rel)
-    r.kill(confirm=confirm)
-    killed.set()
-    assert wait_for(lambda: rel.count == 1)
-    assert conf_threads and conf_threads[0] != main
-    assert rel.calls == conf_threads
+    r.switch_to_atomic(confirm=confirm)
+    assert wait_for(lambda: len(conf_threads) == 1)
+    assert conf_threads[0] != main
+    r.kill()  # atomic already: released inside, in this thread
+    assert rel.calls == [main]
+    r.close()
+
+
+def test_kill_confirms_and_releases_in_the_calling_thread(pc):
+    """kill() does the switch itself: its confirm and, with no other
+    reference held, the release have run in this thread when it returns."""
+    main = threading.get_ident()
+    conf_threads, rel = [], Recorder()
+    r = pc.PercpuRef(rel)
+    r.kill(confirm=lambda: conf_threads.append(threading.get_ident()))
+    assert conf_threads == [main]
+    assert rel.calls == [main]
     r.close()
 
 

@@ -35,6 +35,7 @@
 #define PERCPU_FENCE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -48,8 +49,21 @@ bool percpu_fence_available(void);
  * the call has committed or aborted.  Returns 0, or -ENOSYS when the fence
  * is unavailable, or another -errno from membarrier.  Costs microseconds
  * (tens under virtualisation): never call it on a hot path.
+ *
+ * Shared: threads that fence at the same time share membarrier calls (a
+ * fence that began after a caller's call covers that caller), so N
+ * concurrent calls cost at most two membarriers between them, while each
+ * gets the full guarantee above.  Thread context: it takes a mutex, so
+ * not from a signal handler.
  */
 int percpu_fence(void);
+
+/*
+ * The number of membarrier fences this process has issued so far (shared
+ * fences count once).  Any thread, never blocks; for statistics and
+ * benchmarks.
+ */
+uint64_t percpu_fence_count(void);
 
 /*
  * True if per-CPU *modes* may be used: glibc registered rseq for this

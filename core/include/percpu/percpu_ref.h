@@ -36,8 +36,10 @@
  *          | switch_to_atomic   |    | (ALLOW_REINIT, no       | resurrect
  *          v                    |    |  switch in flight)      v
  *     SWITCHING  mode A or A|D  |    |               back to PERCPU, or
- *     worker: fence, fold,      |    |               ATOMIC if sticky
- *     confirm, drop extra ref --+----+
+ *     fence (kill/_sync: the    |    |               ATOMIC if sticky
+ *     caller; else the worker), |    |
+ *     fold, confirm, drop the   |    |
+ *     extra ref ----------------+----+
  *          v
  *     ATOMIC / DEAD: an atomic refcount; count 0 -> release(), once
  *
@@ -67,38 +69,51 @@
  * the words, and only then clears the mode with a release store -- no get
  * can see mode 0 before the zeroed words and the BIAS it relies on.
  *
- * Where the fence runs.  Like Linux's call_rcu, kill and switch_to_atomic
- * do not wait for it: they queue the ref for an internal worker thread
- * (started on first use, signals blocked) that takes everything queued,
- * fences ONCE for the batch, then folds each ref, calls its confirm
- * callback and drops the extra reference.  Consequently confirm_kill,
- * confirm_switch and release() may run on that worker thread ("may be
- * called from RCU callback context" in Linux): they must not block for
- * long, and must not wait for a mode switch (of any ref -- only the worker
- * could finish it; the library aborts with a message instead of
- * deadlocking).  One switch per ref is in flight at a time: a second
- * switch, a resurrect or an exit waits for the first (the only time kill
- * and switch_to_atomic block).  percpu_ref_switch_to_atomic_sync() waits for
- * the confirmation.
+ * Where the fence runs.  A caller that can wait does the switch itself:
+ * percpu_ref_kill (and _kill_and_confirm, _kill_batch_and_confirm) and
+ * percpu_ref_switch_to_atomic_sync store the mode, fence in the calling
+ * thread, fold, confirm and drop the switch's reference before they
+ * return -- no hand-off to another thread and back, so kill -> confirm
+ * costs about one fence (Linux waits for an RCU grace period instead, and
+ * runs confirm from its callback).  The fence is shared: percpu_fence()
+ * lets threads that fence at the same time share one membarrier, so
+ * concurrent kills batch by themselves, and percpu_ref_kill_batch_and_
+ * confirm() kills any number of refs behind ONE fence.  Only
+ * percpu_ref_switch_to_atomic() (no _sync) does not wait, like Linux's:
+ * it queues the ref for an internal worker thread (started on first use,
+ * signals blocked) that takes everything queued, fences once for the
+ * batch, then folds each ref, calls its confirm callback and drops the
+ * extra reference.
+ *
+ * Callbacks.  So confirm_kill, confirm_switch and release() may run in
+ * the thread that called kill or _sync (before it returns), on the
+ * worker, or in the thread whose put was the last.  Those run by a switch
+ * (confirm callbacks, and a release whose last reference was the
+ * switch's) must not block for long, and must not wait for a mode switch
+ * -- of any ref: that could wait for the very thread running them, and
+ * the library aborts with a message instead of deadlocking.  A caller of
+ * kill or _sync must not hold a lock its callbacks take.  One switch per
+ * ref is in flight at a time: a second switch, a resurrect or an exit
+ * waits for the first.
  *
  * No thread for the worker.  If the worker cannot be started
  * (pthread_create fails: RLIMIT_NPROC, no address space for a stack, ...)
- * a kill does not fail: the thread that queued the switch does the
+ * a switch_to_atomic does not fail: the thread that queued it does the
  * worker's job itself before its call returns -- the fence, the fold,
  * confirm, the switch's put (so release() too, if that put is the last)
  * -- for everything queued, including other threads' switches queued
  * meanwhile (they leave theirs to it; one thread at a time does this).
  * The order is the worker's: confirm after every CPU sees the new mode,
- * release exactly once, after confirm.  So kill, switch_to_atomic (and
- * every call that takes the switch lock: _sync, switch_to_percpu,
- * resurrect, reinit, is_zero, exit) may call confirm and release in the
- * calling thread: a caller must not hold a lock its callbacks take, and
- * the callbacks keep the worker's rules (waiting for a switch aborts,
- * "it would wait for itself").  The worker is tried again at each switch.
+ * release exactly once, after confirm.  So every call that takes the
+ * switch lock (switch_to_atomic, switch_to_percpu, resurrect, reinit,
+ * is_zero, exit, kill, _sync) may call other refs' confirm and release
+ * in the calling thread in that case; the callbacks keep the rules above.
+ * The worker is tried again at each switch.
  *
- * fork().  The child has no worker: switches queued or in flight at the
- * fork (and a release the parent's worker was running) are finished by a
- * new worker -- or inline, as above -- started by the child's first call
+ * fork().  The child has only the thread that forked: switches queued or
+ * in flight at the fork -- on the worker, or in another thread's kill or
+ * _sync -- and the releases those were running or owed are finished by a
+ * new worker (or inline, as above) started by the child's first call
  * that takes the switch lock or its first put that takes the slow path
  * (every put on a ref with a switch in flight does), so a child that
  * only puts its last reference gets its release.  docs/fork.md.
@@ -121,9 +136,10 @@
  *          in percpu mode, found when the switch folds ("<= 0 after
  *          switching to atomic"); get (not tryget) on a ref in atomic mode
  *          whose count is zero; any get/put/tryget/kill/switch/reinit/
- *          resurrect after exit; a callback on the worker (or run inline,
- *          above) waiting for a mode switch or calling exit while its
- *          ref's switch is in flight ("it would wait for itself"); exit
+ *          resurrect after exit; a callback run by a switch (confirm, or
+ *          a release after a switch's put; in any thread, above) waiting
+ *          for a mode switch or calling exit while its ref's switch is in
+ *          flight ("it would wait for itself"); exit
  *          from the confirm_kill a kill runs itself (before it drops the
  *          initial reference).
  *   warn   kill twice (the second is ignored); reinit of a ref whose count
@@ -142,6 +158,7 @@
 #define PERCPU_PERCPU_REF_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <percpu/ops.h>
@@ -199,10 +216,11 @@ struct percpu_ref {
  * (nothing allocated is kept) or -EINVAL (unknown flags).  On failure the
  * ref is left so that percpu_ref_exit() is a no-op and any use aborts.
  *
- * @release must not block for long: it runs in the thread whose put (or
- * kill) took the count to zero, or on the switch worker (or in a thread
- * doing the worker's job when no worker can be started).  It may call
- * percpu_ref_exit() and free the memory holding the ref.  Thread context.
+ * @release must not block for long: it runs in the thread whose put, kill
+ * or _sync took the count to zero, or on the switch worker (or in a
+ * thread doing the worker's job when no worker can be started).  It may
+ * call percpu_ref_exit() and free the memory holding the ref.  Thread
+ * context.
  */
 int percpu_ref_init(struct percpu_ref *ref, percpu_ref_func_t *release,
                     unsigned int flags);
@@ -213,9 +231,8 @@ int percpu_ref_init(struct percpu_ref *ref, percpu_ref_func_t *release,
  * The caller ensures the ref is no longer in use.  Usual callers: release(),
  * or the error path of an object whose other setup failed after init.
  * If a mode switch is still in flight it warns and waits for it (Linux
- * would free under the pending callback) -- except from a callback of
- * that switch (on the worker or run inline), where it aborts: "it would
- * wait for itself".  Afterwards percpu_ref_is_zero()
+ * would free under the pending callback) -- except from a callback run by
+ * a switch, where it aborts: "it would wait for itself".  Afterwards percpu_ref_is_zero()
  * still answers (the count at exit is remembered, as in Linux) and
  * percpu_ref_is_dying() is true; any other use aborts.  A no-op on a ref
  * that was never initialised (all zero), failed to initialise, or was
@@ -324,19 +341,18 @@ percpu_ref_tryget_live(struct percpu_ref *ref)
 }
 
 /*
- * percpu_ref_kill_and_confirm - drop the initial ref and schedule
- * confirmation
+ * percpu_ref_kill_and_confirm - drop the initial ref, confirm the kill
  * @confirm_kill: called once every CPU sees the ref as dead (from then on
  *                tryget_live fails); may be NULL; must not block for long
  *
- * Call exactly once per life (a second call warns and is ignored).  In
- * percpu mode confirm_kill runs later on the switch worker; if the ref is
- * already atomic -- or no worker thread can be started, then after the
- * fence -- it runs in the calling thread before this returns.  The
- * initial ref is dropped after that, so release() may run inside this call.
- * Never fails.  Waits for the fence only when no worker thread can be
- * started; otherwise blocks only while a previous switch of this ref is
- * in flight.  Thread context.
+ * Call exactly once per life (a second call warns and is ignored).  The
+ * switch to atomic mode is done by the calling thread before this
+ * returns: the mode, one fence (shared with other threads fencing at the
+ * same time), the fold, confirm_kill, then the switch's reference and the
+ * initial one are dropped -- so release() may run inside this call too,
+ * if no other reference is held.  Never fails.  Blocks for about one
+ * fence (microseconds; longer while a previous switch of this ref is in
+ * flight).  Thread context, not holding a lock the callbacks take.
  */
 void percpu_ref_kill_and_confirm(struct percpu_ref *ref,
                                  percpu_ref_func_t *confirm_kill);
@@ -348,17 +364,40 @@ static inline void percpu_ref_kill(struct percpu_ref *ref)
 }
 
 /*
+ * percpu_ref_kill_batch_and_confirm - kill @n refs behind one fence
+ * @refs:         the refs, each killed as by percpu_ref_kill_and_confirm
+ * @confirm_kill: called for each ref once every CPU sees it dead; may be
+ *                NULL
+ *
+ * Costs one fence however many refs are in percpu mode (kill_and_confirm
+ * in a loop costs one each): marks them all dead, fences once, then for
+ * each in order folds, calls confirm_kill and drops the two references;
+ * the releases that follow run after every confirm.  The callbacks run
+ * in the order of @refs: a ref already atomic is confirmed and put in its
+ * turn, after the refs before it are completed (so the refs after it
+ * take another fence); one killed before warns and is skipped (as a
+ * second kill); one with a switch in flight is waited for in its turn,
+ * the same way.
+ * Same context rules as kill_and_confirm.  For objects torn down
+ * together: a table of sessions, a device's queues.
+ */
+void percpu_ref_kill_batch_and_confirm(struct percpu_ref *const refs[],
+                                       size_t n, percpu_ref_func_t *confirm_kill);
+
+/*
  * percpu_ref_switch_to_atomic - switch to atomic mode
  * @confirm_switch: called once every CPU sees atomic mode; may be NULL;
  *                  must not block for long
  *
  * No reason to use this for ordinary reference counting (use kill).  The
  * atomic mode is sticky across kill and reinit until
- * percpu_ref_switch_to_percpu().  If the ref is already atomic (or no
- * worker thread can be started), confirm_switch runs in the calling thread
- * before this returns; otherwise later on the switch worker.  Safe concurrently with gets and puts and
- * mixed with kill and reinit.  Blocks only while a previous switch of
- * this ref is in flight.  Thread context.
+ * percpu_ref_switch_to_percpu().  Does not wait: the switch is queued for
+ * the switch worker, which fences once for everything queued and calls
+ * confirm_switch there.  If the ref is already atomic (or no worker
+ * thread can be started), confirm_switch runs in the calling thread
+ * before this returns.  Safe concurrently with gets and puts and mixed
+ * with kill and reinit.  Blocks only while a previous switch of this ref
+ * is in flight.  Thread context.
  */
 void percpu_ref_switch_to_atomic(struct percpu_ref *ref,
                                  percpu_ref_func_t *confirm_switch);
@@ -367,11 +406,13 @@ void percpu_ref_switch_to_atomic(struct percpu_ref *ref,
  * percpu_ref_switch_to_atomic_sync - switch to atomic mode and wait
  *
  * Returns once the switch is confirmed: the per-CPU words are folded and
- * no per-CPU add can land any more.  As in Linux, the reference the
- * switch holds is dropped by the worker a moment later, so release() may
- * still follow.  The caller makes sure no other thread switches the ref
- * back meanwhile.  Blocks (about one membarrier); thread context, not
- * from a callback on the switch worker.
+ * no per-CPU add can land any more.  The calling thread does the switch
+ * (one fence, shared) and drops the switch's own reference before it
+ * returns, so release() may run inside this call if that was the last
+ * reference.  The caller makes sure no other thread switches the ref back
+ * meanwhile.  Blocks (about one membarrier); thread context, not from a
+ * confirm or release callback run by a switch while one of this ref is in
+ * flight.
  */
 void percpu_ref_switch_to_atomic_sync(struct percpu_ref *ref);
 

@@ -37,9 +37,19 @@
  *   percpu_test_aborts          (inline sections, PERCPU_TEST_INJECT)
  *        Sections aborted so far, all threads: proof that the abort path
  *        ran.
+ *   percpu_test_fence_hook      (core/src/fence.c)
+ *        Called by the thread that starts a shared fence, before its
+ *        membarrier: ops_test holds fences in flight there to show that a
+ *        fence begun before a caller's call does not count as its own.
+ *   percpu_test_fence_wrong_ticket (core/src/fence.c)
+ *        The bug of that check's negative control: a caller counts the
+ *        fence already in flight as covering it.
+ *   percpu_test_fence_waits     (core/src/fence.c)
+ *        Callers that waited for another thread's fence so far.
  *   percpu_ref_test_skip_fence  (core/src/percpu_ref.c)
- *        The switch worker skips the fence: the negative control that
- *        shows percpu_ref_test's mode-switch checks can fail.
+ *        A switch (on the worker or in kill/_sync) skips the fence:
+ *        the negative control that shows percpu_ref_test's mode-switch
+ *        checks can fail.
  *   percpu_ref_test_fences      (core/src/percpu_ref.c)
  *        Batches fenced so far: that concurrent switches share a fence.
  *   percpu_ref_test_fail_worker_start (core/src/percpu_ref.c)
@@ -87,6 +97,10 @@ extern volatile long percpu_test_inject_spins;
 extern volatile long percpu_test_inject_gate;
 extern void (*volatile percpu_test_inject_hook)(void);
 extern unsigned long percpu_test_aborts;
+
+extern void (*volatile percpu_test_fence_hook)(void);
+extern volatile bool percpu_test_fence_wrong_ticket;
+extern unsigned long percpu_test_fence_waits;
 
 extern volatile bool percpu_ref_test_skip_fence;
 extern unsigned long percpu_ref_test_fences;
