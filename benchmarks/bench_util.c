@@ -155,6 +155,27 @@ double bench_median(const double *v, int n)
 	return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
 }
 
+uint64_t bench_calibrate(double ms, uint64_t start, uint64_t min,
+                         double (*run)(void *ctx, uint64_t ops), void *ctx)
+{
+	double target = ms * 1e6, pilot = target / 16 < 1e6 ? 1e6 : target / 16;
+	double wall;
+	uint64_t ops = start;
+
+	for (;;) {
+		wall = run(ctx, ops);
+		if (wall < 1)
+			wall = 1;
+		if (wall >= pilot || ops >= (uint64_t)1 << 40)
+			break;
+		double grow = pilot * 1.2 / wall;
+		ops = (uint64_t)((double)ops * (grow > 16 ? 16 : grow < 2 ? 2
+		                                                          : grow));
+	}
+	ops = (uint64_t)((double)ops * target / wall);
+	return ops < min ? min : ops;
+}
+
 void bench_dist_of(double *v, int n, struct bench_dist *out)
 {
 	memset(out, 0, sizeof(*out));
