@@ -37,7 +37,8 @@
  * Primitive (CSV column): "add", "add_spread1024", "ref_pair" or
  * "lookup_ref" for the thread sweeps; "fence" and "latency" for the slow operations (their
  * "placement" is idle or busy, "threads" counts the busy CPUs plus the
- * caller, ns_per_op is the median latency).
+ * caller, ns_per_op is the median latency); "churn" for object churn
+ * (below).
  *
  * More rows come from facility_workloads.h: counter_u64_add and a mutex in
  * primitive "add"; the reference pairs of localcount and percpu_ref
@@ -64,13 +65,32 @@
  * Every run is checked: the counters' sums must grow by exactly
  * threads * ops; a localcount must read exactly 0 and drain; a percpu_ref
  * must call release() exactly once, after its kill.  A mismatch prints an
- * error and exits with status 1.
+ * error and exits with status 1.  --inject-mismatch=IMPL (the smoke
+ * test's negative controls) adds one op nobody counted after each run of
+ * IMPL -- for a churn row, one more object's life, alone -- so the check
+ * must fail.
  *
- * Then: memory per counter per CPU (facility_memory) and latencies of the
+ * Then: memory per counter per CPU (facility_memory), and per object of
+ * each refcount (facility_churn_memory: sizeof in the object, slab bytes
+ * per CPU of percpu_ref_init / localcount_init); latencies of the
  * slow operations, idle and with the other CPUs busy (facility_latency.h:
  * percpu_fence, counter_u64_fetch/zero, localcount_drain, percpu_ref kill
  * to confirm, switch_to_atomic_sync / switch_to_percpu, pserialize_perform,
  * localcount_trydrain returning true and false).
+ *
+ * Object churn (facility_churn.h; issue 18): one op is one object's life --
+ * create it with a refcount, K get/put pairs from each of T threads, kill
+ * it, wait for release(), destroy and free it -- with percpu_ref,
+ * localcount and a single atomic refcount, at K = 1, 10, 100, 1000 and
+ * 10000 (--quick: 1 and 100) and T = 1, min(2, nproc) and nproc (not
+ * --threads), compact; objects per run calibrated to --ms (from 16), medians
+ * of --reps interleaved runs; CSV primitive "churn", impl "<kind> churn
+ * K=<K>", ns_per_op = ns per object, mops_total = objects per us.  The
+ * table "object churn", and per T the crossover K from which percpu_ref
+ * and localcount take fewer ns per object than the atomic refcount
+ * (log-linear between the measured K; "> 10000" or "<= 1" outside them),
+ * also in the summary.  Each object must release exactly once, after its
+ * kill; each run must release exactly as many objects as it created.
  *
  * Scrape (facility_scrape.h): counter_sysctl_prometheus_string() of a tree
  * of 10,000 counters (median/p99 ms, bytes), and counter_u64_add at 1..nproc
@@ -474,11 +494,14 @@ static void usage(FILE *f)
 	        "  --no-csv           write no CSV (and no plots)\n"
 	        "  --no-plot          do not run plot_scaling.py after the run\n"
 	        "  --quick            smoke run: --ms=15 --reps=1 --lat-samples=20\n"
-	        "                     --mem-counters=20000 --stat-counters=2000, fewer thread counts\n"
+	        "                     --mem-counters=20000 --stat-counters=2000, fewer thread counts,\n"
+	        "                     churn at K = 1 and 100 only (else 1, 10, ..., 10000)\n"
 	        "  --strict           exit 3 if a performance target is not met\n"
 	        "  --inject-mismatch=IMPL  negative control: after each run of IMPL (a row\n"
-	        "                     checked by its sum) do one op more than counted, so the\n"
-	        "                     exactness check must fail and exit 1; also\n"
+	        "                     checked by its sum, or a churn row such as\n"
+	        "                     'percpu_ref churn K=1': then only the churn rows run)\n"
+	        "                     do one op more than counted, so the exactness check\n"
+	        "                     must fail and exit 1; also\n"
 	        "                     '" PUBLISH_INJECT_ADD "' (the same) and\n"
 	        "                     '" PUBLISH_INJECT_READ "' (the publishing child changes one\n"
 	        "                     counter it reports unchanged)\n");
@@ -1284,7 +1307,7 @@ static void print_summary_pserialize_latency(const struct latency_row *rows,
 #define CHURN_MAX_THREAD_COUNTS 3
 #define CHURN_MEM_OBJECTS (opt.quick ? 1000 : 10000) /* memory per object */
 
-static const int churn_ks_full[] = { 1, 10, 100, 1000 };
+static const int churn_ks_full[] = { 1, 10, 100, 1000, 10000 };
 static const int churn_ks_quick[] = { 1, 100 };
 static const int *g_churn_ks;
 static int g_churn_nk;
