@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <gnu/libc-version.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -174,6 +175,25 @@ uint64_t bench_calibrate(double ms, uint64_t start, uint64_t min,
 	}
 	ops = (uint64_t)((double)ops * target / wall);
 	return ops < min ? min : ops;
+}
+
+double bench_crossover(const double *x, const double *a, const double *b,
+                       int n)
+{
+	double prev = 0;
+
+	for (int i = 0; i < n; i++) {
+		double d = log(a[i] / b[i]);
+
+		if (d < 0) {
+			if (i == 0)
+				return 0;
+			return exp(log(x[i - 1]) + (log(x[i]) - log(x[i - 1])) * prev /
+			                                   (prev - d));
+		}
+		prev = d;
+	}
+	return -1;
 }
 
 void bench_dist_of(double *v, int n, struct bench_dist *out)

@@ -77,6 +77,16 @@ double bench_median(const double *v, int n);
 uint64_t bench_calibrate(double ms, uint64_t start, uint64_t min,
                          double (*run)(void *ctx, uint64_t ops), void *ctx);
 
+/*
+ * Where curve a drops below curve b, both measured at x[0] < ... < x[n-1]
+ * (x > 0, a and b > 0): the smallest x at which a < b, interpolating
+ * log(a / b) linearly in log(x) between the last x where a >= b and the
+ * first where a < b.  Returns that x; 0 when a < b already at x[0]; -1
+ * when a < b nowhere.  Object churn's crossover K.
+ */
+double bench_crossover(const double *x, const double *a, const double *b,
+                       int n);
+
 /* Distribution of n >= 1 samples (sorts v in place; any n).  Percentile
  * q is the sample at index floor(n * q / 100), capped at n - 1 (for 200
  * samples, p99 is the second largest). */

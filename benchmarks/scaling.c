@@ -127,7 +127,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -1347,34 +1346,24 @@ static double churn_ns(int ti, int kind, int ki)
 	return g_churn_res[ti][ki * CHURN_NR_KINDS + kind].ns_per_op;
 }
 
-/*
- * The smallest K at which `kind` takes fewer ns per object than the atomic
- * refcount: log-linear interpolation of log(ns / atomic ns) between the
- * measured K values around the first one where it wins.  Written to buf.
- */
+/* The smallest K from which `kind` takes fewer ns per object than the
+ * atomic refcount (bench_crossover), as text in buf. */
 static const char *churn_crossover(int ti, int kind, char *buf, size_t size)
 {
-	double prev = 0;
+	double k[CHURN_MAX_KS], ns[CHURN_MAX_KS], atomic[CHURN_MAX_KS], x;
 
 	for (int ki = 0; ki < g_churn_nk; ki++) {
-		double d = log(churn_ns(ti, kind, ki) / churn_ns(ti, CHURN_ATOMIC, ki));
-
-		if (d < 0) {
-			double x0, x1, x;
-
-			if (ki == 0) {
-				snprintf(buf, size, "<= %d", g_churn_ks[0]);
-				return buf;
-			}
-			x0 = log(g_churn_ks[ki - 1]);
-			x1 = log(g_churn_ks[ki]);
-			x = x0 + (x1 - x0) * prev / (prev - d);
-			snprintf(buf, size, "~%.0f", exp(x));
-			return buf;
-		}
-		prev = d;
+		k[ki] = g_churn_ks[ki];
+		ns[ki] = churn_ns(ti, kind, ki);
+		atomic[ki] = churn_ns(ti, CHURN_ATOMIC, ki);
 	}
-	snprintf(buf, size, "> %d", g_churn_ks[g_churn_nk - 1]);
+	x = bench_crossover(k, ns, atomic, g_churn_nk);
+	if (x == 0)
+		snprintf(buf, size, "<= %d", g_churn_ks[0]);
+	else if (x < 0)
+		snprintf(buf, size, "> %d", g_churn_ks[g_churn_nk - 1]);
+	else
+		snprintf(buf, size, "~%.0f", x);
 	return buf;
 }
 
