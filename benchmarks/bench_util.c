@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <gnu/libc-version.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -153,6 +154,46 @@ double bench_median(const double *v, int n)
 	memcpy(tmp, v, (size_t)n * sizeof(*v));
 	qsort(tmp, (size_t)n, sizeof(*tmp), cmp_double);
 	return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
+}
+
+uint64_t bench_calibrate(double ms, uint64_t start, uint64_t min,
+                         double (*run)(void *ctx, uint64_t ops), void *ctx)
+{
+	double target = ms * 1e6, pilot = target / 16 < 1e6 ? 1e6 : target / 16;
+	double wall;
+	uint64_t ops = start;
+
+	for (;;) {
+		wall = run(ctx, ops);
+		if (wall < 1)
+			wall = 1;
+		if (wall >= pilot || ops >= (uint64_t)1 << 40)
+			break;
+		double grow = pilot * 1.2 / wall;
+		ops = (uint64_t)((double)ops * (grow > 16 ? 16 : grow < 2 ? 2
+		                                                          : grow));
+	}
+	ops = (uint64_t)((double)ops * target / wall);
+	return ops < min ? min : ops;
+}
+
+double bench_crossover(const double *x, const double *a, const double *b,
+                       int n)
+{
+	double prev = 0;
+
+	for (int i = 0; i < n; i++) {
+		double d = log(a[i] / b[i]);
+
+		if (d < 0) {
+			if (i == 0)
+				return 0;
+			return exp(log(x[i - 1]) + (log(x[i]) - log(x[i - 1])) * prev /
+			                                   (prev - d));
+		}
+		prev = d;
+	}
+	return -1;
 }
 
 void bench_dist_of(double *v, int n, struct bench_dist *out)

@@ -68,6 +68,25 @@ struct bench_team_result bench_team_run(int nthreads, const int *cpus,
 /* Median of n doubles (sorts a copy; n <= 64). */
 double bench_median(const double *v, int n);
 
+/*
+ * Ops per run so that one run takes about `ms`: pilot runs from `start`
+ * ops, growing 2x..16x, until one lasts 1/16 of the target (at least
+ * 1 ms), then scaled to the target; never below `min`.  run(ctx, ops)
+ * does one run (checked, as every run) and returns its wall ns.
+ */
+uint64_t bench_calibrate(double ms, uint64_t start, uint64_t min,
+                         double (*run)(void *ctx, uint64_t ops), void *ctx);
+
+/*
+ * Where curve a drops below curve b, both measured at x[0] < ... < x[n-1]
+ * (x > 0, a and b > 0): the smallest x at which a < b, interpolating
+ * log(a / b) linearly in log(x) between the last x where a >= b and the
+ * first where a < b.  Returns that x; 0 when a < b already at x[0]; -1
+ * when a < b nowhere.  Object churn's crossover K.
+ */
+double bench_crossover(const double *x, const double *a, const double *b,
+                       int n);
+
 /* Distribution of n >= 1 samples (sorts v in place; any n).  Percentile
  * q is the sample at index floor(n * q / 100), capped at n - 1 (for 200
  * samples, p99 is the second largest). */
@@ -135,8 +154,10 @@ uint64_t bench_spinners_stop(struct bench_spinners *s, double *cpu_share);
  *     after it ends and returns 0, or -1 with a message in why.
  */
 enum {
-	BENCH_FLOOR = 1u << 0,  /* the plain floor of its primitive */
-	BENCH_SHARED = 1u << 1, /* the shared-atomic baseline of its primitive */
+	BENCH_FLOOR = 1u << 0,   /* the plain floor of its primitive */
+	BENCH_SHARED = 1u << 1,  /* the shared-atomic baseline of its primitive */
+	BENCH_SLOW_OP = 1u << 2, /* one op takes microseconds (an object's
+	                          * whole life): calibration starts at 16 ops */
 };
 
 struct bench_workload {
@@ -147,6 +168,11 @@ struct bench_workload {
 	uint64_t (*total)(int nthreads);
 	void (*prepare)(int nthreads);
 	int (*verify)(int nthreads, uint64_t ops, char *why, size_t size);
+	void *arg; /* passed to worker (and inject) */
+	/* Negative control (--inject-mismatch): after a run, do one op that
+	 * the checks do not expect.  NULL: rows checked by `total` get one
+	 * more worker(arg, 0, 1). */
+	void (*inject)(void *arg);
 };
 
 /* What the benchmark ran on. */

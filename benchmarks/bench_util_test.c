@@ -2,7 +2,8 @@
 /*
  * bench_util_test.c -- the placement orders on made-up topologies (this
  * machine has one NUMA node, so the benchmark itself can only show that
- * compact and spread coincide there), and the sample statistics.
+ * compact and spread coincide there), the sample statistics, the
+ * calibration (on a made-up run) and the crossover of two curves.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,58 @@ static void statistics(void)
 	CHECK(d.median == 100.5 && d.p90 == 181 && d.p99 == 199 && d.max == 200);
 }
 
+/* A run of `ops` ops at ns_per_op each; counts the runs. */
+static double g_ns_per_op;
+static int g_runs;
+
+static double fake_run(void *ctx, uint64_t ops)
+{
+	(void)ctx;
+	g_runs++;
+	return (double)ops * g_ns_per_op;
+}
+
+static void calibration(void)
+{
+	uint64_t ops;
+
+	/* 250 ns per op, 100 ms: pilots from 4096 until one lasts 6.25 ms,
+	 * then scaled to 100 ms = 400,000 ops. */
+	g_ns_per_op = 250;
+	g_runs = 0;
+	ops = bench_calibrate(100, 4096, 1000, fake_run, NULL);
+	CHECK(ops >= 399000 && ops <= 401000);
+	CHECK(g_runs == 2);
+	/* 1 ms per op (an object's life), 1 ms: the first pilot is long
+	 * enough, and the floor holds. */
+	g_ns_per_op = 1e6;
+	g_runs = 0;
+	CHECK(bench_calibrate(1, 16, 16, fake_run, NULL) == 16);
+	CHECK(g_runs == 1);
+}
+
+static bool near(double v, double want)
+{
+	return v > want * 0.999 && v < want * 1.001;
+}
+
+static void crossover(void)
+{
+	const double k[4] = { 1, 10, 100, 1000 };
+	const double flat[4] = { 1000, 1000, 1000, 1000 };
+	const double rising[4] = { 100, 100, 100, 10000 };
+	const double meets[4] = { 100, 200, 1000, 10000 };
+	const double low[4] = { 1, 1, 1, 1 };
+	const double high[4] = { 1e6, 1e6, 1e6, 1e6 };
+
+	/* log(1000/100) at 100, log(1000/10000) at 1000: halfway in log K. */
+	CHECK(near(bench_crossover(k, flat, rising, 4), 316.227766));
+	/* Equal at 100 (not below), below at 1000: from 100. */
+	CHECK(near(bench_crossover(k, flat, meets, 4), 100));
+	CHECK(bench_crossover(k, low, flat, 4) == 0);
+	CHECK(bench_crossover(k, high, flat, 4) == -1);
+}
+
 int main(void)
 {
 	one_node();
@@ -113,11 +166,13 @@ int main(void)
 	two_nodes_interleaved();
 	uneven_and_sparse();
 	statistics();
+	calibration();
+	crossover();
 	if (failures) {
 		fprintf(stderr, "%d check%s failed\n", failures,
 		        failures == 1 ? "" : "s");
 		return 1;
 	}
-	printf("PASS: placement orders and statistics\n");
+	printf("PASS: placement orders, statistics, calibration, crossover\n");
 	return 0;
 }

@@ -248,22 +248,25 @@ static double add_run(const struct adds_args *a, counter_u64_t c, int pub, int n
 	return r.wall_ns > 1 ? r.wall_ns : 1;
 }
 
+/* Calibration: runs on the unpublished counter. */
+struct calibration_run {
+	const struct adds_args *a;
+	counter_u64_t c;
+	int n;
+};
+
+static double calibration_run(void *ctx, uint64_t ops)
+{
+	const struct calibration_run *cr = ctx;
+
+	return add_run(cr->a, cr->c, 0, cr->n, ops);
+}
+
 static uint64_t add_calibrate(const struct adds_args *a, counter_u64_t c, int n)
 {
-	double target = a->ms * 1e6, pilot = target / 16 < 1e6 ? 1e6 : target / 16;
-	double wall;
-	uint64_t ops = 4096;
+	struct calibration_run cr = { a, c, n };
 
-	for (;;) {
-		wall = add_run(a, c, 0, n, ops);
-		if (wall >= pilot || ops >= (uint64_t)1 << 40)
-			break;
-		double grow = pilot * 1.2 / wall;
-		ops = (uint64_t)((double)ops * (grow > 16 ? 16 : grow < 2 ? 2
-		                                                          : grow));
-	}
-	ops = (uint64_t)((double)ops * target / wall);
-	return ops < 1000 ? 1000 : ops;
+	return bench_calibrate(a->ms, 4096, 1000, calibration_run, &cr);
 }
 
 static __attribute__((noreturn)) void adds_child(void *arg, int out, int go)

@@ -243,6 +243,21 @@ static struct one_run run_once(const int *order, int ncpus, int n, uint64_t ops,
 	return out;
 }
 
+/* Calibration: runs without a scraper; their wall ns. */
+struct calibration_run {
+	const int *order;
+	int ncpus, n, scraper_cpu;
+};
+
+static double calibration_run(void *ctx, uint64_t ops)
+{
+	const struct calibration_run *c = ctx;
+	struct one_run o = run_once(c->order, c->ncpus, c->n, ops, c->scraper_cpu,
+	                            false);
+
+	return (double)c->n * (double)ops / o.mops_wall * 1e3;
+}
+
 void scrape_adds(const int *order, int ncpus, int n, uint64_t ops, double ms,
                  int reps, struct scrape_add_result *out)
 {
@@ -252,23 +267,9 @@ void scrape_adds(const int *order, int ncpus, int n, uint64_t ops, double ms,
 	if (reps > 64)
 		reps = 64;
 	if (!ops) {
-		double target = ms * 1e6, pilot = target / 16 < 1e6 ? 1e6 : target / 16;
-		double wall;
+		struct calibration_run c = { order, ncpus, n, scraper_cpu };
 
-		ops = 4096;
-		for (;;) {
-			struct one_run o = run_once(order, ncpus, n, ops, scraper_cpu, false);
-
-			wall = (double)n * (double)ops / o.mops_wall * 1e3;
-			if (wall >= pilot || ops >= (uint64_t)1 << 40)
-				break;
-			double grow = pilot * 1.2 / wall;
-			ops = (uint64_t)((double)ops * (grow > 16 ? 16 : grow < 2 ? 2
-			                                                          : grow));
-		}
-		ops = (uint64_t)((double)ops * target / wall);
-		if (ops < 1000)
-			ops = 1000;
+		ops = bench_calibrate(ms, 4096, 1000, calibration_run, &c);
 	}
 	for (int r = 0; r < reps; r++) {
 		for (int k = 0; k < 2; k++) {

@@ -450,24 +450,24 @@ static int verify_lookup_atomic(int n, uint64_t ops, char *why, size_t size)
  * The table.
  */
 static const struct bench_workload table[] = {
-	{ "add", "counter_u64_add", w_counter_add, 0, total_counter_add, NULL, NULL },
-	{ "add", "mutex", w_mutex, 0, total_mutex, NULL, NULL },
+	{ "add", "counter_u64_add", w_counter_add, 0, total_counter_add, NULL, NULL, NULL, NULL },
+	{ "add", "mutex", w_mutex, 0, total_mutex, NULL, NULL, NULL, NULL },
 	{ "ref_pair", "plain inc+dec floor", w_plain_pair, BENCH_FLOOR, NULL, NULL,
-	  verify_plain_pair },
+	  verify_plain_pair, NULL, NULL },
 	{ "ref_pair", "shared atomic inc+dec", w_atomic_pair, BENCH_SHARED, NULL,
-	  NULL, verify_atomic_pair },
+	  NULL, verify_atomic_pair, NULL, NULL },
 	{ "ref_pair", "localcount acquire+release", w_localcount_pair, 0, NULL,
-	  prepare_localcount, verify_localcount },
+	  prepare_localcount, verify_localcount, NULL, NULL },
 	{ "ref_pair", "percpu_ref get+put percpu", w_percpu_ref_pair, 0, NULL,
-	  prepare_ref_percpu, verify_ref },
+	  prepare_ref_percpu, verify_ref, NULL, NULL },
 	{ "ref_pair", "percpu_ref get+put atomic", w_percpu_ref_pair, 0, NULL,
-	  prepare_ref_atomic, verify_ref },
+	  prepare_ref_atomic, verify_ref, NULL, NULL },
 	{ "lookup_ref", "pserialize + localcount", w_lookup_pserialize, 0, NULL,
-	  prepare_lookup, verify_lookup_pserialize },
+	  prepare_lookup, verify_lookup_pserialize, NULL, NULL },
 	{ "lookup_ref", "rwlock + localcount", w_lookup_rwlock, 0, NULL,
-	  prepare_lookup, verify_lookup_rwlock },
+	  prepare_lookup, verify_lookup_rwlock, NULL, NULL },
 	{ "lookup_ref", "global atomic refcount", w_lookup_atomic, BENCH_SHARED,
-	  NULL, NULL, verify_lookup_atomic },
+	  NULL, NULL, verify_lookup_atomic, NULL, NULL },
 };
 
 const struct bench_workload *facility_workloads(int *n)

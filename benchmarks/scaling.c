@@ -37,7 +37,8 @@
  * Primitive (CSV column): "add", "add_spread1024", "ref_pair" or
  * "lookup_ref" for the thread sweeps; "fence" and "latency" for the slow operations (their
  * "placement" is idle or busy, "threads" counts the busy CPUs plus the
- * caller, ns_per_op is the median latency).
+ * caller, ns_per_op is the median latency); "churn" for object churn
+ * (below).
  *
  * More rows come from facility_workloads.h: counter_u64_add and a mutex in
  * primitive "add"; the reference pairs of localcount and percpu_ref
@@ -64,13 +65,32 @@
  * Every run is checked: the counters' sums must grow by exactly
  * threads * ops; a localcount must read exactly 0 and drain; a percpu_ref
  * must call release() exactly once, after its kill.  A mismatch prints an
- * error and exits with status 1.
+ * error and exits with status 1.  --inject-mismatch=IMPL (the smoke
+ * test's negative controls) adds one op nobody counted after each run of
+ * IMPL -- for a churn row, one more object's life, alone -- so the check
+ * must fail.
  *
- * Then: memory per counter per CPU (facility_memory) and latencies of the
+ * Then: memory per counter per CPU (facility_memory), and per object of
+ * each refcount (facility_churn_memory: sizeof in the object, slab bytes
+ * per CPU of percpu_ref_init / localcount_init); latencies of the
  * slow operations, idle and with the other CPUs busy (facility_latency.h:
  * percpu_fence, counter_u64_fetch/zero, localcount_drain, percpu_ref kill
  * to confirm, switch_to_atomic_sync / switch_to_percpu, pserialize_perform,
  * localcount_trydrain returning true and false).
+ *
+ * Object churn (facility_churn.h; issue 18): one op is one object's life --
+ * create it with a refcount, K get/put pairs from each of T threads, kill
+ * it, wait for release(), destroy and free it -- with percpu_ref,
+ * localcount and a single atomic refcount, at K = 1, 10, 100, 1000 and
+ * 10000 (--quick: 1 and 100) and T = 1, min(2, nproc) and nproc (not
+ * --threads), compact; objects per run calibrated to --ms (from 16), medians
+ * of --reps interleaved runs; CSV primitive "churn", impl "<kind> churn
+ * K=<K>", ns_per_op = ns per object, mops_total = objects per us.  The
+ * table "object churn", and per T the crossover K from which percpu_ref
+ * and localcount take fewer ns per object than the atomic refcount
+ * (log-linear between the measured K; "> 10000" or "<= 1" outside them),
+ * also in the summary.  Each object must release exactly once, after its
+ * kill; each run must release exactly as many objects as it created.
  *
  * Scrape (facility_scrape.h): counter_sysctl_prometheus_string() of a tree
  * of 10,000 counters (median/p99 ms, bytes), and counter_u64_add at 1..nproc
@@ -132,6 +152,7 @@
 
 #include "bench_output.h"
 #include "bench_util.h"
+#include "facility_churn.h"
 #include "facility_latency.h"
 #include "facility_publish.h"
 #include "facility_scrape.h"
@@ -361,23 +382,23 @@ enum impl_id {
 
 static const struct bench_workload core_impls[NR_CORE_IMPLS] = {
 	[I_PLAIN] = { "add", "plain add floor", w_plain, BENCH_FLOOR,
-	              total_private, NULL, NULL },
+	              total_private, NULL, NULL, NULL, NULL },
 	[I_RSEQ] = { "add", "percpu_add rseq", w_rseq, 0, total_counter, NULL,
-	             NULL },
+	             NULL, NULL, NULL },
 	[I_ATOMIC_PRIVATE] = { "add", "per-thread atomic", w_atomic_private, 0,
-	                       total_private, NULL, NULL },
+	                       total_private, NULL, NULL, NULL, NULL },
 	[I_FALLBACK] = { "add", "percpu_add fallback", w_fallback, 0,
-	                 total_counter, NULL, NULL },
+	                 total_counter, NULL, NULL, NULL, NULL },
 	[I_ATOMIC_SHARED] = { "add", "shared atomic", w_atomic_shared,
-	                      BENCH_SHARED, total_shared, NULL, NULL },
+	                      BENCH_SHARED, total_shared, NULL, NULL, NULL, NULL },
 	[I_PLAIN_SPREAD] = { "add_spread1024", "plain add floor spread1024",
 	                     w_plain_spread, BENCH_FLOOR, total_private_spread,
-	                     NULL, NULL },
+	                     NULL, NULL, NULL, NULL },
 	[I_RSEQ_SPREAD] = { "add_spread1024", "percpu_add rseq spread1024",
-	                    w_rseq_spread, 0, total_spread, NULL, NULL },
+	                    w_rseq_spread, 0, total_spread, NULL, NULL, NULL, NULL },
 	[I_ATOMIC_SPREAD] = { "add_spread1024", "shared atomic spread1024",
 	                      w_atomic_spread, BENCH_SHARED, total_shared_spread,
-	                      NULL, NULL },
+	                      NULL, NULL, NULL, NULL },
 };
 
 #define MAX_IMPLS 32
@@ -472,11 +493,14 @@ static void usage(FILE *f)
 	        "  --no-csv           write no CSV (and no plots)\n"
 	        "  --no-plot          do not run plot_scaling.py after the run\n"
 	        "  --quick            smoke run: --ms=15 --reps=1 --lat-samples=20\n"
-	        "                     --mem-counters=20000 --stat-counters=2000, fewer thread counts\n"
+	        "                     --mem-counters=20000 --stat-counters=2000, fewer thread counts,\n"
+	        "                     churn at K = 1 and 100 only (else 1, 10, ..., 10000)\n"
 	        "  --strict           exit 3 if a performance target is not met\n"
 	        "  --inject-mismatch=IMPL  negative control: after each run of IMPL (a row\n"
-	        "                     checked by its sum) do one op more than counted, so the\n"
-	        "                     exactness check must fail and exit 1; also\n"
+	        "                     checked by its sum, or a churn row such as\n"
+	        "                     'percpu_ref churn K=1': then only the churn rows run)\n"
+	        "                     do one op more than counted, so the exactness check\n"
+	        "                     must fail and exit 1; also\n"
 	        "                     '" PUBLISH_INJECT_ADD "' (the same) and\n"
 	        "                     '" PUBLISH_INJECT_READ "' (the publishing child changes one\n"
 	        "                     counter it reports unchanged)\n");
@@ -682,11 +706,11 @@ static void count_mismatch(const char *name, int nthreads, uint64_t ops,
 	exit(1);
 }
 
-/* One run of `nthreads` x `ops`, verified exactly.  Returns the wall ns. */
-static double run_checked(int id, enum bench_placement pl, int nthreads,
-                          uint64_t ops)
+/* One run of `nthreads` x `ops` of row im, verified exactly.  Returns the
+ * wall ns. */
+static double run_checked(const struct bench_workload *im,
+                          enum bench_placement pl, int nthreads, uint64_t ops)
 {
-	const struct bench_workload *im = &impls[id];
 	uint64_t before = 0, after, want = (uint64_t)nthreads * ops;
 	struct bench_team_result r;
 	char why[256];
@@ -696,11 +720,15 @@ static double run_checked(int id, enum bench_placement pl, int nthreads,
 		im->prepare(nthreads);
 	if (im->total)
 		before = im->total(nthreads);
-	r = bench_team_run(nthreads, g_order[pl], g_ncpus, im->worker, NULL, ops);
+	r = bench_team_run(nthreads, g_order[pl], g_ncpus, im->worker, im->arg, ops);
 	if (!r.pinned)
 		g_all_pinned = false;
-	if (opt.inject && im->total && strcmp(opt.inject, im->name) == 0)
-		im->worker(NULL, 0, 1); /* one op nobody counted */
+	if (opt.inject && strcmp(opt.inject, im->name) == 0) {
+		if (im->inject)
+			im->inject(im->arg);
+		else if (im->total)
+			im->worker(im->arg, 0, 1); /* one op nobody counted */
+	}
 	if (im->total) {
 		after = im->total(nthreads);
 		if (after - before != want) {
@@ -717,24 +745,28 @@ static double run_checked(int id, enum bench_placement pl, int nthreads,
 	return r.wall_ns;
 }
 
-/* Grow a pilot run until it lasts ~1/16 of the target, then extrapolate. */
-static uint64_t calibrate(int id, enum bench_placement pl, int nthreads)
-{
-	double target = opt.ms * 1e6, pilot = target / 16, wall;
-	uint64_t ops = 4096;
+struct calibration_run {
+	const struct bench_workload *im;
+	enum bench_placement pl;
+	int nthreads;
+};
 
-	if (pilot < 1e6)
-		pilot = 1e6;
-	for (;;) {
-		wall = run_checked(id, pl, nthreads, ops);
-		if (wall >= pilot || ops >= (uint64_t)1 << 40)
-			break;
-		double grow = pilot * 1.2 / wall;
-		ops = (uint64_t)((double)ops * (grow > 16 ? 16 : grow < 2 ? 2
-		                                                          : grow));
-	}
-	ops = (uint64_t)((double)ops * target / wall);
-	return ops < 1000 ? 1000 : ops;
+static double calibration_run(void *ctx, uint64_t ops)
+{
+	const struct calibration_run *c = ctx;
+
+	return run_checked(c->im, c->pl, c->nthreads, ops);
+}
+
+/* Ops per thread for ~--ms per run (bench_calibrate). */
+static uint64_t calibrate(const struct bench_workload *im,
+                          enum bench_placement pl, int nthreads)
+{
+	struct calibration_run c = { im, pl, nthreads };
+	bool slow = im->flags & BENCH_SLOW_OP;
+
+	return bench_calibrate(opt.ms, slow ? 16 : 4096, slow ? 16 : 1000,
+	                       calibration_run, &c);
 }
 
 static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -766,31 +798,30 @@ static void progress_clear(void)
 }
 
 /*
- * All impls at one thread count and placement.  The reps are interleaved
- * (round r runs every impl once) so that a slow phase of a shared host
- * hits all impls alike and the ratios stay fair; each impl's median is
- * then reported.
+ * Rows w[0..nw) at n threads and one placement, into res[0..nw).  The
+ * reps are interleaved (round r runs every row once) so that a slow phase
+ * of a shared host hits all rows alike and the ratios stay fair; each
+ * row's median is then reported.  `what` labels the progress lines.
  */
-static void measure_group(enum bench_placement pl, int ti, int *step,
-                          int total_steps)
+static void measure_rows(const struct bench_workload *w, int nw,
+                         enum bench_placement pl, int n, struct result *res,
+                         const char *what)
 {
-	int n = opt.threads[ti];
-	struct result *res = results[pl][ti];
 	static double walls[MAX_IMPLS][64];
 	const char *pn = bench_placement_name[pl];
 
-	for (int i = 0; i < nr_impls; i++) {
-		progress("[%d/%d] %d thread%s, %s: calibrating %s", *step + 1,
-		         total_steps, n, n == 1 ? "" : "s", pn, impls[i].name);
-		res[i].ops = opt.ops ? opt.ops : calibrate(i, pl, n);
+	for (int i = 0; i < nw; i++) {
+		progress("%s %d thread%s, %s: calibrating %s", what, n,
+		         n == 1 ? "" : "s", pn, w[i].name);
+		res[i].ops = opt.ops ? opt.ops : calibrate(&w[i], pl, n);
 	}
 	for (int r = 0; r < opt.reps; r++) {
-		progress("[%d/%d] %d thread%s, %s: round %d of %d", *step + 1,
-		         total_steps, n, n == 1 ? "" : "s", pn, r + 1, opt.reps);
-		for (int i = 0; i < nr_impls; i++)
-			walls[i][r] = run_checked(i, pl, n, res[i].ops);
+		progress("%s %d thread%s, %s: round %d of %d", what, n,
+		         n == 1 ? "" : "s", pn, r + 1, opt.reps);
+		for (int i = 0; i < nw; i++)
+			walls[i][r] = run_checked(&w[i], pl, n, res[i].ops);
 	}
-	for (int i = 0; i < nr_impls; i++) {
+	for (int i = 0; i < nw; i++) {
 		double med = bench_median(walls[i], opt.reps), lo, hi;
 
 		lo = hi = walls[i][0];
@@ -804,6 +835,16 @@ static void measure_group(enum bench_placement pl, int ti, int *step,
 		res[i].best_ns = lo / (double)res[i].ops;
 		res[i].spread_pct = (hi - lo) / med * 100;
 	}
+}
+
+/* All impls at one thread count and placement. */
+static void measure_group(enum bench_placement pl, int ti, int *step,
+                          int total_steps)
+{
+	char what[32];
+
+	snprintf(what, sizeof(what), "[%d/%d]", *step + 1, total_steps);
+	measure_rows(impls, nr_impls, pl, opt.threads[ti], results[pl][ti], what);
 	(*step)++;
 }
 
@@ -1258,6 +1299,171 @@ static void print_summary_pserialize_latency(const struct latency_row *rows,
 }
 
 /* ---------------------------------------------------------------------
+ * Object churn (facility_churn.h): a whole object life per op, at K get/
+ * put pairs per thread, against an atomic refcount; where each per-CPU
+ * refcount starts to pay for its kill.
+ */
+#define CHURN_MAX_THREAD_COUNTS 3
+#define CHURN_MEM_OBJECTS (opt.quick ? 1000 : 10000) /* memory per object */
+
+static const int churn_ks_full[] = { 1, 10, 100, 1000, 10000 };
+static const int churn_ks_quick[] = { 1, 100 };
+static const int *g_churn_ks;
+static int g_churn_nk;
+static const struct bench_workload *g_churn;
+static int g_nchurn;
+static int g_churn_threads[CHURN_MAX_THREAD_COUNTS];
+static int g_churn_nthreads;
+static struct result g_churn_res[CHURN_MAX_THREAD_COUNTS][CHURN_MAX_KS * CHURN_NR_KINDS];
+static struct churn_memory g_churn_mem;
+
+/* The rows (K values per --quick); T = 1, min(2, nproc), nproc. */
+static void churn_setup(void)
+{
+	int want[CHURN_MAX_THREAD_COUNTS] = { 1, g_ncpus < 2 ? g_ncpus : 2, g_ncpus };
+
+	g_churn_ks = opt.quick ? churn_ks_quick : churn_ks_full;
+	g_churn_nk = opt.quick ? (int)(sizeof(churn_ks_quick) / sizeof(int))
+	                       : (int)(sizeof(churn_ks_full) / sizeof(int));
+	g_churn = facility_churn_workloads(g_churn_ks, g_churn_nk, &g_nchurn);
+	g_churn_nthreads = 0;
+	for (int i = 0; i < CHURN_MAX_THREAD_COUNTS; i++)
+		if (!g_churn_nthreads || want[i] != g_churn_threads[g_churn_nthreads - 1])
+			g_churn_threads[g_churn_nthreads++] = want[i];
+}
+
+static const struct bench_workload *churn_row(const char *name)
+{
+	for (int i = 0; i < g_nchurn; i++)
+		if (strcmp(g_churn[i].name, name) == 0)
+			return &g_churn[i];
+	return NULL;
+}
+
+/* ns per object of (kind, K index) at churn thread index ti. */
+static double churn_ns(int ti, int kind, int ki)
+{
+	return g_churn_res[ti][ki * CHURN_NR_KINDS + kind].ns_per_op;
+}
+
+/* The smallest K from which `kind` takes fewer ns per object than the
+ * atomic refcount (bench_crossover), as text in buf. */
+static const char *churn_crossover(int ti, int kind, char *buf, size_t size)
+{
+	double k[CHURN_MAX_KS], ns[CHURN_MAX_KS], atomic[CHURN_MAX_KS], x;
+
+	for (int ki = 0; ki < g_churn_nk; ki++) {
+		k[ki] = g_churn_ks[ki];
+		ns[ki] = churn_ns(ti, kind, ki);
+		atomic[ki] = churn_ns(ti, CHURN_ATOMIC, ki);
+	}
+	x = bench_crossover(k, ns, atomic, g_churn_nk);
+	if (x == 0)
+		snprintf(buf, size, "<= %d", g_churn_ks[0]);
+	else if (x < 0)
+		snprintf(buf, size, "> %d", g_churn_ks[g_churn_nk - 1]);
+	else
+		snprintf(buf, size, "~%.0f", x);
+	return buf;
+}
+
+static void measure_churn(void)
+{
+	for (int ti = 0; ti < g_churn_nthreads; ti++) {
+		int n = g_churn_threads[ti];
+
+		measure_rows(g_churn, g_nchurn, BENCH_COMPACT, n, g_churn_res[ti],
+		             "churn:");
+		for (int i = 0; i < g_nchurn; i++)
+			bench_csv_row("churn", g_churn[i].name, n, "compact",
+			              g_churn_res[ti][i].ns_per_op,
+			              1e3 / g_churn_res[ti][i].ns_per_op);
+	}
+	progress_clear();
+
+	printf("\nobject churn: per object, create it with a refcount, K get/put "
+	       "pairs from each of T threads,\n"
+	       "  kill it, wait for release(), destroy and free it "
+	       "(facility_churn.h; ns/object = median wall / objects,\n"
+	       "  medians of %d interleaved runs of ~%.0f ms; x atomic = ns/object "
+	       "/ the atomic refcount's at the same T and K)\n",
+	       opt.reps, opt.ms);
+	printf("  %7s %6s  %-24s %12s %12s %9s %8s %12s\n", "threads", "K", "impl",
+	       "ns/object", "objects/s", "x atomic", "spread", "objects/run");
+	for (int ti = 0; ti < g_churn_nthreads; ti++)
+		for (int ki = 0; ki < g_churn_nk; ki++)
+			for (int kind = 0; kind < CHURN_NR_KINDS; kind++) {
+				const struct result *r =
+					&g_churn_res[ti][ki * CHURN_NR_KINDS + kind];
+
+				printf("  %7d %6d  %-24s %12.1f %12.0f", g_churn_threads[ti],
+				       g_churn_ks[ki], churn_kind_name[kind], r->ns_per_op,
+				       1e9 / r->ns_per_op);
+				if (kind == CHURN_ATOMIC)
+					printf(" %9s", "-");
+				else
+					printf(" %8.2fx", r->ns_per_op / churn_ns(ti, CHURN_ATOMIC, ki));
+				printf(" %7.0f%% %12" PRIu64 "\n", r->spread_pct, r->ops);
+			}
+	for (int kind = CHURN_PERCPU_REF; kind < CHURN_NR_KINDS; kind++)
+		for (int ti = 0; ti < g_churn_nthreads; ti++) {
+			char k[32];
+
+			printf("  crossover: %s beats the atomic refcount from K %s "
+			       "at %d thread%s\n",
+			       kind == CHURN_PERCPU_REF ? "percpu_ref" : "localcount",
+			       churn_crossover(ti, kind, k, sizeof(k)), g_churn_threads[ti],
+			       g_churn_threads[ti] == 1 ? "" : "s");
+		}
+}
+
+static void print_summary_churn(void)
+{
+	char what[128], k[32];
+
+	for (int kind = CHURN_PERCPU_REF; kind < CHURN_NR_KINDS; kind++)
+		for (int ti = 0; ti < g_churn_nthreads; ti++) {
+			snprintf(what, sizeof(what),
+			         "churn: %s beats atomic refcount from K, %d thr",
+			         kind == CHURN_PERCPU_REF ? "percpu_ref" : "localcount",
+			         g_churn_threads[ti]);
+			printf("  %-56s %8s\n", what, churn_crossover(ti, kind, k, sizeof(k)));
+		}
+	for (int ti = 0; ti < g_churn_nthreads; ti++) {
+		snprintf(what, sizeof(what),
+		         "churn: percpu_ref / atomic, ns per object, K=%d, %d thr",
+		         g_churn_ks[0], g_churn_threads[ti]);
+		ratio_line(what, churn_ns(ti, CHURN_PERCPU_REF, 0) /
+		                         churn_ns(ti, CHURN_ATOMIC, 0));
+	}
+}
+
+static void print_memory_churn(void)
+{
+	const struct churn_memory *m = &g_churn_mem;
+	unsigned p = m->possible_cpus;
+
+	printf("  memory per object (%ld percpu_refs and %ld localcounts "
+	       "initialised; slab = percpu_slab_get_stats()\n"
+	       "  bytes_in_use growth / objects, per CPU; total = in the object + "
+	       "slab per CPU x %u possible CPUs):\n",
+	       m->objects, m->objects, p);
+	printf("    %-18s %5zu bytes in the object %28s total %7.1f bytes\n",
+	       "atomic refcount", m->atomic_bytes, "", (double)m->atomic_bytes);
+	printf("    %-18s %5zu bytes in the object + %6.2f slab bytes per CPU: "
+	       "total %7.1f bytes\n",
+	       "percpu_ref", m->ref_bytes, m->ref_slab_per_cpu,
+	       (double)m->ref_bytes + m->ref_slab_per_cpu * p);
+	printf("    %-18s %5zu bytes in the object + %6.2f slab bytes per CPU: "
+	       "total %7.1f bytes\n",
+	       "localcount", m->lc_bytes, m->lc_slab_per_cpu,
+	       (double)m->lc_bytes + m->lc_slab_per_cpu * p);
+	printf("    (percpu_ref also has a cold struct percpu_ref_data on the heap, "
+	       "private to the library:\n"
+	       "     not counted here)\n");
+}
+
+/* ---------------------------------------------------------------------
  * Scrape cost, and adds beside a scraper (facility_scrape.h).
  */
 static struct scrape_latency_result g_scrape;
@@ -1546,12 +1752,15 @@ int main(int argc, char **argv)
 	/* Memory first, while the slab holds nothing else. */
 	progress("memory: %ld counters", opt.mem_counters);
 	facility_memory(opt.mem_counters, &mem);
+	churn_setup();
+	progress("memory: %d percpu_refs and localcounts", CHURN_MEM_OBJECTS);
+	facility_churn_memory(CHURN_MEM_OBJECTS, &g_churn_mem);
 
 	build_impl_table();
 	for (int i = 0; i < NR_CORE_IMPLS; i++)
 		ix[i] = impl_index(core_impls[i].name);
 	if (opt.inject && strcmp(opt.inject, PUBLISH_INJECT_ADD) != 0 &&
-	    strcmp(opt.inject, PUBLISH_INJECT_READ) != 0 &&
+	    strcmp(opt.inject, PUBLISH_INJECT_READ) != 0 && !churn_row(opt.inject) &&
 	    !impls[impl_index(opt.inject)].total)
 		bench_die("--inject-mismatch: '%s' is not checked by its sum",
 		          opt.inject);
@@ -1576,14 +1785,17 @@ int main(int argc, char **argv)
 	 * negative control) needs only them: the other rows are skipped. */
 	bool publish_only = opt.inject && (strcmp(opt.inject, PUBLISH_INJECT_ADD) == 0 ||
 	                                   strcmp(opt.inject, PUBLISH_INJECT_READ) == 0);
+	/* The same for the churn rows: only they run. */
+	bool churn_only = opt.inject && churn_row(opt.inject);
+	bool sweeps = !publish_only && !churn_only;
 
-	for (int ti = 0; ti < opt.nthreads && !publish_only; ti++) {
+	for (int ti = 0; ti < opt.nthreads && sweeps; ti++) {
 		skip_spread[ti] = bench_same_cpus(g_order[BENCH_COMPACT],
 		                                  g_order[BENCH_SPREAD], g_ncpus,
 		                                  opt.threads[ti]);
 		total_steps += skip_spread[ti] ? 1 : 2;
 	}
-	for (int ti = 0; ti < opt.nthreads && !publish_only; ti++) {
+	for (int ti = 0; ti < opt.nthreads && sweeps; ti++) {
 		int n = opt.threads[ti];
 
 		for (int p = 0; p < BENCH_NR_PLACEMENTS; p++) {
@@ -1606,9 +1818,9 @@ int main(int argc, char **argv)
 	}
 
 	busy = g_ncpus - 1;
-	nlat = publish_only ? 0
-	                    : facility_latencies(g_cpus[0], g_cpus + 1, busy, opt.lat_samples,
-	                                         progress_str, lat);
+	nlat = !sweeps ? 0
+	               : facility_latencies(g_cpus[0], g_cpus + 1, busy, opt.lat_samples,
+	                                    progress_str, lat);
 	progress_clear();
 	for (int i = 0; i < nlat; i++)
 		bench_csv_row(strcmp(lat[i].op, "percpu_fence") == 0 ? "fence" : "latency",
@@ -1620,8 +1832,11 @@ int main(int argc, char **argv)
 		printf("  (fence unavailable: no fence latency)\n");
 
 	if (!publish_only)
+		measure_churn();
+	if (sweeps)
 		measure_scrape();
-	measure_publish();
+	if (!churn_only)
+		measure_publish();
 
 	printf("\nmemory\n");
 	printf("  %ld counters x %u possible CPUs: VmRSS +%ld KiB = %.2f bytes per "
@@ -1631,6 +1846,7 @@ int main(int argc, char **argv)
 	if (mem.counters < 100000)
 		printf("  (few counters: the slab maps whole chunks of 8192 counters "
 		       "per CPU, which inflates this; default 200000)\n");
+	print_memory_churn();
 
 	t1 = thread_index(1);
 	t2 = thread_index(2);
@@ -1642,6 +1858,8 @@ int main(int argc, char **argv)
 	print_summary_lookup(t1, t2);
 	print_summary_latency(lat, nlat, busy);
 	print_summary_pserialize_latency(lat, nlat, busy);
+	if (!publish_only)
+		print_summary_churn();
 	print_summary_scrape();
 	print_summary_publish();
 	ratio_line("memory: bytes per counter per CPU / 8", mem.bytes_per_counter_cpu / 8);

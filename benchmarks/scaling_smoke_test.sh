@@ -4,6 +4,7 @@
 # finish, pass every exactness check (the binary exits 1 on a mismatch),
 # and write the CSV: the exact header, one row per impl x thread count
 # (placement compact, plus spread where it differs), the latency rows, the
+# object churn rows (--quick: K = 1 and 100) and the memory per object, the
 # scrape rows and the publication rows (adds on a published and an
 # unpublished counter; a read of a publishing child's counters from
 # outside, --stat-counters of them).
@@ -36,7 +37,8 @@ awk -F, 'NR > 1 && (NF != 6 || $3 !~ /^[0-9]+$/ || !($5 > 0) || !($6 > 0)) {
 # one node; at 2 threads only, on a multi-node machine), so at most as
 # often.
 awk -F, 'NR > 1 && $1 != "fence" && $1 != "latency" && $1 != "scrape" &&
-	$1 != "add_scrape" && $1 != "add_publish" && $1 != "stat_read" {
+	$1 != "add_scrape" && $1 != "add_publish" && $1 != "stat_read" &&
+	$1 != "churn" {
 	if ($4 != "compact" && $4 != "spread") { print "placement " $4; bad = 1 }
 	n[$1 "," $2 "," $4]++; t[$3] = 1 }
 	END { for (k in n) if (k ~ /,compact$/ ? n[k] != 2 : n[k] > 2) {
@@ -68,12 +70,37 @@ if awk -F, '$1 == "latency" && $4 == "busy" { found = 1 } END { exit !found }' "
 	done
 fi
 
+# Object churn: each variant at K = 1 and 100 (--quick), at T = 1,
+# min(2, nproc) and nproc (not --threads), compact, once each; nothing
+# else; the table, its crossover lines and those of the summary.
+ncpu=$(nproc)
+churn_threads=$(printf '%s\n' 1 $((ncpu < 2 ? ncpu : 2)) "$ncpu" | sort -un)
+for t in $churn_threads; do
+	for k in 1 100; do
+		for v in "atomic refcount" percpu_ref localcount; do
+			n=$(grep -c "^churn,$v churn K=$k,$t,compact," "$csv" || true)
+			[[ $n == 1 ]] || fail "churn '$v churn K=$k' at $t threads: $n rows, want 1"
+		done
+	done
+	for v in percpu_ref localcount; do
+		grep -q "churn: $v beats atomic refcount from K, $t thr " "$log" ||
+			fail "no churn crossover line for $v at $t threads"
+	done
+done
+n=$(grep -c "^churn," "$csv" || true)
+want=$((6 * $(wc -w <<<"$churn_threads")))
+[[ $n == "$want" ]] || fail "$n churn rows, want $want"
+grep -q "^object churn: per object" "$log" || fail "no object churn table"
+for v in "atomic refcount" percpu_ref localcount; do
+	grep -q "^    $v .* bytes in the object .*total .* bytes" "$log" ||
+		fail "no memory per object line for $v"
+done
+
 # Scrape: one row for the dump of 10,000 counters; counter_u64_add with and
 # without a scraper at every thread count up to nproc (here 1, and 2 where
 # there are 2 CPUs).
 grep -q "^scrape,prometheus_string 10000 counters,1,idle," "$csv" ||
 	fail "no scrape row"
-ncpu=$(nproc)
 for n in 1 2; do
 	((n <= ncpu)) || continue
 	for impl in "counter_u64_add alone" "counter_u64_add + scraper"; do
@@ -143,6 +170,16 @@ for impl in "counter_u64_add published" "percpu_stat_snapshot"; do
 	rc=0
 	"$bin" --quick --threads=1 --ms=1 --reps=1 --lat-samples=3 \
 		--mem-counters=2000 --stat-counters=200 --no-csv \
+		--inject-mismatch="$impl" >"$log" 2>&1 || rc=$?
+	[[ $rc == 1 ]] || fail "--inject-mismatch='$impl' exited $rc, want 1"
+	grep -q "COUNT MISMATCH: $impl" "$log" ||
+		fail "--inject-mismatch='$impl' did not report the mismatch"
+done
+# The churn rows: one object more than the run created (churned after it,
+# alone), so release() ran once too often.  Only the churn rows run.
+for impl in "percpu_ref churn K=1" "localcount churn K=1"; do
+	rc=0
+	"$bin" --quick --threads=1 --ms=1 --reps=1 --no-csv \
 		--inject-mismatch="$impl" >"$log" 2>&1 || rc=$?
 	[[ $rc == 1 ]] || fail "--inject-mismatch='$impl' exited $rc, want 1"
 	grep -q "COUNT MISMATCH: $impl" "$log" ||
