@@ -6,6 +6,7 @@
 #include "facility_churn.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -322,11 +323,18 @@ static size_t slab_in_use(void)
 	return s.bytes_in_use;
 }
 
+/* glibc's heap bytes in use (chunk overhead included); 0 under the
+ * sanitizers, whose allocators glibc's statistics do not see. */
+static size_t heap_in_use(void)
+{
+	return mallinfo2().uordblks;
+}
+
 void facility_churn_memory(long n, struct churn_memory *out)
 {
 	struct percpu_ref *refs = calloc((size_t)n, sizeof(*refs));
 	struct localcount *lcs = calloc((size_t)n, sizeof(*lcs));
-	size_t before;
+	size_t before, heap;
 
 	if (!refs || !lcs)
 		bench_die("churn memory: out of memory");
@@ -337,18 +345,22 @@ void facility_churn_memory(long n, struct churn_memory *out)
 	out->lc_bytes = sizeof(struct localcount);
 
 	before = slab_in_use();
+	heap = heap_in_use();
 	for (long i = 0; i < n; i++)
 		if (percpu_ref_init(&refs[i], NULL, 0) != 0)
 			bench_die("churn memory: percpu_ref_init %ld of %ld failed", i, n);
 	out->ref_slab_per_cpu = (double)(slab_in_use() - before) / (double)n;
+	out->ref_heap = (double)(heap_in_use() - heap) / (double)n;
 	for (long i = 0; i < n; i++)
 		percpu_ref_exit(&refs[i]); /* never used: as an error path would */
 
 	before = slab_in_use();
+	heap = heap_in_use();
 	for (long i = 0; i < n; i++)
 		if (localcount_init(&lcs[i]) != 0)
 			bench_die("churn memory: localcount_init %ld of %ld failed", i, n);
 	out->lc_slab_per_cpu = (double)(slab_in_use() - before) / (double)n;
+	out->lc_heap = (double)(heap_in_use() - heap) / (double)n;
 	pthread_mutex_lock(&g_lc_lock);
 	for (long i = 0; i < n; i++)
 		localcount_drain(&lcs[i], &g_lc_cv, &g_lc_lock);

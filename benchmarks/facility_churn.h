@@ -43,9 +43,12 @@
  * team.  The negative control (inject) churns one more object alone after
  * the run, uncounted, so the run's release count is one too many.
  *
- * Memory per object: sizeof of each refcount in the object, and the slab
+ * Memory per object: sizeof of each refcount in the object, the slab
  * bytes per CPU that percpu_ref_init / localcount_init take (the growth of
- * percpu_slab_get_stats().bytes_in_use over n inits, / n).
+ * percpu_slab_get_stats().bytes_in_use over n inits, / n), and the heap
+ * they take (percpu_ref's cold struct percpu_ref_data: glibc's
+ * mallinfo2().uordblks growth over the same inits, / n, chunk headers
+ * included; not measurable under the sanitizers' allocators).
  */
 #ifndef PERCPU_BENCH_FACILITY_CHURN_H
 #define PERCPU_BENCH_FACILITY_CHURN_H
@@ -82,6 +85,8 @@ struct churn_memory {
 	size_t lc_bytes;         /* sizeof(struct localcount) */
 	double ref_slab_per_cpu; /* slab bytes per ref per CPU */
 	double lc_slab_per_cpu;  /* slab bytes per localcount per CPU */
+	double ref_heap;         /* heap bytes per ref (mallinfo2; 0: not seen) */
+	double lc_heap;          /* heap bytes per localcount */
 };
 
 /* Initialise n percpu_refs and n localcounts, measure, tear them down

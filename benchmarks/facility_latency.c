@@ -433,3 +433,138 @@ void facility_memory(long n, struct memory_result *out)
 	}
 	free(c);
 }
+
+/* ---- killing many refs: batch, loop, threads ----------------------------- */
+
+static int g_batch_releases, g_batch_confirms;
+
+static void batch_release(struct percpu_ref *ref)
+{
+	(void)ref;
+	__atomic_fetch_add(&g_batch_releases, 1, __ATOMIC_RELAXED);
+}
+
+static void batch_confirm(struct percpu_ref *ref)
+{
+	(void)ref;
+	__atomic_fetch_add(&g_batch_confirms, 1, __ATOMIC_RELAXED);
+}
+
+struct kill_team {
+	struct percpu_ref **list;
+	int n, threads, ready;
+	int go;
+};
+
+static void *kill_share(void *arg)
+{
+	struct kill_team *t = arg;
+	int me = __atomic_fetch_add(&t->ready, 1, __ATOMIC_SEQ_CST);
+
+	while (!__atomic_load_n(&t->go, __ATOMIC_ACQUIRE))
+		sched_yield();
+	for (int i = me; i < t->n; i += t->threads)
+		percpu_ref_kill_and_confirm(t->list[i], batch_confirm);
+	return NULL;
+}
+
+/* One run: kill n fresh refs the given way; ns and fences for all n. */
+static void kill_run(enum kill_way way, int n, int threads, bool inject,
+                     double *ns, uint64_t *fences)
+{
+	struct percpu_ref *refs = calloc((size_t)n, sizeof(*refs));
+	struct percpu_ref **list = calloc((size_t)n, sizeof(*list));
+	struct kill_team team = { .list = list, .n = n, .threads = threads };
+	pthread_t tid[KILL_MAX_THREADS];
+	uint64_t f0, t0;
+
+	if (!refs || !list)
+		bench_die("out of memory");
+	g_batch_releases = g_batch_confirms = 0;
+	for (int i = 0; i < n; i++) {
+		if (percpu_ref_init(&refs[i], batch_release, 0) != 0)
+			bench_die("percpu_ref_init failed");
+		list[i] = &refs[i];
+	}
+	if (way == KILL_THREADS)
+		for (int i = 0; i < threads; i++)
+			pthread_create(&tid[i], NULL, kill_share, &team);
+	while (way == KILL_THREADS &&
+	       __atomic_load_n(&team.ready, __ATOMIC_SEQ_CST) < threads)
+		sched_yield();
+	f0 = percpu_fence_count();
+	t0 = bench_now_ns();
+	if (way == KILL_BATCH)
+		percpu_ref_kill_batch_and_confirm(list, (size_t)n, batch_confirm);
+	else if (way == KILL_LOOP)
+		for (int i = 0; i < n; i++)
+			percpu_ref_kill_and_confirm(list[i], batch_confirm);
+	else {
+		__atomic_store_n(&team.go, 1, __ATOMIC_RELEASE);
+		for (int i = 0; i < threads; i++)
+			pthread_join(tid[i], NULL);
+	}
+	*ns = (double)(bench_now_ns() - t0);
+	*fences = percpu_fence_count() - f0;
+	if (inject) { /* negative control: one kill more than the run's */
+		struct percpu_ref extra;
+
+		if (percpu_ref_init(&extra, batch_release, 0) != 0)
+			bench_die("percpu_ref_init failed");
+		percpu_ref_kill_and_confirm(&extra, batch_confirm);
+		percpu_ref_exit(&extra);
+	}
+	/* Nothing else holds a reference: every kill confirmed and released
+	 * its ref before it returned. */
+	if (g_batch_confirms != n || g_batch_releases != n)
+		mismatch(kill_way_name[way], "%d refs killed: %d confirms, %d "
+		                             "releases, want %d of each",
+		         n, g_batch_confirms, g_batch_releases, n);
+	for (int i = 0; i < n; i++)
+		percpu_ref_exit(&refs[i]);
+	free(list);
+	free(refs);
+}
+
+const char *const kill_way_name[KILL_NR_WAYS] = {
+	"percpu_ref_kill_batch",
+	"percpu_ref_kill loop",
+	"percpu_ref_kill threads",
+};
+
+int facility_kill_batches(const int *sizes, int nsizes, int threads, int reps,
+                          bool inject, struct kill_row *rows)
+{
+	int nrows = 0;
+
+	if (threads > KILL_MAX_THREADS)
+		threads = KILL_MAX_THREADS;
+	for (int s = 0; s < nsizes; s++) {
+		for (int w = 0; w < KILL_NR_WAYS; w++) {
+			double *ns = calloc((size_t)reps, sizeof(double));
+			double fences_per_kill = 0;
+			struct bench_dist d;
+
+			if (!ns)
+				bench_die("out of memory");
+			for (int r = 0; r < reps; r++) {
+				uint64_t fences;
+
+				kill_run((enum kill_way)w, sizes[s], threads,
+				         inject && w == KILL_BATCH, &ns[r], &fences);
+				ns[r] /= sizes[s];
+				fences_per_kill += (double)fences / sizes[s] / reps;
+			}
+			bench_dist_of(ns, reps, &d);
+			rows[nrows++] = (struct kill_row){
+				.way = (enum kill_way)w,
+				.n = sizes[s],
+				.threads = w == KILL_THREADS ? threads : 1,
+				.ns_per_kill = d.median,
+				.fences_per_kill = fences_per_kill,
+			};
+			free(ns);
+		}
+	}
+	return nrows;
+}

@@ -18,8 +18,8 @@
  *                                    references are all released (a fence,
  *                                    close, fold)
  *   percpu_ref_kill -> confirm       from percpu_ref_kill_and_confirm() to
- *                                    its confirm_kill callback (runs on the
- *                                    switch worker after its fence)
+ *                                    its confirm_kill callback (run by the
+ *                                    calling thread after its fence)
  *   percpu_ref_switch_to_atomic_sync the call, percpu mode -> atomic
  *   percpu_ref_switch_to_percpu      the call, atomic -> percpu, right
  *                                    after the previous row's switch
@@ -45,6 +45,7 @@
 #ifndef PERCPU_BENCH_FACILITY_LATENCY_H
 #define PERCPU_BENCH_FACILITY_LATENCY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "bench_util.h"
@@ -69,6 +70,40 @@ struct latency_row {
 int facility_latencies(int self_cpu, const int *busy_cpus, int nbusy,
                        int samples, void (*progress)(const char *what),
                        struct latency_row *rows);
+
+/*
+ * Killing many refs (issue 18): n fresh percpu_refs (nothing else holding
+ * a reference), killed
+ *   KILL_BATCH    by one percpu_ref_kill_batch_and_confirm() call,
+ *   KILL_LOOP     by percpu_ref_kill_and_confirm() on each, in a loop,
+ *   KILL_THREADS  by `threads` threads at once, each killing its share
+ *                 in a loop (their fences shared: percpu_fence()),
+ * timed from the first call to the last return; fences counted with
+ * percpu_fence_count().  Each run must confirm and release every ref
+ * exactly once, inside the calls (a mismatch exits 1; the negative
+ * control `inject` kills one ref more after each batch run).  Idle
+ * machine.
+ */
+enum kill_way { KILL_BATCH,
+	        KILL_LOOP,
+	        KILL_THREADS,
+	        KILL_NR_WAYS };
+extern const char *const kill_way_name[KILL_NR_WAYS];
+#define KILL_MAX_THREADS 64
+
+struct kill_row {
+	enum kill_way way;
+	int n;                  /* refs killed per run */
+	int threads;            /* 1, or the team of KILL_THREADS */
+	double ns_per_kill;     /* median over the runs */
+	double fences_per_kill; /* mean over the runs */
+};
+
+/* Rows for each size x way (nsizes * KILL_NR_WAYS of them), `reps` runs
+ * each. */
+#define KILL_INJECT "percpu_ref_kill_batch" /* --inject-mismatch= */
+int facility_kill_batches(const int *sizes, int nsizes, int threads, int reps,
+                          bool inject, struct kill_row *rows);
 
 struct memory_result {
 	long counters;                /* allocated */

@@ -162,12 +162,14 @@
 #define BLOCK 128 /* two cache lines: adjacent-line prefetch cannot pair them */
 
 /* Targets of the project (see docs / research notes). */
-#define TARGET_FLOOR_RATIO 1.5     /* rseq ns/op <= 1.5 x plain floor, 1 thread */
-#define TARGET_SHARED_RATIO 30.0   /* rseq Mops/s >= 30 x shared atomic, 2 threads */
-#define TARGET_LOOKUP_RATIO 15.0   /* pserialize lookup >= 15 x rwlock, 2 threads */
-#define TARGET_SCRAPE_SLOWDOWN 5.0 /* % more adder CPU per add with a scraper */
-#define TARGET_PUBLISH_RATIO 1.05  /* add: published ns / unpublished ns */
-#define STAT_READ_SAMPLES 11       /* at most, per figure of the stat read */
+#define TARGET_FLOOR_RATIO 1.5         /* rseq ns/op <= 1.5 x plain floor, 1 thread */
+#define TARGET_SHARED_RATIO 30.0       /* rseq Mops/s >= 30 x shared atomic, 2 threads */
+#define TARGET_LOOKUP_RATIO 15.0       /* pserialize lookup >= 15 x rwlock, 2 threads */
+#define TARGET_SCRAPE_SLOWDOWN 5.0     /* % more adder CPU per add with a scraper */
+#define TARGET_KILL_CONFIRM_FENCES 3.0 /* kill -> confirm, in bare fences */
+#define TARGET_SYNC_FENCES 2.0         /* switch_to_atomic_sync, in fences */
+#define TARGET_PUBLISH_RATIO 1.05      /* add: published ns / unpublished ns */
+#define STAT_READ_SAMPLES 11           /* at most, per figure of the stat read */
 
 struct private_word {
 	int64_t v;
@@ -1258,13 +1260,102 @@ static void print_summary_latency(const struct latency_row *rows, int n,
 	if (f0 && d0)
 		ratio_line("localcount_drain / percpu_fence, idle", d0->ns.median /
 		                                                            f0->ns.median);
+	const struct latency_row *s0 =
+		find_latency(rows, n, "percpu_ref_switch_to_atomic_sync", 0);
+	const struct latency_row *kb =
+		find_latency(rows, n, "percpu_ref_kill -> confirm", busy);
+	const struct latency_row *sb =
+		find_latency(rows, n, "percpu_ref_switch_to_atomic_sync", busy);
+
 	if (f0 && k0)
-		ratio_line("percpu_ref kill->confirm / percpu_fence, idle",
-		           k0->ns.median / f0->ns.median);
+		target_line("percpu_ref kill->confirm / percpu_fence, idle",
+		            k0->ns.median / f0->ns.median, "x", "<=",
+		            TARGET_KILL_CONFIRM_FENCES,
+		            k0->ns.median <= TARGET_KILL_CONFIRM_FENCES * f0->ns.median);
+	if (f0 && s0)
+		target_line("percpu_ref switch_to_atomic_sync / percpu_fence, idle",
+		            s0->ns.median / f0->ns.median, "x", "<=",
+		            TARGET_SYNC_FENCES,
+		            s0->ns.median <= TARGET_SYNC_FENCES * f0->ns.median);
+	if (busy && fb && kb)
+		ratio_line("percpu_ref kill->confirm / percpu_fence, busy",
+		           kb->ns.median / fb->ns.median);
+	if (busy && fb && sb)
+		ratio_line("percpu_ref switch_to_atomic_sync / percpu_fence, busy",
+		           sb->ns.median / fb->ns.median);
 	if (busy && fb && f0)
 		ratio_line("percpu_fence busy / idle", fb->ns.median / f0->ns.median);
 	if (busy && db && d0)
 		ratio_line("localcount_drain busy / idle", db->ns.median / d0->ns.median);
+}
+
+/* ---------------------------------------------------------------------
+ * Killing many refs (facility_latency.h: batch, loop, threads).
+ */
+#define KILL_SIZES_MAX 4
+static const int kill_sizes[] = { 1, 10, 1000, 10000 };
+static const int kill_sizes_quick[] = { 1, 10, 1000 };
+static struct kill_row g_kill[KILL_SIZES_MAX * KILL_NR_WAYS];
+static int g_nkill;
+
+static const struct kill_row *find_kill(enum kill_way way, int n)
+{
+	for (int i = 0; i < g_nkill; i++)
+		if (g_kill[i].way == way && g_kill[i].n == n)
+			return &g_kill[i];
+	return NULL;
+}
+
+static void measure_kill_batches(void)
+{
+	const int *sizes = opt.quick ? kill_sizes_quick : kill_sizes;
+	int nsizes = opt.quick ? 3 : 4;
+	int threads = g_ncpus < 2 ? 2 : g_ncpus;
+	char impl[64];
+
+	progress_str("kill: many refs, batch / loop / threads");
+	g_nkill = facility_kill_batches(sizes, nsizes, threads,
+	                                opt.quick ? 1 : opt.reps,
+	                                opt.inject && !strcmp(opt.inject, KILL_INJECT),
+	                                g_kill);
+	progress_clear();
+	printf("\nkilling many refs: n fresh percpu_refs killed by one "
+	       "percpu_ref_kill_batch_and_confirm(),\n"
+	       "  by percpu_ref_kill_and_confirm() in a loop, or by %d threads "
+	       "at once in loops (fences shared);\n"
+	       "  each confirmed and released inside the calls (medians of %d "
+	       "runs; fences from percpu_fence_count())\n",
+	       threads, opt.quick ? 1 : opt.reps);
+	printf("  %6s  %-26s %7s %12s %14s\n", "n", "way", "threads",
+	       "us/kill", "fences/kill");
+	for (int i = 0; i < g_nkill; i++) {
+		const struct kill_row *k = &g_kill[i];
+
+		printf("  %6d  %-26s %7d %12.3f %14.4f\n", k->n,
+		       kill_way_name[k->way], k->threads, k->ns_per_kill / 1e3,
+		       k->fences_per_kill);
+		snprintf(impl, sizeof(impl), "%s N=%d", kill_way_name[k->way], k->n);
+		bench_csv_row("kill_batch", impl, k->threads, "idle",
+		              k->ns_per_kill, 1e3 / k->ns_per_kill);
+	}
+}
+
+static void print_summary_kill_batches(void)
+{
+	char what[128];
+
+	for (int i = 0; i < g_nkill; i++) {
+		const struct kill_row *k = &g_kill[i];
+		const struct kill_row *loop = find_kill(KILL_LOOP, k->n);
+
+		if (k->way != KILL_BATCH || k->n == 1 || !loop)
+			continue;
+		snprintf(what, sizeof(what), "kill: batch of %d, fences per kill", k->n);
+		printf("  %-56s %8.4f\n", what, k->fences_per_kill);
+		snprintf(what, sizeof(what), "kill: loop / batch of %d, us per kill",
+		         k->n);
+		ratio_line(what, loop->ns_per_kill / k->ns_per_kill);
+	}
 }
 
 static void print_summary_pserialize_latency(const struct latency_row *rows,
@@ -1451,16 +1542,17 @@ static void print_memory_churn(void)
 	printf("    %-18s %5zu bytes in the object %28s total %7.1f bytes\n",
 	       "atomic refcount", m->atomic_bytes, "", (double)m->atomic_bytes);
 	printf("    %-18s %5zu bytes in the object + %6.2f slab bytes per CPU: "
-	       "total %7.1f bytes\n",
+	       "total %7.1f bytes (+ %.0f heap)\n",
 	       "percpu_ref", m->ref_bytes, m->ref_slab_per_cpu,
-	       (double)m->ref_bytes + m->ref_slab_per_cpu * p);
+	       (double)m->ref_bytes + m->ref_slab_per_cpu * p, m->ref_heap);
 	printf("    %-18s %5zu bytes in the object + %6.2f slab bytes per CPU: "
-	       "total %7.1f bytes\n",
+	       "total %7.1f bytes (+ %.0f heap)\n",
 	       "localcount", m->lc_bytes, m->lc_slab_per_cpu,
-	       (double)m->lc_bytes + m->lc_slab_per_cpu * p);
-	printf("    (percpu_ref also has a cold struct percpu_ref_data on the heap, "
-	       "private to the library:\n"
-	       "     not counted here)\n");
+	       (double)m->lc_bytes + m->lc_slab_per_cpu * p, m->lc_heap);
+	printf("    (heap: glibc's bytes in use per object, chunk headers "
+	       "included -- percpu_ref's cold\n"
+	       "     struct percpu_ref_data; 0 where glibc's statistics do not "
+	       "see the allocator, e.g. sanitizers)\n");
 }
 
 /* ---------------------------------------------------------------------
@@ -1761,6 +1853,7 @@ int main(int argc, char **argv)
 		ix[i] = impl_index(core_impls[i].name);
 	if (opt.inject && strcmp(opt.inject, PUBLISH_INJECT_ADD) != 0 &&
 	    strcmp(opt.inject, PUBLISH_INJECT_READ) != 0 && !churn_row(opt.inject) &&
+	    strcmp(opt.inject, KILL_INJECT) != 0 &&
 	    !impls[impl_index(opt.inject)].total)
 		bench_die("--inject-mismatch: '%s' is not checked by its sum",
 		          opt.inject);
@@ -1787,7 +1880,9 @@ int main(int argc, char **argv)
 	                                   strcmp(opt.inject, PUBLISH_INJECT_READ) == 0);
 	/* The same for the churn rows: only they run. */
 	bool churn_only = opt.inject && churn_row(opt.inject);
-	bool sweeps = !publish_only && !churn_only;
+	/* The same for the kill batches. */
+	bool kill_only = opt.inject && strcmp(opt.inject, KILL_INJECT) == 0;
+	bool sweeps = !publish_only && !churn_only && !kill_only;
 
 	for (int ti = 0; ti < opt.nthreads && sweeps; ti++) {
 		skip_spread[ti] = bench_same_cpus(g_order[BENCH_COMPACT],
@@ -1830,12 +1925,14 @@ int main(int argc, char **argv)
 	print_latency(lat, nlat);
 	if (!percpu_fence_available())
 		printf("  (fence unavailable: no fence latency)\n");
+	if (sweeps || kill_only)
+		measure_kill_batches();
 
-	if (!publish_only)
+	if (!publish_only && !kill_only)
 		measure_churn();
 	if (sweeps)
 		measure_scrape();
-	if (!churn_only)
+	if (!churn_only && !kill_only)
 		measure_publish();
 
 	printf("\nmemory\n");
@@ -1858,7 +1955,8 @@ int main(int argc, char **argv)
 	print_summary_lookup(t1, t2);
 	print_summary_latency(lat, nlat, busy);
 	print_summary_pserialize_latency(lat, nlat, busy);
-	if (!publish_only)
+	print_summary_kill_batches();
+	if (!publish_only && !kill_only)
 		print_summary_churn();
 	print_summary_scrape();
 	print_summary_publish();

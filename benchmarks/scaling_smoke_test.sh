@@ -38,7 +38,7 @@ awk -F, 'NR > 1 && (NF != 6 || $3 !~ /^[0-9]+$/ || !($5 > 0) || !($6 > 0)) {
 # often.
 awk -F, 'NR > 1 && $1 != "fence" && $1 != "latency" && $1 != "scrape" &&
 	$1 != "add_scrape" && $1 != "add_publish" && $1 != "stat_read" &&
-	$1 != "churn" {
+	$1 != "churn" && $1 != "kill_batch" {
 	if ($4 != "compact" && $4 != "spread") { print "placement " $4; bad = 1 }
 	n[$1 "," $2 "," $4]++; t[$3] = 1 }
 	END { for (k in n) if (k ~ /,compact$/ ? n[k] != 2 : n[k] > 2) {
@@ -91,6 +91,18 @@ n=$(grep -c "^churn," "$csv" || true)
 want=$((6 * $(wc -w <<<"$churn_threads")))
 [[ $n == "$want" ]] || fail "$n churn rows, want $want"
 grep -q "^object churn: per object" "$log" || fail "no object churn table"
+
+# Killing many refs (--quick: n = 1, 10, 1000): batch, loop, threads.
+for n in 1 10 1000; do
+	for way in "percpu_ref_kill_batch" "percpu_ref_kill loop" \
+		"percpu_ref_kill threads"; do
+		c=$(grep -c "^kill_batch,$way N=$n,[0-9]*,idle," "$csv" || true)
+		[[ $c == 1 ]] || fail "kill_batch '$way N=$n': $c rows, want 1"
+	done
+done
+grep -q "^killing many refs:" "$log" || fail "no killing many refs table"
+grep -q "kill: batch of 1000, fences per kill" "$log" ||
+	fail "no kill batch summary line"
 for v in "atomic refcount" percpu_ref localcount; do
 	grep -q "^    $v .* bytes in the object .*total .* bytes" "$log" ||
 		fail "no memory per object line for $v"
@@ -185,4 +197,12 @@ for impl in "percpu_ref churn K=1" "localcount churn K=1"; do
 	grep -q "COUNT MISMATCH: $impl" "$log" ||
 		fail "--inject-mismatch='$impl' did not report the mismatch"
 done
+# The kill batches: one ref more killed (and released) after each batch
+# run than the run counted.  Only the kill rows run.
+rc=0
+"$bin" --quick --threads=1 --ms=1 --reps=1 --no-csv \
+	--inject-mismatch=percpu_ref_kill_batch >"$log" 2>&1 || rc=$?
+[[ $rc == 1 ]] || fail "--inject-mismatch=percpu_ref_kill_batch exited $rc, want 1"
+grep -q "EXACTNESS CHECK FAILED during percpu_ref_kill_batch" "$log" ||
+	fail "--inject-mismatch=percpu_ref_kill_batch did not report the mismatch"
 echo "PASS: injected mismatches detected"

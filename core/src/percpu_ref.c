@@ -456,7 +456,12 @@ static void complete_switch_locked(struct switch_batch *b)
 /*
  * Run the releases @b owes, the one that was running first (in a child
  * of fork(): its thread began it in the parent; it runs from the start).
- * With the lock held (dropped for each release).
+ * With the lock held (dropped for each release).  On the worker (or a
+ * thread processing the queue) a release keeps the callbacks' rule --
+ * waiting for a switch there could wait for the queue it processes; a
+ * kill's or _sync's thread runs them once its own switches are all
+ * complete, as the put that reached zero would: a wait there waits for
+ * other threads only.
  */
 static void run_owed_locked(struct switch_batch *b)
 {
@@ -470,7 +475,10 @@ static void run_owed_locked(struct switch_batch *b)
 		}
 		pthread_mutex_unlock(&switch_lock);
 		/* It may exit the ref and free d. */
-		run_switch_callback(b->running_release, b->running_ref);
+		if (on_worker)
+			run_switch_callback(b->running_release, b->running_ref);
+		else
+			b->running_release(b->running_ref);
 		pthread_mutex_lock(&switch_lock);
 		b->running_ref = NULL;
 		b->running_release = NULL;

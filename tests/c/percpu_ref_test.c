@@ -1347,6 +1347,43 @@ TEST(kill_batch_mixes_atomic_dead_and_switching_refs)
 	free(batch_refs);
 }
 
+/*
+ * A kill's release runs in the killing thread once its own switches are
+ * complete, as the put that reached zero would: it may wait for another
+ * ref's switch (here one held on the worker for 100 ms).  Only callbacks
+ * run on the worker, and confirm callbacks, may not.
+ */
+static struct percpu_ref waited_for;
+
+static void release_waits_for_another_switch(struct percpu_ref *ref)
+{
+	(void)ref;
+	percpu_ref_switch_to_atomic_sync(&waited_for); /* waits for the worker */
+	__atomic_fetch_add(&releases, 1, __ATOMIC_SEQ_CST);
+}
+
+TEST(a_kills_release_may_wait_for_another_refs_switch)
+{
+	struct percpu_ref ref;
+	pthread_t helper;
+
+	if (!fast()) {
+		printf("# no percpu mode: no switch to wait for\n");
+		return;
+	}
+	releases = 0;
+	CHECK_EQ(percpu_ref_init(&waited_for, NULL, 0), 0);
+	CHECK_EQ(percpu_ref_init(&ref, release_waits_for_another_switch, 0), 0);
+	hold_the_worker(&waited_for);
+	pthread_create(&helper, NULL, let_confirm_go_later, NULL);
+	percpu_ref_kill(&ref);
+	CHECK_EQ(nr_releases(), 1);
+	pthread_join(helper, NULL);
+	percpu_ref_exit(&ref);
+	percpu_ref_kill(&waited_for);
+	percpu_ref_exit(&waited_for);
+}
+
 /* In the child: both switches complete and both refs are released. */
 static int child_finishes_switches(struct percpu_ref *a, struct percpu_ref *b)
 {

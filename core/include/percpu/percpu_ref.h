@@ -88,10 +88,10 @@
  * Callbacks.  So confirm_kill, confirm_switch and release() may run in
  * the thread that called kill or _sync (before it returns), on the
  * worker, or in the thread whose put was the last.  Those run by a switch
- * (confirm callbacks, and a release whose last reference was the
- * switch's) must not block for long, and must not wait for a mode switch
- * -- of any ref: that could wait for the very thread running them, and
- * the library aborts with a message instead of deadlocking.  A caller of
+ * (confirm callbacks, and a release run on the worker) must not block for
+ * long, and must not wait for a mode switch -- of any ref: that could
+ * wait for the very thread running them, and the library aborts with a
+ * message instead of deadlocking.  A caller of
  * kill or _sync must not hold a lock its callbacks take.  One switch per
  * ref is in flight at a time: a second switch, a resurrect or an exit
  * waits for the first.
@@ -136,8 +136,8 @@
  *          in percpu mode, found when the switch folds ("<= 0 after
  *          switching to atomic"); get (not tryget) on a ref in atomic mode
  *          whose count is zero; any get/put/tryget/kill/switch/reinit/
- *          resurrect after exit; a callback run by a switch (confirm, or
- *          a release after a switch's put; in any thread, above) waiting
+ *          resurrect after exit; a callback run by a switch (confirm in
+ *          any thread, or a release on the worker; above) waiting
  *          for a mode switch or calling exit while its ref's switch is in
  *          flight ("it would wait for itself"); exit
  *          from the confirm_kill a kill runs itself (before it drops the
