@@ -133,13 +133,36 @@ static void wait_balanced(int s, const char *who)
 #endif
 }
 
+/*
+ * One grace period for the caller -- shared, as SRCU batches
+ * synchronize_srcu(): grace periods run one at a time under grace_lock
+ * and are counted in `graces`.  A caller snapshots the count (after a
+ * full fence: its stores, the unpublish, come first) before it waits for
+ * the lock.  The grace period in flight then, if any, completes as
+ * snapshot + 1 and may have begun before the call; the next one (snapshot
+ * + 2) begins after it, so it waits out every read section in flight at
+ * the call.  A caller that finds that one completed when it gets the lock
+ * returns without a grace period of its own: N callers that arrive while
+ * one is in flight share the next.
+ */
 void percpu_pserialize_grace(const char *who)
 {
+	unsigned long seen, need = 2;
+
 	if (pserialize_in_read_section())
 		percpu_die("%s: called inside a read section: it would wait for "
 		           "itself (pserialize_read_exit() first)",
 		           who);
+	PSERIALIZE_FULL_FENCE();
+	seen = __atomic_load_n(&graces, __ATOMIC_ACQUIRE);
+	PERCPU_TEST_COUNT(percpu_test_pserialize_snapshots);
+	if (PERCPU_TEST_HOOK(percpu_test_pserialize_wrong_snapshot))
+		need = 1; /* the bug pserialize_test's control injects */
 	pthread_mutex_lock(&grace_lock);
+	if (graces - seen >= need) {
+		pthread_mutex_unlock(&grace_lock);
+		return;
+	}
 	setup_percpu_counts();
 	writer_fence(who);
 	uintptr_t epoch = __atomic_load_n(&pserialize_readers.epoch, __ATOMIC_RELAXED);

@@ -16,6 +16,9 @@ void (*volatile percpu_test_fence_hook)(void);
 volatile bool percpu_test_fence_wrong_ticket;
 unsigned long percpu_test_fence_waits;
 
+unsigned long percpu_test_pserialize_snapshots;
+volatile bool percpu_test_pserialize_wrong_snapshot;
+
 volatile bool percpu_ref_test_skip_fence;
 unsigned long percpu_ref_test_fences;
 volatile int percpu_ref_test_fail_worker_start;

@@ -232,6 +232,134 @@ TEST(perform_does_not_wait_for_later_readers)
 	pserialize_destroy(first.psz);
 }
 
+/*
+ * Concurrent performs share grace periods (SRCU's batching), yet each
+ * waits for every read section in flight at its own call.  Reader 1 holds
+ * A's grace period in flight (A flipped the epoch and waits for it);
+ * reader 2 enters after that flip, so A does not wait for it; then B, C
+ * and D call perform and take their snapshots.  Once reader 1 leaves, A
+ * returns -- and B, C and D must not: reader 2 was inside at their call.
+ * One of them runs the next grace period, which waits for reader 2, and
+ * the other two share it: four performs, two grace periods.  The negative
+ * control injects the bug (a caller counts the grace period in flight at
+ * its call as its own): B, C and D must then be seen returning while
+ * reader 2 is still inside.
+ */
+struct held_reader {
+	int inside, release;
+};
+
+static void *held_reader_main(void *arg)
+{
+	struct held_reader *h = arg;
+	int s = pserialize_read_enter();
+
+	set_flag(&h->inside);
+	wait_flag_forever(&h->release);
+	pserialize_read_exit(s);
+	return NULL;
+}
+
+struct sharing_performer {
+	pserialize_t psz;
+	int returned;
+};
+
+static void *sharing_performer_main(void *arg)
+{
+	struct sharing_performer *p = arg;
+
+	pserialize_perform(p->psz);
+	set_flag(&p->returned);
+	return NULL;
+}
+
+static uintptr_t epoch_now(void)
+{
+	return __atomic_load_n(&pserialize_readers.epoch, __ATOMIC_ACQUIRE);
+}
+
+/* Returns how many of B, C, D returned while reader 2 was inside. */
+static int shared_grace_round(bool wrong, unsigned long *graces_used)
+{
+	pserialize_t psz = pserialize_create();
+	struct held_reader r1 = { 0 }, r2 = { 0 };
+	struct sharing_performer a = { .psz = psz }, b[3];
+	unsigned long g0 = percpu_pserialize_graces();
+	unsigned long snaps = percpu_test_pserialize_snapshots;
+	pthread_t tr1, tr2, ta, tb[3];
+	uintptr_t epoch;
+	int early = 0, all;
+
+	pserialize_perform(psz); /* the per-CPU counts exist: no first-time work */
+	g0 = percpu_pserialize_graces();
+	snaps = percpu_test_pserialize_snapshots;
+	pthread_create(&tr1, NULL, held_reader_main, &r1);
+	wait_flag_forever(&r1.inside);
+	epoch = epoch_now();
+	pthread_create(&ta, NULL, sharing_performer_main, &a);
+	while (epoch_now() == epoch)
+		sched_yield(); /* A flipped: it waits for reader 1 */
+	pthread_create(&tr2, NULL, held_reader_main, &r2);
+	wait_flag_forever(&r2.inside);
+	percpu_test_pserialize_wrong_snapshot = wrong;
+	for (int i = 0; i < 3; i++) {
+		b[i] = (struct sharing_performer){ .psz = psz };
+		pthread_create(&tb[i], NULL, sharing_performer_main, &b[i]);
+	}
+	while (__atomic_load_n(&percpu_test_pserialize_snapshots, __ATOMIC_SEQ_CST) -
+	               snaps <
+	       4)
+		usleep(50); /* A's, then B's, C's and D's snapshots */
+	set_flag(&r1.release);
+	wait_flag_forever(&a.returned);
+	/* The next grace period flips and waits for reader 2 -- or, with the
+	 * bug, B, C and D all come back without one. */
+	do {
+		all = 1;
+		for (int i = 0; i < 3; i++)
+			all &= __atomic_load_n(&b[i].returned, __ATOMIC_ACQUIRE);
+		if (!all)
+			usleep(50);
+	} while (!all && epoch_now() == epoch + 1);
+	for (int i = 0; i < 3; i++)
+		early += __atomic_load_n(&b[i].returned, __ATOMIC_ACQUIRE);
+	set_flag(&r2.release);
+	for (int i = 0; i < 3; i++)
+		pthread_join(tb[i], NULL);
+	pthread_join(ta, NULL);
+	pthread_join(tr1, NULL);
+	pthread_join(tr2, NULL);
+	percpu_test_pserialize_wrong_snapshot = false;
+	*graces_used = percpu_pserialize_graces() - g0;
+	pserialize_destroy(psz);
+	return early;
+}
+
+TEST(concurrent_performs_share_grace_periods_but_each_waits_for_its_readers)
+{
+	unsigned long graces;
+	int early = shared_grace_round(false, &graces);
+
+	printf("# 4 performs, %lu grace periods; %d returned with a reader of "
+	       "their call inside\n",
+	       graces, early);
+	CHECK_EQ(early, 0);
+	CHECK_EQ(graces, 2);
+}
+
+TEST(negative_control_counting_the_grace_period_in_flight_is_caught)
+{
+	unsigned long graces;
+	int early = shared_grace_round(true, &graces);
+
+	printf("# with the bug: %d of 3 returned with a reader of their call "
+	       "inside\n",
+	       early);
+	CHECK_MSG(early > 0, "an early return went unnoticed: the sharing check "
+	                     "proves nothing");
+}
+
 /* ---- the man page's lifecycle ------------------------------------------ */
 
 #define OBJ_LIVE 0x4c495645u

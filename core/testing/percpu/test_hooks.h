@@ -46,6 +46,13 @@
  *        fence already in flight as covering it.
  *   percpu_test_fence_waits     (core/src/fence.c)
  *        Callers that waited for another thread's fence so far.
+ *   percpu_test_pserialize_snapshots (core/src/pserialize.c)
+ *        Grace periods asked for so far, counted once the caller has
+ *        taken its snapshot of the completed count (before it waits for
+ *        the grace-period lock).
+ *   percpu_test_pserialize_wrong_snapshot (core/src/pserialize.c)
+ *        The bug of pserialize_test's sharing control: a caller counts
+ *        the grace period in flight at its call as its own.
  *   percpu_ref_test_skip_fence  (core/src/percpu_ref.c)
  *        A switch (on the worker or in kill/_sync) skips the fence:
  *        the negative control that shows percpu_ref_test's mode-switch
@@ -101,6 +108,9 @@ extern unsigned long percpu_test_aborts;
 extern void (*volatile percpu_test_fence_hook)(void);
 extern volatile bool percpu_test_fence_wrong_ticket;
 extern unsigned long percpu_test_fence_waits;
+
+extern unsigned long percpu_test_pserialize_snapshots;
+extern volatile bool percpu_test_pserialize_wrong_snapshot;
 
 extern volatile bool percpu_ref_test_skip_fence;
 extern unsigned long percpu_ref_test_fences;
