@@ -10,7 +10,7 @@ each impl divided by its primitive's shared atomic at the same thread count
 and placement).  Compact placement is drawn solid, spread dashed.  NCPUS,
 when given, marks the thread count where the CPUs run out.  Rows that are
 not thread sweeps (fence, latency, scrape, add_scrape, add_publish,
-stat_read, churn) are ignored.
+stat_read, churn, kill_batch) are ignored.
 
 Uses Debian's python3-matplotlib (Agg backend, no display).  Without it,
 says so and exits 0: the plots are optional, the CSV is the result.
@@ -21,7 +21,7 @@ import sys
 from collections import defaultdict
 
 NOT_SWEEPS = {"fence", "latency", "scrape", "add_scrape", "add_publish",
-              "stat_read", "churn"}
+              "stat_read", "churn", "kill_batch"}
 # The shared-atomic baseline of each primitive (speedup = impl / baseline).
 BASELINE = {
     "add": "shared atomic",

@@ -76,7 +76,17 @@
  * slow operations, idle and with the other CPUs busy (facility_latency.h:
  * percpu_fence, counter_u64_fetch/zero, localcount_drain, percpu_ref kill
  * to confirm, switch_to_atomic_sync / switch_to_percpu, pserialize_perform,
- * localcount_trydrain returning true and false).
+ * localcount_trydrain returning true and false; targets: kill -> confirm
+ * at most 3x and switch_to_atomic_sync at most 2x an idle percpu_fence).
+ *
+ * Killing many refs (facility_latency.h; issue 18): n = 1, 10, 1000 and
+ * 10000 fresh percpu_refs (--quick: up to 1000) killed by one
+ * percpu_ref_kill_batch_and_confirm(), by kill_and_confirm in a loop, and
+ * by max(2, nproc) threads at once in loops: us per kill and fences per
+ * kill (percpu_fence_count()); CSV primitive "kill_batch", impl "<way>
+ * N=<n>", placement "idle".  Every ref must be confirmed and released
+ * exactly once inside the calls; --inject-mismatch=percpu_ref_kill_batch
+ * kills one ref more after each batch run (only these rows run).
  *
  * Object churn (facility_churn.h; issue 18): one op is one object's life --
  * create it with a refcount, K get/put pairs from each of T threads, kill
