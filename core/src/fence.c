@@ -46,6 +46,9 @@ static pthread_cond_t fence_done = PTHREAD_COND_INITIALIZER;
 static uint64_t fence_started, fence_completed; /* under fence_lock */
 static bool fence_running;                      /* under fence_lock */
 static uint64_t fence_calls;                    /* atomic: membarriers issued */
+/* This thread is inside percpu_fence(): a signal handler that fences
+ * again would wait for a fence (or a lock) its own thread holds. */
+static __thread bool in_fence;
 
 static long sys_membarrier(int cmd, unsigned flags, int cpu)
 {
@@ -92,6 +95,11 @@ int percpu_fence(void)
 
 	if (!percpu_fence_available())
 		return -ENOSYS;
+	if (in_fence)
+		percpu_die("percpu_fence: called from a signal handler that "
+		           "interrupted percpu_fence() in the same thread: it "
+		           "would wait for itself (fence from thread context)");
+	in_fence = true;
 	pthread_mutex_lock(&fence_lock);
 	need = fence_started + 1; /* the first fence to begin after our stores */
 	if (PERCPU_TEST_HOOK(percpu_test_fence_wrong_ticket))
@@ -120,6 +128,7 @@ int percpu_fence(void)
 			break;
 	}
 	pthread_mutex_unlock(&fence_lock);
+	in_fence = false;
 	return rc;
 }
 

@@ -719,6 +719,39 @@ TEST(negative_control_counting_the_fence_in_flight_is_caught)
 	                     "check proves nothing");
 }
 
+/*
+ * Misuse: a signal handler that fences while its thread is inside
+ * percpu_fence() (here: holding a fence in flight) would wait for
+ * itself; it aborts with a message instead of hanging.
+ */
+static void fence_in_handler(int sig)
+{
+	(void)sig;
+	(void)percpu_fence();
+}
+
+static void raise_inside_fence(void)
+{
+	raise(SIGUSR1);
+}
+
+static void fence_from_a_handler_inside_fence(void)
+{
+	signal(SIGUSR1, fence_in_handler);
+	percpu_test_fence_hook = raise_inside_fence;
+	(void)percpu_fence();
+}
+
+TEST(fence_from_a_signal_handler_inside_fence_aborts_with_a_message)
+{
+	if (!percpu_fence_available()) {
+		printf("# no fence on this path\n");
+		return;
+	}
+	CHECK(harness_dies_with(fence_from_a_handler_inside_fence,
+	                        "percpu_fence: called from a signal handler"));
+}
+
 /* ---- fetch_and_zero racing adds --------------------------------------- */
 
 struct zero_race {

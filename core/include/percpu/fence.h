@@ -54,7 +54,8 @@ bool percpu_fence_available(void);
  * fence that began after a caller's call covers that caller), so N
  * concurrent calls cost at most two membarriers between them, while each
  * gets the full guarantee above.  Thread context: it takes a mutex, so
- * not from a signal handler.
+ * not from a signal handler (one that interrupts percpu_fence() in its
+ * own thread aborts with a message: it would wait for itself).
  */
 int percpu_fence(void);
 
