@@ -441,6 +441,29 @@ static void drain_racing_releases(void)
 	lc_reinit();
 }
 
+/*
+ * The kill of global op 4 with arg bit 3: the ref and a fresh one killed
+ * together, behind one fence (percpu_ref_kill_batch_and_confirm).  The
+ * fresh one holds no other reference: it is released inside the call,
+ * once, and then exited here.  ref_dead is already set by the caller.
+ */
+static void kill_in_a_batch(void)
+{
+	struct fref *extra = calloc(1, sizeof(*extra));
+	struct percpu_ref *both[2];
+
+	if (!extra || percpu_ref_init(&extra->ref, on_release, 0))
+		mismatch("percpu_ref_init failed");
+	both[0] = &ref->ref;
+	both[1] = &extra->ref;
+	percpu_ref_kill_batch_and_confirm(both, 2, NULL);
+	releases_expected++; /* the extra's, inside the call */
+	note_ref_count();    /* and the ref's, if nothing else held it */
+	settle_releases();
+	percpu_ref_exit(&extra->ref);
+	free(extra);
+}
+
 static void global_op(uint8_t b)
 {
 	unsigned kind = b % 12, arg = b >> 4;
@@ -474,7 +497,10 @@ static void global_op(uint8_t b)
 			if (api_fuzz_inject_bug == 2)
 				percpu_ref_get(&ref->ref); /* the bug: a leak */
 			ref_dead = true;
-			percpu_ref_kill(&ref->ref);
+			if (arg & 8)
+				kill_in_a_batch();
+			else
+				percpu_ref_kill(&ref->ref);
 		}
 		break;
 	case 5:
