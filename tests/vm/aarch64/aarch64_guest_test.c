@@ -30,6 +30,9 @@
  *   percpu_ref        get/put pairs under the same storm, the ref killed
  *                     half way through (by progress): release() runs
  *                     exactly once, at our last put, and not before.
+ *   gate_fenced_switch / gate_unfenced_control  the mode switch forced
+ *                     in gate mode (check_gate() below): with the fence no
+ *                     held section commits late; without it one must.
  *   negative_control  a non-restartable add (load, spin, store on the
  *                     current CPU's word, no section) under the same storm
  *                     and migrations must be caught losing counts: the
@@ -59,6 +62,7 @@
 
 #include <percpu/counter.h>
 #include <percpu/cpu.h>
+#include <percpu/fence.h>
 #include <percpu/localcount.h>
 #include <percpu/ops.h>
 #include <percpu/percpu_ref.h>
@@ -71,7 +75,7 @@
 
 static int failures;
 static int ncpus;
-static long iters = 20000;
+static long iters = 10000; /* per worker and round; a64_iters= overrides */
 
 static void report(bool ok, const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -444,6 +448,95 @@ static void check_percpu_ref(void)
 	percpu_ref_exit(&the_ref);
 }
 
+/*
+ * The mode-switch primitive, forced (ops_test's gate idea): the sections
+ * run in gate mode, so the adder's section, past its mode check (it read
+ * 0), stores 1 to the gate and waits; the controller, on another CPU,
+ * stores mode 1, runs percpu_fence() (or, in the negative control, does
+ * not), and only then says "go".  With the fence the held section must
+ * have been restarted (membarrier's rseq restart on arm64) and retries
+ * into mode 1: no late commit in any round.  Without it the held section
+ * commits after the switch: a late commit must be seen.
+ */
+struct gate_run {
+	void *slot;
+	uintptr_t mode;
+	int64_t central;
+	long ops;
+	int stop;
+};
+
+static void *gated_adder(void *arg)
+{
+	struct gate_run *r = arg;
+
+	migrate(0);
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		if (!percpu_add_if_zero(r->slot, &r->mode, 1))
+			__atomic_fetch_add(&r->central, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&r->ops, 1, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+static void check_gate(bool fenced)
+{
+	struct gate_run r = { .slot = percpu_slab_alloc(8, 8) };
+	long rounds = 0, late = 0, retried = 0, max = fenced ? 20 : 200;
+	unsigned long aborts0 = percpu_test_aborts;
+	pthread_t adder;
+	bool exact;
+
+	the_op = OP_ADD; /* no storm runs here */
+	migrate(1);      /* the controller: not the adder's CPU */
+	__atomic_store_n(&percpu_test_inject_gate, 0, __ATOMIC_SEQ_CST);
+	percpu_test_inject_spins = -(1L << 26); /* gate mode */
+	pthread_create(&adder, NULL, gated_adder, &r);
+	while (rounds < max && (fenced || late == 0)) {
+		long ops;
+		int64_t before, after;
+
+		while (__atomic_load_n(&percpu_test_inject_gate, __ATOMIC_SEQ_CST) != 1)
+			;
+		ops = __atomic_load_n(&r.ops, __ATOMIC_ACQUIRE);
+		before = percpu_sum(r.slot);
+		__atomic_store_n(&r.mode, 1, __ATOMIC_SEQ_CST);
+		if (fenced && percpu_fence() != 0)
+			break;
+		__atomic_store_n(&percpu_test_inject_gate, 2, __ATOMIC_SEQ_CST);
+		while (__atomic_load_n(&r.ops, __ATOMIC_ACQUIRE) == ops)
+			;
+		after = percpu_sum(r.slot);
+		if (after != before)
+			late++;
+		else
+			retried++;
+		rounds++;
+		__atomic_store_n(&percpu_test_inject_gate, 0, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&r.mode, 0, __ATOMIC_SEQ_CST);
+	}
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&r.mode, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&percpu_test_inject_gate, 2, __ATOMIC_SEQ_CST);
+	pthread_join(adder, NULL);
+	percpu_test_inject_spins = 0;
+	__atomic_store_n(&percpu_test_inject_gate, 0, __ATOMIC_SEQ_CST);
+	exact = r.central + percpu_sum(r.slot) == (int64_t)r.ops;
+	if (fenced)
+		report(rounds == max && late == 0 && exact, "gate_fenced_switch",
+		       "%ld switches with a section held past its mode check, "
+		       "fenced: %ld late commit(s) (0 expected), %ld restarted "
+		       "into the new mode, %lu aborted, sum exact %d",
+		       rounds, late, retried, percpu_test_aborts - aborts0,
+		       (int)exact);
+	else
+		report(late > 0 && exact, "gate_unfenced_control",
+		       "the same without the fence: %ld round(s), %ld late "
+		       "commit(s) caught (> 0 expected), sum exact %d",
+		       rounds, late, (int)exact);
+	percpu_slab_free(r.slot);
+}
+
 static void check_negative_control(void)
 {
 	void *h = percpu_slab_alloc(8, 8);
@@ -521,6 +614,8 @@ int main(void)
 	check_add_if_zero();
 	check_localcount();
 	check_percpu_ref();
+	check_gate(true);
+	check_gate(false);
 	check_negative_control();
 
 	printf("AARCH64-TEST-RESULT: %s (%d failed)\n", failures ? "FAIL" : "PASS",

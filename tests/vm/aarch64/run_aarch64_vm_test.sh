@@ -40,7 +40,7 @@ skip() {
 say() { echo "a64vm: $*"; }
 
 # ---- the log checker, and its negative controls ------------------------------
-CHECKS="topology_cpus topology_nodes rseq_registered add_exact add_if_zero_exact add_if_zero_mode_set localcount percpu_ref negative_control"
+CHECKS="topology_cpus topology_nodes rseq_registered add_exact add_if_zero_exact add_if_zero_mode_set localcount percpu_ref gate_fenced_switch gate_unfenced_control negative_control"
 # check_log LOG: 0 if the guest passed every check; else prints why.
 check_log() {
 	local log=$1 c bad=0
