@@ -33,12 +33,15 @@ packages=(
 	clang-format      # clang-format 14: //tests/lint:clang_format_test
 	cpio              # packs the NUMA VM test's initramfs
 	curl              # the HTTP client of //exporter:metrics_http_test
+	gcc-aarch64-linux-gnu # the aarch64 cross build (tests/vm/aarch64, docs/aarch64.md)
+	libc6-dev-arm64-cross # glibc 2.36 for arm64 (rseq), for the cross build
 	libasan8          # ASan runtime (the asan leg; also preloaded into python3)
 	libtsan2          # TSan runtime (the tsan leg)
 	libubsan1         # UBSan runtime (the asan leg is ASan+UBSan)
 	libclang-rt-14-dev # libFuzzer and clang's sanitizer runtimes (tests/fuzz)
 	libmicrohttpd-dev # HTTP for //exporter:metrics_http (GET /metrics)
 	libnuma-dev       # NUMA placement of per-CPU units (libnuma)
+	libnuma-dev:arm64 # libnuma.a for the aarch64 guest (multiarch: arm64 added below)
 	numactl           # numactl --hardware, for humans and the NUMA tests
 	prometheus        # promtool check metrics (tests/c:prometheus_test) and the server (tests/prometheus)
 	python3           # /usr/bin/python3 for Bazel's Python rules
@@ -52,14 +55,27 @@ packages=(
 	python3-setuptools # builds the package for pip
 	python3-venv      # venv with system site packages for the install check
 	python3-wheel     # pip's wheel build, offline
+	qemu-system-arm   # qemu-system-aarch64: the arm64 guest (tests/vm/aarch64)
 	qemu-system-x86   # boots multi-node NUMA guests, TCG (tests/vm)
 	swig              # the SWIG binding
 	valgrind          # the valgrind leg: the C suite under memcheck
 )
 
+sudo=()
+((EUID == 0)) || sudo=(sudo)
+# The aarch64 guest (tests/vm/aarch64) needs arm64 packages: libnuma-dev:arm64
+# above, and its kernel (downloaded, never installed, by
+# tests/vm/aarch64/fetch_kernel_arm64.sh).
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+	echo "bootstrap: dpkg --add-architecture arm64"
+	"${sudo[@]}" dpkg --add-architecture arm64
+fi
+
 missing=()
 for pkg in "${packages[@]}"; do
-	status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+	# One line per installed architecture (libnuma-dev and libnuma-dev:arm64
+	# are both "libnuma-dev" to an unqualified query): all must be installed.
+	status=$(dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | sort -u || true)
 	[[ "$status" == "install ok installed" ]] || missing+=("$pkg")
 done
 # npm, for buildifier, unless some nodejs already brings it (Debian's npm
@@ -69,8 +85,6 @@ if [[ ! -x $buildifier ]] && ! command -v npm >/dev/null; then
 	missing+=(npm)
 fi
 
-sudo=()
-((EUID == 0)) || sudo=(sudo)
 if ((${#missing[@]} == 0)); then
 	echo "bootstrap: all ${#packages[@]} packages present"
 else

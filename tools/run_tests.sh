@@ -6,7 +6,7 @@
 #   default   bazel test //...: every C test on the rseq, tunable
 #             (GLIBC_TUNABLES=glibc.pthread.rseq=0) and seccomp paths, the
 #             Python suite for both bindings on the same three paths, the
-#             QEMU NUMA VM test, the install-tree test, the tree's own
+#             QEMU NUMA and aarch64 VM tests, the install-tree test, the tree's own
 #             checks (//tests/licence, //tests/lint: SPDX lines, one copy
 #             of the C flags and of the version, clang-format, buildifier)
 #   valgrind  the C suite under valgrind memcheck (<name>_valgrind targets,
@@ -59,7 +59,7 @@ declare -A LEG_ARGS=(
 # the tests it leaves out this way.  Prefer select() on //tools:asan etc.
 # where only part of a test must change.
 declare -A LEG_WHAT=(
-	[default]="full suite: C on rseq/tunable/seccomp(/nosysfs), Python x2 bindings x3 paths, NUMA VM, the /metrics server against curl, dist (the README's link lines), an external Bazel workspace consuming @percpu, lint (clang-format, buildifier, copts, version, SPDX)"
+	[default]="full suite: C on rseq/tunable/seccomp(/nosysfs), Python x2 bindings x3 paths, NUMA VM, the aarch64 rseq port (disassembly; arm64 guest under QEMU), the /metrics server against curl, dist (the README's link lines), an external Bazel workspace consuming @percpu, lint (clang-format, buildifier, copts, version, SPDX)"
 	[valgrind]="C suite under valgrind memcheck (fallback path; errors and leaks fatal)"
 	[asan]="full suite under ASan+UBSan (--config=asan_ubsan)"
 	[tsan]="full suite under TSan (--config=tsan)"
@@ -70,8 +70,8 @@ declare -A LEG_SKIPS=(
 	[default]=""
 	[fuzz]="bazel target patterns and flags (the fuzzer is built by clang directly)"
 	[valgrind]="everything but the C suite's *_valgrind targets: the Python suite is not run under valgrind (memcheck on CPython is slow and mostly about CPython's allocator; the Python suite's memory checking is the asan leg)"
-	[asan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes) and //tests/external:external_test (a second Bazel build, the default configuration) and //tests/prometheus:prometheus_server_test (a plain py_test: its Python target would need the runtime preloaded as run_on_path.sh does; the C server and the Collector are checked there by //exporter:metrics_http_test and //tests/python's test_prometheus.py) and //tests/stat:values_test and //tests/stat:sidecar_test (plain py_tests whose Python service loads the extension, which would need the runtime preloaded likewise; the C service and percpu-stat are run in this leg by //tests/stat:storm_test, :lifecycle_test and :permission_test); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes)"
-	[tsan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes) and //tests/external:external_test (a second Bazel build, the default configuration) and //tests/prometheus:prometheus_server_test (a plain py_test: its Python target would need the runtime preloaded as run_on_path.sh does; the C server and the Collector are checked there by //exporter:metrics_http_test and //tests/python's test_prometheus.py) and //tests/stat:values_test and //tests/stat:sidecar_test (plain py_tests whose Python service loads the extension, which would need the runtime preloaded likewise; the C service and percpu-stat are run in this leg by //tests/stat:storm_test, :lifecycle_test and :permission_test); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes)"
+	[asan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/vm:aarch64_vm_test (likewise: a static arm64 guest, cross-built outside Bazel) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes) and //tests/external:external_test (a second Bazel build, the default configuration) and //tests/prometheus:prometheus_server_test (a plain py_test: its Python target would need the runtime preloaded as run_on_path.sh does; the C server and the Collector are checked there by //exporter:metrics_http_test and //tests/python's test_prometheus.py) and //tests/stat:values_test and //tests/stat:sidecar_test (plain py_tests whose Python service loads the extension, which would need the runtime preloaded likewise; the C service and percpu-stat are run in this leg by //tests/stat:storm_test, :lifecycle_test and :permission_test); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes)"
+	[tsan]="//tests/vm:numa_vm_test (its guest binary links -static, which the sanitizer runtimes cannot) and //tests/vm:aarch64_vm_test (likewise: a static arm64 guest, cross-built outside Bazel) and //tests/dist:dist_test (compiles and links outside Bazel, without the runtimes) and //tests/external:external_test (a second Bazel build, the default configuration) and //tests/prometheus:prometheus_server_test (a plain py_test: its Python target would need the runtime preloaded as run_on_path.sh does; the C server and the Collector are checked there by //exporter:metrics_http_test and //tests/python's test_prometheus.py) and //tests/stat:values_test and //tests/stat:sidecar_test (plain py_tests whose Python service loads the extension, which would need the runtime preloaded likewise; the C service and percpu-stat are run in this leg by //tests/stat:storm_test, :lifecycle_test and :permission_test); the *_valgrind targets are filtered out (valgrind cannot run sanitizer runtimes)"
 )
 
 legs_spec=${PERCPU_TEST_LEGS:-}

@@ -423,7 +423,7 @@ static int trydrain(struct localcount *lc, int *was, int64_t *refs)
 	}
 	/* The releases we counted happen before the caller frees the object:
 	 * their central adds were release RMWs, read with acquire above; a
-	 * per-CPU commit is an x86 store made visible by the fence (or, in
+	 * per-CPU commit is a store made visible by the fence (or, in
 	 * atomic mode, there are none) -- the compiler must not reorder
 	 * either. */
 	__asm__ __volatile__("" ::

@@ -160,8 +160,10 @@
  * Ordering: everything a thread did with the object before its release
  * happens before the drain (or successful trydrain) that counts that
  * release returns, so the caller may free the object: the per-CPU commit
- * is a store after a compiler barrier (x86 orders it after all earlier
- * accesses) and is made visible by the fence or read by trydrain; central
+ * is a store after a compiler barrier, and the fence that drain and
+ * trydrain run before reading the words orders everything each thread did
+ * before it (membarrier; on x86 the store is a release anyway, on aarch64
+ * it is not -- <percpu/arch/arch.h>, "Memory order"); central
  * releases are release RMWs read by acquire operations; draining releases
  * go through the interlock.  TSan builds are told so by <percpu/ops.h>
  * (PERCPU_TSAN_RELEASE at every per-CPU commit, PERCPU_TSAN_ACQUIRE in
@@ -314,10 +316,11 @@ localcount_release(struct localcount *lc, pthread_cond_t *cv,
 
 	/*
 	 * Our use of the object must happen before the drainer frees it:
-	 * the commit is a store, and x86 (the only rseq architecture of
-	 * <percpu/arch/arch.h>) never lets earlier loads or stores pass a
-	 * store; the asm's "memory" clobber keeps the compiler from moving
-	 * them past it.  The slow paths use release atomics or the interlock.
+	 * the commit is a store, which the drainer's fence (membarrier)
+	 * orders after our earlier loads and stores on every architecture
+	 * (<percpu/arch/arch.h>, "Memory order"); the asm's "memory" clobber
+	 * keeps the compiler from moving them past it.  The slow paths use
+	 * release atomics or the interlock.
 	 */
 	if (__builtin_expect(!percpu_add_if_zero(percpu, &lc->lc_mode, -1), 0))
 		localcount_release_slow(lc, cv, interlock);

@@ -36,7 +36,18 @@
  *
  * Memory order: a committed add is ordered after the load of *mode (the
  * add is control-dependent on it, and on x86 loads are not reordered with
- * later stores).  Weaker architectures must make that load an acquire.
+ * later stores).  Weaker architectures must make that load an acquire
+ * (aarch64: ldar).  The commit need *not* be a release: it is on x86 (TSO),
+ * it is not on aarch64 (a plain str), and no caller relies on it -- every
+ * path that reads per-CPU words and then frees or finalises on their
+ * strength (localcount drain/trydrain, the percpu_ref switch) first runs
+ * percpu_fence(), whose membarrier orders each thread's earlier accesses
+ * before the fence returns.  Counter reads need no order, only exactness.
+ *
+ * The rseq area is at thread pointer + __rseq_offset, a *signed* offset:
+ * -32 on aarch64 (TLS variant I: the area lies below the thread pointer).
+ * Nothing may assume the area is above it.  Page size is not part of the
+ * contract either: the slab asks sysconf(_SC_PAGESIZE) at run time.
  * The commit is asm, so ThreadSanitizer never sees it: <percpu/ops.h>
  * annotates every attempt (PERCPU_TSAN_RELEASE) once, for every
  * architecture, so these files need no TSan code of their own.
@@ -59,6 +70,8 @@
 
 #if defined(__x86_64__) && !defined(PERCPU_NO_RSEQ) && __has_include(<sys/rseq.h>)
 #include <percpu/arch/x86_64.h>
+#elif defined(__aarch64__) && !defined(PERCPU_NO_RSEQ) && __has_include(<sys/rseq.h>)
+#include <percpu/arch/aarch64.h>
 #else
 #include <percpu/arch/generic.h>
 #endif
