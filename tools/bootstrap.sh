@@ -65,7 +65,7 @@ sudo=()
 ((EUID == 0)) || sudo=(sudo)
 # The aarch64 guest (tests/vm/aarch64) needs arm64 packages: libnuma-dev:arm64
 # above, and its kernel (downloaded, never installed, by
-# tests/vm/aarch64/fetch_kernel_arm64.sh).
+# tests/vm/fetch_kernel.sh ... arm64).
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
 	echo "bootstrap: dpkg --add-architecture arm64"
 	"${sudo[@]}" dpkg --add-architecture arm64

@@ -1,20 +1,32 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# fetch_kernel.sh CACHE_DIR
+# fetch_kernel.sh CACHE_DIR [amd64|arm64]
 #
-# Make sure CACHE_DIR/vmlinuz holds a Debian kernel for the NUMA test
-# guest, and print its path.  The kernel is the one the metapackage
-# linux-image-amd64 depends on; its .deb is only downloaded (apt-get
-# download needs no root) and unpacked here -- nothing is installed -- and
-# only vmlinuz is kept (8 MB of the 70 MB package).  Stale package lists
-# are refreshed with apt-get update when we are root.
+# Make sure CACHE_DIR/vmlinuz holds a Debian kernel for a test guest, and
+# print its path.  The kernel is the one a metapackage depends on:
+#   amd64 (default)  linux-image-amd64, for the NUMA test guest;
+#   arm64            linux-image-cloud-arm64:arm64, for the aarch64 guest
+#                    (tests/vm/aarch64): the flavour with the virtio
+#                    drivers QEMU's virt machine needs; its config has
+#                    CONFIG_RSEQ, CONFIG_MEMBARRIER and CONFIG_NUMA.
+# The exact package is downloaded (a glob would fetch every version and
+# flavour; apt-get download needs no root) and unpacked here -- nothing is
+# installed -- and only vmlinuz is kept (8 MB of the 70 MB package).
+# Stale package lists are refreshed with apt-get update when we are root
+# (for arm64, after dpkg --add-architecture arm64 if it is missing).
 #
 # Exit status: 0 with the path on stdout; 2 with the reason on stderr when
 # the kernel cannot be had here (no apt, no network, no permission).
 # Concurrent callers are serialised by a lock in CACHE_DIR.
 set -eu
-[ $# = 1 ] || { echo "usage: $0 CACHE_DIR" >&2; exit 2; }
+[ $# = 1 ] || [ $# = 2 ] || { echo "usage: $0 CACHE_DIR [amd64|arm64]" >&2; exit 2; }
 cache=$1
+arch=${2:-amd64}
+case $arch in
+amd64) meta=linux-image-amd64 ;;
+arm64) meta=linux-image-cloud-arm64:arm64 ;;
+*) echo "$0: no guest kernel for architecture '$arch'" >&2; exit 2 ;;
+esac
 cannot() { echo "$*" >&2; exit 2; }
 
 if [ -s "$cache/vmlinuz" ]; then        # cached: may be read-only to us
@@ -36,17 +48,21 @@ root=false
 [ "$(id -u)" = 0 ] && root=true
 refresh() {
 	$root || return 1
+	if [ "$arch" = arm64 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+		echo "fetch_kernel: dpkg --add-architecture arm64" >&2
+		dpkg --add-architecture arm64 || return 1
+	fi
 	echo "fetch_kernel: apt-get update" >&2
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || return 1
 }
 kernel_package() {
-	apt-cache depends linux-image-amd64 2>/dev/null |
+	apt-cache depends "$meta" 2>/dev/null |
 		awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
 }
 
 pkg=$(kernel_package)
 [ -n "$pkg" ] || { refresh && pkg=$(kernel_package); } || true
-[ -n "$pkg" ] || cannot "apt does not know linux-image-amd64 (no package lists, and apt-get update needs root)"
+[ -n "$pkg" ] || cannot "apt does not know $meta (no package lists, and apt-get update needs root)"
 
 tmp=$(mktemp -d "$cache/.fetch.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT

@@ -5,7 +5,7 @@
 # The aarch64 rseq port in a real arm64 kernel (docs/aarch64.md):
 # cross-builds the core and aarch64_guest_test.c statically
 # (cross_build.sh), packs the binary as /init of an initramfs, and boots
-# Debian's arm64 cloud kernel (fetch_kernel_arm64.sh) under
+# Debian's arm64 cloud kernel (tests/vm/fetch_kernel.sh arm64) under
 # qemu-system-aarch64 -M virt -cpu max, TCG, once per variant:
 #
 #   smp2    2 vCPUs
@@ -114,7 +114,7 @@ kernel=${PERCPU_VM_KERNEL_ARM64:-}
 if [[ -z $kernel ]]; then
 	cache=$(pick_cache)
 	[[ -n $cache ]] || skip "no writable cache directory for the guest kernel"
-	kernel=$("$here/fetch_kernel_arm64.sh" "$cache" 2>"$work/fetch.log") ||
+	kernel=$("$src/tests/vm/fetch_kernel.sh" "$cache" arm64 2>"$work/fetch.log") ||
 		skip "no arm64 guest kernel in $cache: $(tail -n 3 "$work/fetch.log")"
 	sed 's/^/a64vm: /' "$work/fetch.log"
 fi
