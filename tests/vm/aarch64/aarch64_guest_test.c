@@ -329,7 +329,10 @@ static void check_add_exact(void)
 		aborts = percpu_test_aborts - aborts0;
 	} while (exact && aborts == 0 && rounds < 20);
 	percpu_test_inject_spins = 0;
-	report(exact && aborts > 0 && twin_sum(c) == 0 && not_rseq_threads == 0,
+	/* How many sections the storm happened to abort depends on the host:
+	 * reported, not judged.  That an aborted section restarts and
+	 * commits once is proven deterministically by gate_fenced_switch. */
+	report(exact && twin_sum(c) == 0 && not_rseq_threads == 0,
 	       "add_exact",
 	       "%d round(s), sum %" PRIu64 " expected %" PRId64 ", twins %" PRId64
 	       ", %lu sections aborted and restarted, "
@@ -522,8 +525,12 @@ static void check_gate(bool fenced)
 	percpu_test_inject_spins = 0;
 	__atomic_store_n(&percpu_test_inject_gate, 0, __ATOMIC_SEQ_CST);
 	exact = r.central + percpu_sum(r.slot) == (int64_t)r.ops;
+	/* Every held section is aborted by the fence's restart: at least one
+	 * abort a round, whatever the host's speed. */
 	if (fenced)
-		report(rounds == max && late == 0 && exact, "gate_fenced_switch",
+		report(rounds == max && late == 0 && exact &&
+		               percpu_test_aborts - aborts0 >= (unsigned long)rounds,
+		       "gate_fenced_switch",
 		       "%ld switches with a section held past its mode check, "
 		       "fenced: %ld late commit(s) (0 expected), %ld restarted "
 		       "into the new mode, %lu aborted, sum exact %d",
